@@ -1,0 +1,18 @@
+//! faceverify: one-shot face verification that trains and runs entirely in the browser.
+//!
+//! The crate is a pure core that is tested natively (`model`, `vision`, `train`, `verify`,
+//! `store`, `backend`, `protocol`) and one thin browser layer (`web`, wasm only) that owns the
+//! camera, IndexedDB, the worker's message loop and the wasm-bindgen exports.
+
+pub mod backend;
+pub mod camera;
+pub mod model;
+pub mod protocol;
+pub mod selfcheck;
+pub mod store;
+pub mod train;
+pub mod verify;
+pub mod vision;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

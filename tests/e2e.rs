@@ -1,0 +1,170 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! End-to-end tests against the built app (`trunk build`) in headless Chromium with a fake
+//! camera. They need the build, Chromium and ../shared, so they are `#[ignore]`d in a plain
+//! `cargo test` and run by `cargo xtask test` (`--include-ignored`); when something they need
+//! is missing they fail and say what.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{ChromeDriver, StaticServer, dist_dir, shared_dir};
+
+const STARTUP: Duration = Duration::from_secs(180);
+
+fn camera_args(clip: &str) -> Vec<String> {
+    let clip = shared_dir().join("camera").join(clip);
+    assert!(clip.is_file(), "missing camera clip {}", clip.display());
+    vec![
+        "--use-fake-ui-for-media-stream".into(),
+        "--use-fake-device-for-media-stream".into(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
+    ]
+}
+
+/// Grabs the current video frame and returns its size and pixel statistics.
+const FRAME_STATS: &str = r#"
+    const v = document.getElementById('camera');
+    const t0 = performance.now();
+    while (!(v.readyState >= 2 && v.videoWidth > 0)) {
+        if (performance.now() - t0 > 30000) return { error: 'no video frames within 30 s' };
+        await new Promise(r => setTimeout(r, 100));
+    }
+    const c = document.createElement('canvas');
+    c.width = v.videoWidth; c.height = v.videoHeight;
+    const g = c.getContext('2d');
+    g.drawImage(v, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let sum = 0, sum2 = 0, chroma = 0;
+    const n = c.width * c.height;
+    for (let i = 0; i < d.length; i += 4) {
+        const y = (d[i] + d[i + 1] + d[i + 2]) / 3;
+        sum += y; sum2 += y * y;
+        chroma += Math.abs(d[i] - d[i + 1]) + Math.abs(d[i + 1] - d[i + 2]);
+    }
+    const mean = sum / n;
+    return { width: c.width, height: c.height, mean, std: Math.sqrt(sum2 / n - mean * mean), chroma: chroma / n };
+"#;
+
+fn backend_of(session: &support::Session) -> String {
+    session
+        .wait_for(
+            "document.getElementById('backend-status').dataset.backend",
+            "the worker to report its backend",
+            STARTUP,
+        )
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn run_training_check(session: &support::Session) -> (String, String) {
+    session.wait_for(
+        "!document.getElementById('check-training').disabled",
+        "the self-check button to be enabled",
+        STARTUP,
+    );
+    session.click("check-training");
+    let passed = session.wait_for(
+        "document.getElementById('check-result').dataset.passed",
+        "the training self-check result",
+        STARTUP,
+    );
+    (
+        passed.as_str().unwrap().to_string(),
+        session.text("check-result"),
+    )
+}
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn fake_camera_frames_reach_the_page_and_webgpu_is_chosen() {
+    let server = StaticServer::start(dist_dir());
+    let driver = ChromeDriver::start();
+    let mut args = camera_args("person-a.mjpeg");
+    args.push("--enable-unsafe-webgpu".into());
+    let session = driver.session(&args);
+    session.goto(&server.url("/"));
+
+    session.wait_for(
+        "document.getElementById('camera-panel').dataset.camera === 'live'",
+        "the camera to go live",
+        STARTUP,
+    );
+    let stats = session.eval_async(FRAME_STATS);
+    assert!(stats.get("error").is_none(), "{stats}");
+    assert_eq!(stats["width"], 640, "{stats}");
+    assert_eq!(stats["height"], 480, "{stats}");
+    let (mean, std, chroma) = (
+        stats["mean"].as_f64().unwrap(),
+        stats["std"].as_f64().unwrap(),
+        stats["chroma"].as_f64().unwrap(),
+    );
+    // A real photo: neither black nor blown out, with structure (not a flat test colour).
+    assert!((20.0..235.0).contains(&mean) && std > 15.0, "{stats}");
+    // person-a.mjpeg is grayscale LFW: R = G = B up to JPEG noise. Chromium's built-in fake
+    // pattern is green, so this proves the clip itself is on screen.
+    assert!(chroma < 8.0, "not the grayscale clip: {stats}");
+
+    assert_eq!(
+        backend_of(&session),
+        "WebGPU",
+        "{}",
+        session.text("backend-status")
+    );
+    assert!(session.text("webgpu-notice").is_empty());
+    let (passed, text) = run_training_check(&session);
+    assert_eq!(passed, "true", "{text}");
+    assert!(text.contains("WebGPU"), "{text}");
+}
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
+    let server = StaticServer::start(dist_dir());
+    let driver = ChromeDriver::start();
+    let session = driver.session(&camera_args("person-a.mjpeg"));
+    session.goto(&server.url("/"));
+
+    assert_eq!(backend_of(&session), "CPU");
+    let status = session.text("backend-status");
+    assert!(status.contains("no WebGPU"), "{status}");
+    let notice = session.text("webgpu-notice");
+    assert!(notice.contains("WebGPU is missing"), "{notice}");
+    let (passed, text) = run_training_check(&session);
+    assert_eq!(passed, "true", "{text}");
+    assert!(text.contains("CPU"), "{text}");
+}
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn a_denied_camera_shows_what_to_do_and_the_page_still_works() {
+    let server = StaticServer::start(dist_dir());
+    let driver = ChromeDriver::start();
+    // A fake device exists but the permission prompt is denied.
+    let session = driver.session(&[
+        "--use-fake-device-for-media-stream".into(),
+        "--deny-permission-prompts".into(),
+    ]);
+    session.goto(&server.url("/?backend=cpu"));
+
+    session.wait_for(
+        "document.getElementById('camera-panel').dataset.camera === 'error'",
+        "the camera error",
+        STARTUP,
+    );
+    let message = session.text("camera-status");
+    assert!(
+        message.contains("denied") && message.contains("Allow the camera"),
+        "{message}"
+    );
+    assert!(
+        session.eval("return !document.getElementById('camera-retry').hidden;")
+            == serde_json::json!(true),
+        "the Retry button is offered"
+    );
+    // The rest of the app is unaffected.
+    assert_eq!(backend_of(&session), "CPU");
+    let (passed, text) = run_training_check(&session);
+    assert_eq!(passed, "true", "{text}");
+}

@@ -1,0 +1,443 @@
+//! End-to-end test support: a static file server for the built app, ChromeDriver, and a small
+//! WebDriver client. Plain std + serde_json: no browser-downloading test framework works here.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// `../shared` beside the repository, or a panic that says what is missing.
+pub fn shared_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    assert!(
+        dir.join("camera").is_dir(),
+        "this test needs the shared data at {} (camera clips, LFW); it is missing",
+        dir.display()
+    );
+    dir.canonicalize().unwrap()
+}
+
+/// The built app (`trunk build`), from FACEVERIFY_DIST, or a panic that says how to build it.
+pub fn dist_dir() -> PathBuf {
+    let dir = std::env::var_os("FACEVERIFY_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
+    assert!(
+        dir.join("index.html").is_file() && dir.join("worker.js").is_file(),
+        "end-to-end tests need the built app in {}: run them through `cargo xtask test` (it runs `trunk build`)",
+        dir.display()
+    );
+    dir
+}
+
+/// Serves a directory on 127.0.0.1 on a free port, and logs every request path.
+pub struct StaticServer {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StaticServer {
+    pub fn start(root: PathBuf) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, stopped) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (root, log) = (root.clone(), log.clone());
+                std::thread::spawn(move || serve_one(stream, &root, &log));
+            }
+        });
+        Self {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css",
+        Some("json" | "webmanifest") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+fn serve_one(stream: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    // Drain the headers; the server answers GET only.
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
+    log.lock().unwrap().push(path.clone());
+    let clean = path.split(['?', '#']).next().unwrap_or("/");
+    let relative = if clean == "/" {
+        "index.html"
+    } else {
+        clean.trim_start_matches('/')
+    };
+    let file = root.join(relative);
+    let mut stream = stream;
+    let inside = file
+        .canonicalize()
+        .ok()
+        .zip(root.canonicalize().ok())
+        .is_some_and(|(f, r)| f.starts_with(r));
+    match std::fs::read(&file) {
+        Ok(body) if inside => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+                content_type(&file),
+                body.len()
+            );
+            let _ = stream
+                .write_all(head.as_bytes())
+                .and_then(|()| stream.write_all(&body));
+        }
+        _ => {
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+            );
+        }
+    }
+}
+
+/// A ChromeDriver process on a free port, stopped on drop.
+pub struct ChromeDriver {
+    child: Child,
+    port: u16,
+}
+
+impl ChromeDriver {
+    pub fn start() -> Self {
+        let binary =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        assert!(
+            Path::new(&binary).exists() && Path::new("/usr/bin/chromium").exists(),
+            "end-to-end tests need Chromium and ChromeDriver ({binary}, /usr/bin/chromium): run `cargo xtask setup`"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok((200, body)) = http(port, "GET", "/status", None)
+                && body["value"]["ready"] == json!(true)
+            {
+                return driver;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("chromedriver did not become ready on port {port}");
+    }
+
+    /// A new headless Chromium session with the common flags plus `extra_args`.
+    pub fn session(&self, extra_args: &[String]) -> Session {
+        let profile = std::env::temp_dir().join(format!(
+            "faceverify-e2e-profile-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ rand_suffix()
+        ));
+        self.session_with_profile(extra_args, &profile)
+    }
+
+    /// A session on a given profile directory (to reopen the browser with the same data).
+    pub fn session_with_profile(&self, extra_args: &[String], profile: &Path) -> Session {
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra_args.iter().cloned());
+        let capabilities = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+                "goog:loggingPrefs": { "browser": "ALL" }
+            }}
+        });
+        let (status, body) =
+            http(self.port, "POST", "/session", Some(&capabilities)).expect("create session");
+        assert_eq!(status, 200, "chromedriver refused the session: {body}");
+        let id = body["value"]["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_string();
+        let session = Session {
+            port: self.port,
+            id,
+        };
+        session.command(
+            "POST",
+            "/timeouts",
+            json!({ "script": 300_000, "pageLoad": 120_000 }),
+        );
+        session
+    }
+}
+
+fn rand_suffix() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish() as u128
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser session.
+pub struct Session {
+    port: u16,
+    id: String,
+}
+
+impl Session {
+    fn command(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("/session/{}{path}", self.id);
+        let body = (method == "POST").then_some(&body);
+        let (status, reply) = http(self.port, method, &url, body).expect("webdriver request");
+        assert_eq!(status, 200, "webdriver {method} {path} failed: {reply}");
+        reply["value"].clone()
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.command("POST", "/url", json!({ "url": url }));
+    }
+
+    /// Runs `script` (a function body; `return` gives the result) in the page.
+    pub fn eval(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+    }
+
+    /// Runs an async function body in the page and returns what it resolves to.
+    pub fn eval_async(&self, body: &str) -> Value {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             (async () => {{ {body} }})().then(done, e => done({{ error: String(e) }}));"
+        );
+        self.command(
+            "POST",
+            "/execute/async",
+            json!({ "script": script, "args": [] }),
+        )
+    }
+
+    /// Polls a JS expression until it is truthy; returns its value.
+    pub fn wait_for(&self, expression: &str, what: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.eval(&format!("return ({expression});"));
+            if !(value.is_null() || value == json!(false) || value == json!("")) {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let text = self.eval("return document.body.innerText;");
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} ({expression}); page text:\n{text}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Text content of the element with `id` ("" when hidden or missing).
+    pub fn text(&self, id: &str) -> String {
+        self.eval(&format!(
+            "const e = document.getElementById('{id}'); return e && !e.hidden ? e.textContent : '';"
+        ))
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    pub fn click(&self, id: &str) {
+        self.eval(&format!("document.getElementById('{id}').click();"));
+    }
+
+    /// Saves a PNG screenshot (for people to look at; tests do not compare pixels).
+    pub fn screenshot(&self, path: &Path) {
+        use base64_decode::decode;
+        let data = self.command("GET", "/screenshot", Value::Null);
+        if let Some(b64) = data.as_str()
+            && let Some(bytes) = decode(b64)
+        {
+            let _ = std::fs::write(path, bytes);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = http(self.port, "DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+/// Minimal HTTP/1.1 client for ChromeDriver on loopback.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    // Read the head, then exactly Content-Length bytes: ChromeDriver may keep the
+    // connection open despite `Connection: close`, so reading to EOF could wait forever.
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_string())
+        })
+    };
+    let body = if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok())
+    {
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        String::from_utf8_lossy(&body).into_owned()
+    } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        read_chunked(&mut reader)?
+    } else {
+        let mut body = String::new();
+        reader.read_to_string(&mut body)?;
+        body
+    };
+    Ok((
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ))
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size)?;
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk)?;
+        if size == 0 {
+            return Ok(String::from_utf8_lossy(&out).into_owned());
+        }
+        out.extend_from_slice(&chunk[..size]);
+    }
+}
+
+/// Base64 decoding for screenshots (std has none).
+mod base64_decode {
+    pub fn decode(input: &str) -> Option<Vec<u8>> {
+        let value = |c: u8| -> Option<u32> {
+            Some(match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => return None,
+            } as u32)
+        };
+        let bytes: Vec<u8> = input
+            .bytes()
+            .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+            .collect();
+        let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+        for chunk in bytes.chunks(4) {
+            let mut n = 0u32;
+            for (i, &c) in chunk.iter().enumerate() {
+                n |= value(c)? << (18 - 6 * i);
+            }
+            let produced = chunk.len() * 6 / 8;
+            for i in 0..produced {
+                out.push((n >> (16 - 8 * i)) as u8);
+            }
+        }
+        Some(out)
+    }
+}

@@ -1,0 +1,21 @@
+// Imports the built pkg/ the way another app would and runs its exports on the CPU backend.
+// Run by `cargo xtask test` after `cargo xtask pkg`: node check.mjs <path to pkg>
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const pkg = path.resolve(process.argv[2] ?? 'pkg');
+const manifest = JSON.parse(await readFile(path.join(pkg, 'package.json'), 'utf8'));
+const module = await import(pathToFileURL(path.join(pkg, manifest.main)).href);
+await module.default({ module_or_path: await readFile(path.join(pkg, 'faceverify_bg.wasm')) });
+
+const version = module.version();
+if (version !== manifest.version) throw new Error(`version() = ${version}, package.json = ${manifest.version}`);
+const report = await module.selectBackend('cpu');
+if (report.kind !== 'Cpu' || report.reason !== 'cpu_requested' || !report.description.startsWith('CPU')) {
+  throw new Error(`unexpected backend report ${JSON.stringify(report)}`);
+}
+let rejected = false;
+try { await module.selectBackend('cuda'); } catch (e) { rejected = String(e).includes('unknown backend'); }
+if (!rejected) throw new Error('selectBackend accepted an unknown backend');
+console.log(`pkg check: faceverify ${version} imported from ${pkg}; ${report.description}`);

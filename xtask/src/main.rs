@@ -1,0 +1,348 @@
+//! `cargo xtask <command>`: the project's set-up, build, serve and test commands.
+//!
+//! Plain std on purpose: the xtask must build in seconds on a bare machine, before anything
+//! else is installed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Trunk builds and serves the app. 0.22 needs a newer rustc than the pinned toolchain.
+const TRUNK_VERSION: &str = "0.21.14";
+/// Debian packages the tests need: a browser and its WebDriver for the browser tests, and
+/// Mesa's Vulkan drivers (lavapipe) so the native wgpu tests have an adapter without a GPU.
+const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "mesa-vulkan-drivers"];
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  setup   install what this machine lacks: the wasm target, Trunk, wasm-bindgen-cli,
+          Chromium, ChromeDriver and Mesa's Vulkan drivers (idempotent)
+  serve   setup, then build the app and serve it on http://127.0.0.1:8080 (Trunk)
+  pkg     build the library as an ES-module package into pkg/ for other web apps
+  test    setup, then every test: native, browser (headless Chromium) and end-to-end";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("serve") => setup().and_then(|()| serve(&args[1..])),
+        Some("pkg") => setup_toolchain().and_then(|()| pkg()),
+        Some("test") => setup().and_then(|()| test()),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown or missing command\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = (), E = String> = std::result::Result<T, E>;
+
+/// The repository root (the xtask lives in `<root>/xtask`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the repository")
+        .to_path_buf()
+}
+
+/// Where cargo puts build output: `CARGO_TARGET_DIR` when set (CI shares one across clones).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Runs a command, echoing it first; fails with the command line when it fails.
+fn run(command: &mut Command) -> Result {
+    let line = format!("{command:?}").replace('"', "");
+    println!("xtask: $ {line}");
+    let status = command
+        .status()
+        .map_err(|e| format!("could not start `{line}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{line}` failed ({status})"))
+    }
+}
+
+/// A command's standard output, or None when it cannot run or fails.
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The version of `package` recorded in Cargo.lock.
+fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{package}\"") {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    Err(format!("{package} is not in Cargo.lock"))
+}
+
+/// The `[tools] wasm_bindgen` pin in Trunk.toml.
+fn trunk_wasm_bindgen_pin() -> Result<String> {
+    let trunk = std::fs::read_to_string(root().join("Trunk.toml"))
+        .map_err(|e| format!("cannot read Trunk.toml: {e}"))?;
+    trunk
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("wasm_bindgen = \""))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .ok_or_else(|| "Trunk.toml lacks [tools] wasm_bindgen".into())
+}
+
+/// The Rust side of set-up: the wasm target and the two CLIs, at the pinned versions.
+fn setup_toolchain() -> Result {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|t| t == WASM_TARGET) {
+        println!("xtask: setup: rust target {WASM_TARGET}: present");
+    } else {
+        run(Command::new("rustup")
+            .args(["target", "add", WASM_TARGET])
+            .current_dir(root()))?;
+    }
+
+    // The CLI must equal the wasm-bindgen crate exactly, or the generated JS does not match.
+    let bindgen = locked_version("wasm-bindgen")?;
+    let pin = trunk_wasm_bindgen_pin()?;
+    if pin != bindgen {
+        return Err(format!(
+            "Trunk.toml pins wasm_bindgen = \"{pin}\" but Cargo.lock has wasm-bindgen {bindgen}: make them equal"
+        ));
+    }
+    if output("wasm-bindgen", &["--version"])
+        .is_some_and(|v| v == format!("wasm-bindgen {bindgen}"))
+    {
+        println!("xtask: setup: wasm-bindgen-cli {bindgen}: present");
+    } else {
+        // No --locked: one of its locked dependency versions is no longer on the registry.
+        run(cargo().args(["install", "wasm-bindgen-cli", "--version", &bindgen]))?;
+    }
+
+    if output("trunk", &["--version"]).is_some_and(|v| v == format!("trunk {TRUNK_VERSION}")) {
+        println!("xtask: setup: trunk {TRUNK_VERSION}: present");
+    } else {
+        run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
+    }
+    Ok(())
+}
+
+fn apt_installed(package: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${Status}", package]).is_some_and(|s| s.ends_with("installed"))
+}
+
+/// Full set-up: the toolchain, the Debian packages, and the crates fetched so that Trunk's
+/// offline `cargo metadata` finds every platform's dependencies.
+fn setup() -> Result {
+    let started = Instant::now();
+    setup_toolchain()?;
+
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !apt_installed(p))
+        .collect();
+    if missing.is_empty() {
+        println!("xtask: setup: {}: present", APT_PACKAGES.join(", "));
+    } else {
+        let is_root = output("id", &["-u"]).is_some_and(|u| u == "0");
+        let apt = |args: &[&str]| {
+            let mut command = if is_root {
+                Command::new("apt-get")
+            } else {
+                Command::new("sudo")
+            };
+            if !is_root {
+                command.args(["-n", "apt-get"]);
+            }
+            command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            command
+        };
+        println!(
+            "xtask: setup: installing {} with apt-get",
+            missing.join(", ")
+        );
+        run(&mut apt(&["update", "-qq"])).map_err(|e| {
+            format!(
+                "{e}\nInstall them yourself: sudo apt-get install {}",
+                missing.join(" ")
+            )
+        })?;
+        let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+        install.args(&missing);
+        run(&mut install)?;
+    }
+
+    run(cargo().args(["fetch", "--quiet"]))?;
+    println!(
+        "xtask: setup: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn serve(extra: &[String]) -> Result {
+    println!(
+        "xtask: serving on http://127.0.0.1:8080 (Ctrl-C stops it); the first build takes minutes"
+    );
+    run(Command::new("trunk")
+        .arg("serve")
+        .args(extra)
+        .current_dir(root()))
+}
+
+/// Builds `pkg/`: the library as an ES module (wasm-bindgen `--target web`) with a package.json.
+fn pkg() -> Result {
+    run(cargo().args(["build", "--release", "--lib", "--target", WASM_TARGET]))?;
+    let wasm = target_dir()
+        .join(WASM_TARGET)
+        .join("release")
+        .join("faceverify.wasm");
+    let out = root().join("pkg");
+    run(Command::new("wasm-bindgen")
+        .args(["--target", "web", "--out-name", "faceverify", "--out-dir"])
+        .arg(&out)
+        .arg(&wasm))?;
+    let version = env!("CARGO_PKG_VERSION");
+    let manifest = format!(
+        r#"{{
+  "name": "faceverify",
+  "version": "{version}",
+  "description": "One-shot face verification in the browser (Rust, Burn, WebGPU with a CPU fallback)",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "faceverify.js",
+  "types": "faceverify.d.ts",
+  "files": ["faceverify.js", "faceverify.d.ts", "faceverify_bg.wasm", "faceverify_bg.wasm.d.ts"],
+  "sideEffects": false
+}}
+"#
+    );
+    std::fs::write(out.join("package.json"), manifest)
+        .map_err(|e| format!("writing pkg/package.json: {e}"))?;
+    println!("xtask: pkg: wrote {}", out.display());
+    Ok(())
+}
+
+/// Integration tests that run in the browser: files in tests/ gated to wasm32.
+fn browser_tests() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let entries =
+        std::fs::read_dir(root().join("tests")).map_err(|e| format!("reading tests/: {e}"))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "rs")
+            && std::fs::read_to_string(&path)
+                .is_ok_and(|text| text.contains("#![cfg(target_arch = \"wasm32\")]"))
+        {
+            names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn test() -> Result {
+    let mut timings = Vec::new();
+    let mut step = |name: &str, f: &mut dyn FnMut() -> Result| -> Result {
+        println!("\nxtask: ==> {name}");
+        let started = Instant::now();
+        let result = f();
+        timings.push((
+            name.to_string(),
+            started.elapsed().as_secs_f64(),
+            result.is_ok(),
+        ));
+        result
+    };
+
+    let outcome = (|| {
+        step(
+            "native tests (flex CPU backend, and wgpu on Vulkan/lavapipe)",
+            &mut || run(cargo().args(["test", "--workspace"])),
+        )?;
+        step(
+            "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on)",
+            &mut || {
+                let mut command = cargo();
+                command.args(["test", "--release", "--target", WASM_TARGET]);
+                for name in browser_tests()? {
+                    command.args(["--test", &name]);
+                }
+                command
+                    .env(
+                        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                        "wasm-bindgen-test-runner",
+                    )
+                    .env("CHROMEDRIVER", CHROMEDRIVER)
+                    .env("WASM_BINDGEN_TEST_TIMEOUT", "600");
+                run(&mut command)
+            },
+        )?;
+        step("build the app (trunk build --release)", &mut || {
+            run(Command::new("trunk")
+                .args(["build", "--release"])
+                .current_dir(root()))
+        })?;
+        step(
+            "pkg/ for other web apps (build, then import it in node)",
+            &mut || {
+                pkg()?;
+                run(Command::new("node")
+                    .arg(root().join("xtask/pkg-check/check.mjs"))
+                    .arg(root().join("pkg")))
+            },
+        )?;
+        step(
+            "end-to-end tests (served page, headless Chromium, fake camera)",
+            &mut || {
+                run(cargo()
+                    .args([
+                        "test",
+                        "--test",
+                        "e2e",
+                        "--",
+                        "--include-ignored",
+                        "--test-threads=1",
+                    ])
+                    .env("FACEVERIFY_DIST", root().join("dist")))
+            },
+        )
+    })();
+
+    println!("\nxtask: test timings");
+    for (name, seconds, ok) in &timings {
+        println!(
+            "  {:>7.1} s  {}  {name}",
+            seconds,
+            if *ok { "ok  " } else { "FAIL" }
+        );
+    }
+    outcome
+}
