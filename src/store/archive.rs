@@ -1,0 +1,862 @@
+//! Export and import: everything in one tar file.
+//!
+//! Layout (archive format version 1):
+//! - `manifest.json`: kind, format version, record counts, and the size and SHA-256 of every
+//!   other entry. Written first so a reader meets it before anything else.
+//! - `records.json`: every record's metadata; payloads are named by entry.
+//! - `images/NNNNNN.jpg|png`, `crops/NNNNNN.jpg|png`, `models/NNNN.fvmodel`,
+//!   `checkpoints/NNNN.model`, `checkpoints/NNNN.optimiser`: the payloads.
+//!
+//! Tar rather than zip: no compression is needed (photos are already JPEG/PNG), so there is
+//! no decompression to bomb, and every entry declares its size in a header that is checked
+//! before the entry is read. The encoding is deterministic (sorted records, zero times), so
+//! exporting the same data twice gives the same bytes.
+//!
+//! Import checks everything (sizes, checksums, counts, every photo decoded, every model
+//! header, every reference) before it writes anything, reports every problem it found, and
+//! then writes in one transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::dataset::{self, StoreContents};
+use super::schema::{SCHEMA_VERSION, SchemaVersion};
+use super::validate::{self, ArchiveLimits, ImageLimits};
+use super::{
+    Checkpoint, ImageRole, ImageSource, ImportMode, Millis, Profile, Settings, Store, StoreError,
+    StoredImage, StoredModel, TrainingRun,
+};
+
+/// The archive format this build writes and the newest it reads.
+pub const ARCHIVE_FORMAT_VERSION: u32 = 1;
+/// Identifies a faceverify export among other tar files.
+pub const ARCHIVE_KIND: &str = "faceverify-export";
+pub const MANIFEST_ENTRY: &str = "manifest.json";
+pub const RECORDS_ENTRY: &str = "records.json";
+/// Suggested file name extension.
+pub const ARCHIVE_EXTENSION: &str = "tar";
+
+/// How many records of each kind an archive holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ArchiveCounts {
+    pub profiles: u64,
+    pub images: u64,
+    pub models: u64,
+    pub checkpoints: u64,
+    pub runs: u64,
+}
+
+/// Size and checksum of one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryDigest {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveManifest {
+    pub kind: String,
+    pub format_version: u32,
+    /// The storage schema of the exporting app; informative.
+    pub schema_version: SchemaVersion,
+    pub counts: ArchiveCounts,
+    pub entries: Vec<EntryDigest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ImageRecord {
+    id: String,
+    profile_id: String,
+    role: ImageRole,
+    source: ImageSource,
+    created: Millis,
+    width: u32,
+    height: u32,
+    encoded: String,
+    aligned_crop: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ModelRecord {
+    id: String,
+    profile_id: String,
+    tower_kind: String,
+    format_version: u32,
+    created: Millis,
+    training_settings: serde_json::Value,
+    metrics: serde_json::Value,
+    bytes: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CheckpointRecord {
+    profile_id: String,
+    run_id: String,
+    epoch: u32,
+    position: u64,
+    created: Millis,
+    model: String,
+    optimiser: String,
+    trainer_state: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ActiveModelRecord {
+    profile_id: String,
+    model_id: String,
+}
+
+/// `records.json`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+struct ArchiveRecords {
+    profiles: Vec<Profile>,
+    images: Vec<ImageRecord>,
+    models: Vec<ModelRecord>,
+    active_models: Vec<ActiveModelRecord>,
+    checkpoints: Vec<CheckpointRecord>,
+    runs: Vec<TrainingRun>,
+    settings: Option<Settings>,
+}
+
+/// One thing wrong inside an otherwise readable archive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArchiveProblem {
+    /// The manifest lists an entry the archive lacks.
+    MissingEntry {
+        entry: String,
+    },
+    /// The archive holds an entry the manifest does not list.
+    UnlistedEntry {
+        entry: String,
+    },
+    SizeMismatch {
+        entry: String,
+        listed: u64,
+        actual: u64,
+    },
+    ChecksumMismatch {
+        entry: String,
+    },
+    UnreadableRecords {
+        detail: String,
+    },
+    CountMismatch {
+        what: &'static str,
+        listed: u64,
+        found: u64,
+    },
+    /// A record names a payload entry that is not in the archive.
+    MissingPayload {
+        kind: &'static str,
+        id: String,
+        entry: String,
+    },
+    DuplicateId {
+        kind: &'static str,
+        id: String,
+    },
+    /// A record that the store would refuse (bad photo, bad model, dangling reference...).
+    InvalidRecord {
+        error: StoreError,
+    },
+}
+
+impl fmt::Display for ArchiveProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArchiveProblem::MissingEntry { entry } => {
+                write!(f, "'{entry}' is listed in the manifest but missing")
+            }
+            ArchiveProblem::UnlistedEntry { entry } => {
+                write!(f, "'{entry}' is not listed in the manifest")
+            }
+            ArchiveProblem::SizeMismatch {
+                entry,
+                listed,
+                actual,
+            } => write!(
+                f,
+                "'{entry}' is {actual} bytes but the manifest says {listed}"
+            ),
+            ArchiveProblem::ChecksumMismatch { entry } => write!(
+                f,
+                "'{entry}' does not match its SHA-256 checksum (the file was changed or damaged)"
+            ),
+            ArchiveProblem::UnreadableRecords { detail } => {
+                write!(f, "'{RECORDS_ENTRY}' is unreadable ({detail})")
+            }
+            ArchiveProblem::CountMismatch {
+                what,
+                listed,
+                found,
+            } => write!(
+                f,
+                "the manifest counts {listed} {what} but the archive holds {found}"
+            ),
+            ArchiveProblem::MissingPayload { kind, id, entry } => {
+                write!(
+                    f,
+                    "{kind} '{id}' needs '{entry}', which is not in the archive"
+                )
+            }
+            ArchiveProblem::DuplicateId { kind, id } => {
+                write!(f, "{kind} '{id}' appears more than once")
+            }
+            ArchiveProblem::InvalidRecord { error } => write!(f, "{error}"),
+        }
+    }
+}
+
+/// Why an import was refused. Nothing was written in any of these cases.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ArchiveError {
+    #[error(
+        "This file is not a faceverify export ({detail}). Choose a .tar file made with \
+         'Export'. Nothing was imported."
+    )]
+    NotAnArchive { detail: String },
+    #[error(
+        "The archive has more than {limit} entries, more than any export; it was refused as \
+         a possible archive bomb. Nothing was imported."
+    )]
+    TooManyEntries { limit: usize },
+    #[error(
+        "The archive entry '{entry}' claims {} (the limit is {}); it was refused as a possible \
+         archive bomb. Nothing was imported.",
+        super::format_bytes(*declared),
+        super::format_bytes(*limit)
+    )]
+    EntryTooLarge {
+        entry: String,
+        declared: u64,
+        limit: u64,
+    },
+    #[error(
+        "The archive's entries add up to more than {} and were refused as a possible archive \
+         bomb. Nothing was imported.",
+        super::format_bytes(*limit)
+    )]
+    TooLarge { limit: u64 },
+    #[error(
+        "The archive holds '{entry}', which is not a plain file ({kind}); exports never do. \
+         Nothing was imported."
+    )]
+    UnsupportedEntry { entry: String, kind: String },
+    #[error("The archive holds an entry with an unsafe name ({entry:?}). Nothing was imported.")]
+    UnsafeEntryName { entry: String },
+    #[error("The archive holds '{entry}' twice. Nothing was imported.")]
+    DuplicateEntry { entry: String },
+    #[error(
+        "The archive has no {MANIFEST_ENTRY}, so it is not a faceverify export (or it is \
+         damaged). Nothing was imported."
+    )]
+    MissingManifest,
+    #[error("The archive's {MANIFEST_ENTRY} is unreadable ({detail}). Nothing was imported.")]
+    BadManifest { detail: String },
+    #[error(
+        "This archive was exported by a newer version of faceverify (archive format {found}; \
+         this version reads up to {supported}). Reload to update the app, then import again. \
+         Nothing was imported."
+    )]
+    NewerFormat { found: u32, supported: u32 },
+    #[error("{}", describe_problems(problems))]
+    Invalid { problems: Vec<ArchiveProblem> },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl ArchiveError {
+    pub fn user_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Lists problems, at most 20 (a broken archive can have thousands).
+fn describe_problems(problems: &[ArchiveProblem]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = format!(
+        "The archive was not imported because {} problem{} {} found; nothing was changed:",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        if problems.len() == 1 { "was" } else { "were" },
+    );
+    for problem in problems.iter().take(SHOWN) {
+        text.push_str("\n- ");
+        text.push_str(&problem.to_string());
+    }
+    if problems.len() > SHOWN {
+        text.push_str(&format!("\n- and {} more", problems.len() - SHOWN));
+    }
+    text
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportReport {
+    pub mode: ImportMode,
+    pub counts: ArchiveCounts,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+/// Reads everything from `store` (one transaction) and encodes it.
+pub async fn export_archive(store: &impl Store) -> Result<Vec<u8>, StoreError> {
+    Ok(encode_archive(&store.export_contents().await?))
+}
+
+fn counts_of(contents: &StoreContents) -> ArchiveCounts {
+    ArchiveCounts {
+        profiles: contents.profiles.len() as u64,
+        images: contents.images.len() as u64,
+        models: contents.models.len() as u64,
+        checkpoints: contents.checkpoints.len() as u64,
+        runs: contents.runs.len() as u64,
+    }
+}
+
+/// Encodes a data set as a tar archive. Deterministic: same contents, same bytes.
+pub fn encode_archive(contents: &StoreContents) -> Vec<u8> {
+    let mut payloads: Vec<(String, &[u8])> = Vec::new();
+    let mut records = ArchiveRecords {
+        profiles: contents.profiles.values().cloned().collect(),
+        runs: contents.runs.values().cloned().collect(),
+        settings: contents.settings,
+        ..Default::default()
+    };
+    let extension = |bytes: &[u8]| {
+        validate::inspect_image(bytes, &ImageLimits::default())
+            .map_or("bin", |info| info.format.extension())
+    };
+    for (n, image) in contents.images.values().enumerate() {
+        let encoded = format!("images/{n:06}.{}", extension(&image.encoded));
+        payloads.push((encoded.clone(), &image.encoded));
+        let aligned_crop = image.aligned_crop.as_deref().map(|crop| {
+            let name = format!("crops/{n:06}.{}", extension(crop));
+            payloads.push((name.clone(), crop));
+            name
+        });
+        records.images.push(ImageRecord {
+            id: image.id.clone(),
+            profile_id: image.profile_id.clone(),
+            role: image.role,
+            source: image.source,
+            created: image.created,
+            width: image.width,
+            height: image.height,
+            encoded,
+            aligned_crop,
+        });
+    }
+    for (n, model) in contents.models.values().enumerate() {
+        let bytes = format!("models/{n:04}.fvmodel");
+        payloads.push((bytes.clone(), &model.bytes));
+        records.models.push(ModelRecord {
+            id: model.id.clone(),
+            profile_id: model.profile_id.clone(),
+            tower_kind: model.tower_kind.clone(),
+            format_version: model.format_version,
+            created: model.created,
+            training_settings: model.training_settings.clone(),
+            metrics: model.metrics.clone(),
+            bytes,
+        });
+    }
+    records.active_models = contents
+        .active_models
+        .iter()
+        .map(|(profile_id, model_id)| ActiveModelRecord {
+            profile_id: profile_id.clone(),
+            model_id: model_id.clone(),
+        })
+        .collect();
+    for (n, checkpoint) in contents.checkpoints.values().enumerate() {
+        let model = format!("checkpoints/{n:04}.model");
+        let optimiser = format!("checkpoints/{n:04}.optimiser");
+        payloads.push((model.clone(), &checkpoint.model_bytes));
+        payloads.push((optimiser.clone(), &checkpoint.optimiser_bytes));
+        records.checkpoints.push(CheckpointRecord {
+            profile_id: checkpoint.profile_id.clone(),
+            run_id: checkpoint.run_id.clone(),
+            epoch: checkpoint.epoch,
+            position: checkpoint.position,
+            created: checkpoint.created,
+            model,
+            optimiser,
+            trainer_state: checkpoint.trainer_state.clone(),
+        });
+    }
+    let records_json = serde_json::to_vec_pretty(&records).expect("records always serialise");
+    let mut entries: Vec<(String, &[u8])> = vec![(RECORDS_ENTRY.to_owned(), &records_json)];
+    entries.extend(payloads);
+    let manifest = ArchiveManifest {
+        kind: ARCHIVE_KIND.to_owned(),
+        format_version: ARCHIVE_FORMAT_VERSION,
+        schema_version: SCHEMA_VERSION,
+        counts: counts_of(contents),
+        entries: entries
+            .iter()
+            .map(|(name, bytes)| EntryDigest {
+                name: name.clone(),
+                size: bytes.len() as u64,
+                sha256: sha256_hex(bytes),
+            })
+            .collect(),
+    };
+    let manifest_json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in std::iter::once((MANIFEST_ENTRY, manifest_json.as_slice()))
+        .chain(entries.iter().map(|(n, b)| (n.as_str(), *b)))
+    {
+        let mut header = tar::Header::new_ustar();
+        header
+            .set_path(name)
+            .expect("entry names are short and relative");
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder
+            .append(&header, bytes)
+            .expect("writing to memory cannot fail");
+    }
+    builder.into_inner().expect("writing to memory cannot fail")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import
+
+/// Checks an archive completely, then writes it into `store` in one transaction.
+pub async fn import_archive(
+    store: &impl Store,
+    archive: &[u8],
+    mode: ImportMode,
+    limits: &ArchiveLimits,
+) -> Result<ImportReport, ArchiveError> {
+    let contents = decode_archive(archive, limits, &ImageLimits::default())?;
+    store.import_contents(&contents, mode).await?;
+    Ok(ImportReport {
+        mode,
+        counts: counts_of(&contents),
+    })
+}
+
+/// Reads the entries, enforcing the limits on declared sizes before reading any entry.
+fn read_entries(
+    archive: &[u8],
+    limits: &ArchiveLimits,
+) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
+    if archive.starts_with(b"PK\x03\x04") || archive.starts_with(b"PK\x05\x06") {
+        return Err(ArchiveError::NotAnArchive {
+            detail: "it is a zip file".into(),
+        });
+    }
+    if archive.starts_with(&[0x1f, 0x8b]) {
+        return Err(ArchiveError::NotAnArchive {
+            detail: "it is compressed with gzip; exports are plain .tar".into(),
+        });
+    }
+    if archive.len() < 512 {
+        return Err(ArchiveError::NotAnArchive {
+            detail: format!("it is only {} bytes long", archive.len()),
+        });
+    }
+    let not_tar = |e: std::io::Error| ArchiveError::NotAnArchive {
+        detail: format!("it is not a readable tar archive: {e}"),
+    };
+    let mut reader = tar::Archive::new(archive);
+    let mut entries = BTreeMap::new();
+    let mut total = 0u64;
+    for entry in reader.entries().map_err(not_tar)? {
+        let mut entry = entry.map_err(not_tar)?;
+        if entries.len() >= limits.max_entries {
+            return Err(ArchiveError::TooManyEntries {
+                limit: limits.max_entries,
+            });
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            return Err(ArchiveError::UnsupportedEntry {
+                entry: name,
+                kind: format!("{kind:?}"),
+            });
+        }
+        if !validate::is_safe_entry_name(&name) {
+            return Err(ArchiveError::UnsafeEntryName { entry: name });
+        }
+        let declared = entry.size();
+        if declared > limits.max_entry_bytes {
+            return Err(ArchiveError::EntryTooLarge {
+                entry: name,
+                declared,
+                limit: limits.max_entry_bytes,
+            });
+        }
+        total = total.saturating_add(declared);
+        if total > limits.max_total_bytes {
+            return Err(ArchiveError::TooLarge {
+                limit: limits.max_total_bytes,
+            });
+        }
+        if entries.contains_key(&name) {
+            return Err(ArchiveError::DuplicateEntry { entry: name });
+        }
+        // The declared size is within the limits, so reserving it is safe; `take` makes sure
+        // a lying header cannot make us read more.
+        let mut bytes = Vec::with_capacity(declared as usize);
+        (&mut entry)
+            .take(declared)
+            .read_to_end(&mut bytes)
+            .map_err(not_tar)?;
+        if bytes.len() as u64 != declared {
+            return Err(ArchiveError::NotAnArchive {
+                detail: format!("'{name}' is cut short: the file is truncated"),
+            });
+        }
+        entries.insert(name, bytes);
+    }
+    Ok(entries)
+}
+
+fn parse_manifest(bytes: &[u8]) -> Result<ArchiveManifest, ArchiveError> {
+    // Kind and version first: a newer format may have changed everything else.
+    #[derive(Deserialize)]
+    struct Head {
+        kind: String,
+        format_version: u32,
+    }
+    let bad = |e: serde_json::Error| ArchiveError::BadManifest {
+        detail: e.to_string(),
+    };
+    let head: Head = serde_json::from_slice(bytes).map_err(bad)?;
+    if head.kind != ARCHIVE_KIND {
+        return Err(ArchiveError::NotAnArchive {
+            detail: format!("its manifest says it is a '{}'", head.kind),
+        });
+    }
+    if head.format_version > ARCHIVE_FORMAT_VERSION {
+        return Err(ArchiveError::NewerFormat {
+            found: head.format_version,
+            supported: ARCHIVE_FORMAT_VERSION,
+        });
+    }
+    if head.format_version == 0 {
+        return Err(ArchiveError::BadManifest {
+            detail: "format version 0 does not exist".into(),
+        });
+    }
+    serde_json::from_slice(bytes).map_err(bad)
+}
+
+/// Decodes and checks an archive completely; returns its data set or every problem found.
+pub fn decode_archive(
+    archive: &[u8],
+    limits: &ArchiveLimits,
+    image_limits: &ImageLimits,
+) -> Result<StoreContents, ArchiveError> {
+    let mut entries = read_entries(archive, limits)?;
+    let manifest = parse_manifest(
+        &entries
+            .remove(MANIFEST_ENTRY)
+            .ok_or(ArchiveError::MissingManifest)?,
+    )?;
+    let mut problems = Vec::new();
+
+    // Every listed entry present and intact, nothing unlisted.
+    let mut listed = BTreeSet::new();
+    for digest in &manifest.entries {
+        if !listed.insert(digest.name.as_str()) {
+            problems.push(ArchiveProblem::DuplicateId {
+                kind: "manifest entry",
+                id: digest.name.clone(),
+            });
+            continue;
+        }
+        match entries.get(&digest.name) {
+            None => problems.push(ArchiveProblem::MissingEntry {
+                entry: digest.name.clone(),
+            }),
+            Some(bytes) if bytes.len() as u64 != digest.size => {
+                problems.push(ArchiveProblem::SizeMismatch {
+                    entry: digest.name.clone(),
+                    listed: digest.size,
+                    actual: bytes.len() as u64,
+                })
+            }
+            Some(bytes) if sha256_hex(bytes) != digest.sha256.to_ascii_lowercase() => problems
+                .push(ArchiveProblem::ChecksumMismatch {
+                    entry: digest.name.clone(),
+                }),
+            Some(_) => {}
+        }
+    }
+    for name in entries.keys() {
+        if !listed.contains(name.as_str()) {
+            problems.push(ArchiveProblem::UnlistedEntry {
+                entry: name.clone(),
+            });
+        }
+    }
+
+    let records: ArchiveRecords = match entries.get(RECORDS_ENTRY).map(|b| {
+        serde_json::from_slice(b).map_err(|e| ArchiveProblem::UnreadableRecords {
+            detail: e.to_string(),
+        })
+    }) {
+        Some(Ok(records)) => records,
+        Some(Err(problem)) => {
+            problems.push(problem);
+            return Err(ArchiveError::Invalid { problems });
+        }
+        None => {
+            if !problems.iter().any(
+                |p| matches!(p, ArchiveProblem::MissingEntry { entry } if entry == RECORDS_ENTRY),
+            ) {
+                problems.push(ArchiveProblem::MissingEntry {
+                    entry: RECORDS_ENTRY.into(),
+                });
+            }
+            return Err(ArchiveError::Invalid { problems });
+        }
+    };
+
+    let found = ArchiveCounts {
+        profiles: records.profiles.len() as u64,
+        images: records.images.len() as u64,
+        models: records.models.len() as u64,
+        checkpoints: records.checkpoints.len() as u64,
+        runs: records.runs.len() as u64,
+    };
+    let listed_counts = manifest.counts;
+    for (what, listed, found) in [
+        ("profiles", listed_counts.profiles, found.profiles),
+        ("photos", listed_counts.images, found.images),
+        ("models", listed_counts.models, found.models),
+        ("checkpoints", listed_counts.checkpoints, found.checkpoints),
+        ("training runs", listed_counts.runs, found.runs),
+    ] {
+        if listed != found {
+            problems.push(ArchiveProblem::CountMismatch {
+                what,
+                listed,
+                found,
+            });
+        }
+    }
+
+    let contents = build_contents(records, &entries, image_limits, &mut problems);
+    if problems.is_empty() {
+        Ok(contents)
+    } else {
+        Err(ArchiveError::Invalid { problems })
+    }
+}
+
+/// Turns records into a data set, checking each record; problems are collected, not fatal,
+/// so the user hears about all of them at once.
+fn build_contents(
+    records: ArchiveRecords,
+    entries: &BTreeMap<String, Vec<u8>>,
+    image_limits: &ImageLimits,
+    problems: &mut Vec<ArchiveProblem>,
+) -> StoreContents {
+    let mut contents = StoreContents::default();
+    let payload = |kind: &'static str, id: &str, entry: &str, problems: &mut Vec<_>| {
+        let bytes = entries.get(entry).cloned();
+        if bytes.is_none() {
+            problems.push(ArchiveProblem::MissingPayload {
+                kind,
+                id: id.to_owned(),
+                entry: entry.to_owned(),
+            });
+        }
+        bytes
+    };
+    let record_problem = |result: Result<(), StoreError>, problems: &mut Vec<_>| {
+        if let Err(error) = result {
+            problems.push(ArchiveProblem::InvalidRecord { error });
+        }
+    };
+    let duplicate = |kind, id: &str| ArchiveProblem::DuplicateId {
+        kind,
+        id: id.to_owned(),
+    };
+
+    for profile in records.profiles {
+        record_problem(dataset::check_profile_record(&profile), problems);
+        if contents.profiles.contains_key(&profile.id) {
+            problems.push(duplicate("profile", &profile.id));
+        }
+        contents.profiles.insert(profile.id.clone(), profile);
+    }
+    let profiles: BTreeSet<String> = contents.profiles.keys().cloned().collect();
+    let require_profile = |profile: &str, problems: &mut Vec<ArchiveProblem>| {
+        if !profiles.contains(profile) {
+            problems.push(ArchiveProblem::InvalidRecord {
+                error: StoreError::UnknownProfile {
+                    profile: profile.to_owned(),
+                },
+            });
+        }
+    };
+
+    for record in records.images {
+        require_profile(&record.profile_id, problems);
+        let encoded = payload("photo", &record.id, &record.encoded, problems);
+        let aligned_crop = match &record.aligned_crop {
+            Some(entry) => match payload("photo", &record.id, entry, problems) {
+                Some(bytes) => Some(bytes),
+                None => continue,
+            },
+            None => None,
+        };
+        let Some(encoded) = encoded else { continue };
+        let image = StoredImage {
+            id: record.id,
+            profile_id: record.profile_id,
+            role: record.role,
+            source: record.source,
+            created: record.created,
+            width: record.width,
+            height: record.height,
+            encoded,
+            aligned_crop,
+        };
+        record_problem(dataset::check_image_record(&image, image_limits), problems);
+        if contents.images.contains_key(&image.id) {
+            problems.push(duplicate("photo", &image.id));
+        }
+        contents.images.insert(image.id.clone(), image);
+    }
+
+    for record in records.models {
+        require_profile(&record.profile_id, problems);
+        let Some(bytes) = payload("model", &record.id, &record.bytes, problems) else {
+            continue;
+        };
+        let model = StoredModel {
+            id: record.id,
+            profile_id: record.profile_id,
+            tower_kind: record.tower_kind,
+            format_version: record.format_version,
+            created: record.created,
+            training_settings: record.training_settings,
+            metrics: record.metrics,
+            bytes,
+        };
+        record_problem(dataset::check_model_record(&model), problems);
+        if contents.models.contains_key(&model.id) {
+            problems.push(duplicate("model", &model.id));
+        }
+        contents.models.insert(model.id.clone(), model);
+    }
+
+    for pointer in records.active_models {
+        require_profile(&pointer.profile_id, problems);
+        match contents.models.get(&pointer.model_id) {
+            Some(model) if model.profile_id == pointer.profile_id => {}
+            _ => problems.push(ArchiveProblem::InvalidRecord {
+                error: StoreError::NotFound {
+                    kind: "active model",
+                    id: pointer.model_id.clone(),
+                },
+            }),
+        }
+        if contents.active_models.contains_key(&pointer.profile_id) {
+            problems.push(duplicate("active model of profile", &pointer.profile_id));
+        }
+        contents
+            .active_models
+            .insert(pointer.profile_id, pointer.model_id);
+    }
+
+    for record in records.checkpoints {
+        require_profile(&record.profile_id, problems);
+        let model = payload("checkpoint", &record.profile_id, &record.model, problems);
+        let optimiser = payload(
+            "checkpoint",
+            &record.profile_id,
+            &record.optimiser,
+            problems,
+        );
+        let (Some(model_bytes), Some(optimiser_bytes)) = (model, optimiser) else {
+            continue;
+        };
+        let checkpoint = Checkpoint {
+            profile_id: record.profile_id,
+            run_id: record.run_id,
+            epoch: record.epoch,
+            position: record.position,
+            created: record.created,
+            model_bytes,
+            optimiser_bytes,
+            trainer_state: record.trainer_state,
+        };
+        record_problem(dataset::check_checkpoint_record(&checkpoint), problems);
+        if contents.checkpoints.contains_key(&checkpoint.profile_id) {
+            problems.push(duplicate("checkpoint of profile", &checkpoint.profile_id));
+        }
+        contents
+            .checkpoints
+            .insert(checkpoint.profile_id.clone(), checkpoint);
+    }
+
+    for run in records.runs {
+        require_profile(&run.profile_id, problems);
+        record_problem(dataset::check_run_record(&run), problems);
+        if contents.runs.contains_key(&run.id) {
+            problems.push(duplicate("training run", &run.id));
+        }
+        contents.runs.insert(run.id.clone(), run);
+    }
+
+    if let Some(settings) = records.settings {
+        record_problem(dataset::check_settings(&settings), problems);
+        contents.settings = Some(settings);
+    }
+    contents
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_store_exports_a_valid_archive() {
+        let bytes = encode_archive(&StoreContents::default());
+        assert_eq!(bytes, encode_archive(&StoreContents::default()));
+        let decoded =
+            decode_archive(&bytes, &ArchiveLimits::default(), &ImageLimits::default()).unwrap();
+        assert_eq!(decoded, StoreContents::default());
+    }
+
+    #[test]
+    fn problems_are_listed_up_to_twenty() {
+        let problems: Vec<ArchiveProblem> = (0..25)
+            .map(|n| ArchiveProblem::MissingEntry {
+                entry: format!("e{n}"),
+            })
+            .collect();
+        let message = ArchiveError::Invalid { problems }.user_message();
+        assert!(message.starts_with("The archive was not imported because 25 problems"));
+        assert!(message.contains("'e19'"));
+        assert!(!message.contains("'e20'"));
+        assert!(message.ends_with("and 5 more"));
+    }
+}

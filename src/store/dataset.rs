@@ -1,0 +1,628 @@
+//! The rules every store shares. An operation is first *planned* against what is stored
+//! (records checked, references resolved, nothing written) into a list of `Change`s; the
+//! store then applies the whole list as one transaction. Planning before writing is what lets
+//! a batch fail cleanly: a bad photo in the middle of an import is found before the first
+//! write.
+//!
+//! The record checks (`check_*`) are public so the IndexedDB implementation can run them
+//! before it opens its transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::StoreError;
+use super::types::{
+    Checkpoint, ImageRole, ModelId, Profile, ProfileId, Settings, StorageUsage, StoredImage,
+    StoredModel, TrainingRun,
+};
+use super::validate::{self, ImageLimits};
+
+/// Everything a store holds, as plain data: what export reads and import writes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoreContents {
+    pub profiles: BTreeMap<ProfileId, Profile>,
+    pub images: BTreeMap<String, StoredImage>,
+    pub models: BTreeMap<ModelId, StoredModel>,
+    /// The model each profile verifies with.
+    pub active_models: BTreeMap<ProfileId, ModelId>,
+    /// The latest checkpoint of each profile.
+    pub checkpoints: BTreeMap<ProfileId, Checkpoint>,
+    pub runs: BTreeMap<String, TrainingRun>,
+    /// `None` until settings were first saved (the defaults apply).
+    pub settings: Option<Settings>,
+}
+
+/// One write inside a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    ClearAll,
+    PutProfile(Profile),
+    DeleteProfile(ProfileId),
+    PutImage(StoredImage),
+    DeleteImage(String),
+    PutModel(StoredModel),
+    DeleteModel(ModelId),
+    SetActiveModel {
+        profile_id: ProfileId,
+        model_id: ModelId,
+    },
+    ClearActiveModel(ProfileId),
+    PutCheckpoint(Checkpoint),
+    DeleteCheckpoint(ProfileId),
+    PutRun(TrainingRun),
+    DeleteRun(String),
+    PutSettings(Settings),
+}
+
+/// What planning needs to know about the stored records: keys and references, no payloads.
+pub trait Catalog {
+    fn has_profile(&self, id: &str) -> bool;
+    fn has_image(&self, id: &str) -> bool;
+    fn has_run(&self, id: &str) -> bool;
+    fn has_checkpoint(&self, profile: &str) -> bool;
+    fn has_settings(&self) -> bool;
+    /// The profile a model belongs to, if the model exists.
+    fn model_profile(&self, id: &str) -> Option<&str>;
+    fn active_model(&self, profile: &str) -> Option<&str>;
+    fn images_of(&self, profile: &str) -> Vec<String>;
+    fn models_of(&self, profile: &str) -> Vec<String>;
+    fn runs_of(&self, profile: &str) -> Vec<String>;
+}
+
+impl Catalog for StoreContents {
+    fn has_profile(&self, id: &str) -> bool {
+        self.profiles.contains_key(id)
+    }
+    fn has_image(&self, id: &str) -> bool {
+        self.images.contains_key(id)
+    }
+    fn has_run(&self, id: &str) -> bool {
+        self.runs.contains_key(id)
+    }
+    fn has_checkpoint(&self, profile: &str) -> bool {
+        self.checkpoints.contains_key(profile)
+    }
+    fn has_settings(&self) -> bool {
+        self.settings.is_some()
+    }
+    fn model_profile(&self, id: &str) -> Option<&str> {
+        self.models.get(id).map(|m| m.profile_id.as_str())
+    }
+    fn active_model(&self, profile: &str) -> Option<&str> {
+        self.active_models.get(profile).map(String::as_str)
+    }
+    fn images_of(&self, profile: &str) -> Vec<String> {
+        keys_where(&self.images, |i| i.profile_id == profile)
+    }
+    fn models_of(&self, profile: &str) -> Vec<String> {
+        keys_where(&self.models, |m| m.profile_id == profile)
+    }
+    fn runs_of(&self, profile: &str) -> Vec<String> {
+        keys_where(&self.runs, |r| r.profile_id == profile)
+    }
+}
+
+fn keys_where<T>(map: &BTreeMap<String, T>, keep: impl Fn(&T) -> bool) -> Vec<String> {
+    map.iter()
+        .filter(|(_, v)| keep(v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+impl StoreContents {
+    /// Applies one planned change. Infallible: planning already checked everything.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::ClearAll => *self = StoreContents::default(),
+            Change::PutProfile(p) => {
+                self.profiles.insert(p.id.clone(), p);
+            }
+            Change::DeleteProfile(id) => {
+                self.profiles.remove(&id);
+            }
+            Change::PutImage(i) => {
+                self.images.insert(i.id.clone(), i);
+            }
+            Change::DeleteImage(id) => {
+                self.images.remove(&id);
+            }
+            Change::PutModel(m) => {
+                self.models.insert(m.id.clone(), m);
+            }
+            Change::DeleteModel(id) => {
+                self.models.remove(&id);
+            }
+            Change::SetActiveModel {
+                profile_id,
+                model_id,
+            } => {
+                self.active_models.insert(profile_id, model_id);
+            }
+            Change::ClearActiveModel(profile) => {
+                self.active_models.remove(&profile);
+            }
+            Change::PutCheckpoint(c) => {
+                self.checkpoints.insert(c.profile_id.clone(), c);
+            }
+            Change::DeleteCheckpoint(profile) => {
+                self.checkpoints.remove(&profile);
+            }
+            Change::PutRun(r) => {
+                self.runs.insert(r.id.clone(), r);
+            }
+            Change::DeleteRun(id) => {
+                self.runs.remove(&id);
+            }
+            Change::PutSettings(s) => self.settings = Some(s),
+        }
+    }
+
+    /// Bytes held, by kind. Payloads are counted exactly; small records by their JSON size.
+    pub fn usage(&self) -> StorageUsage {
+        let json_len = |v: &dyn erased::JsonLen| v.json_len();
+        StorageUsage {
+            images: self.images.values().map(StoredImage::payload_bytes).sum(),
+            models: self.models.values().map(|m| m.bytes.len() as u64).sum(),
+            checkpoints: self
+                .checkpoints
+                .values()
+                .map(Checkpoint::payload_bytes)
+                .sum(),
+            other: json_len(&self.profiles)
+                + json_len(&self.runs)
+                + json_len(&self.active_models)
+                + json_len(&self.settings),
+        }
+    }
+
+    /// Images of a profile, optionally of one role, oldest first (ties by id).
+    pub fn images_of_profile(&self, profile: &str, role: Option<ImageRole>) -> Vec<StoredImage> {
+        let mut images: Vec<StoredImage> = self
+            .images
+            .values()
+            .filter(|i| i.profile_id == profile && role.is_none_or(|r| i.role == r))
+            .cloned()
+            .collect();
+        images.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        images
+    }
+}
+
+/// JSON size of small records, for usage accounting.
+mod erased {
+    pub trait JsonLen {
+        fn json_len(&self) -> u64;
+    }
+    impl<T: serde::Serialize> JsonLen for T {
+        fn json_len(&self) -> u64 {
+            serde_json::to_vec(self).map_or(0, |v| v.len() as u64)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record checks
+
+fn invalid(kind: &'static str, id: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::InvalidRecord {
+        kind,
+        id: id.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn check_id(kind: &'static str, id: &str) -> Result<(), StoreError> {
+    if id.trim().is_empty() {
+        return Err(invalid(kind, id, "its id is empty"));
+    }
+    if id.len() > 200 {
+        return Err(invalid(kind, id, "its id is longer than 200 characters"));
+    }
+    Ok(())
+}
+
+pub fn check_profile_record(profile: &Profile) -> Result<(), StoreError> {
+    check_id("profile", &profile.id)?;
+    if profile.name.trim().is_empty() {
+        return Err(invalid("profile", &profile.id, "its name is empty"));
+    }
+    Ok(())
+}
+
+/// A photo must be a complete JPEG or PNG of the size its record claims; so must its crop.
+pub fn check_image_record(image: &StoredImage, limits: &ImageLimits) -> Result<(), StoreError> {
+    check_id("photo", &image.id)?;
+    let reject = |reason| StoreError::InvalidImage {
+        image_id: image.id.clone(),
+        reason,
+    };
+    validate::validate_image_with_size(&image.encoded, image.width, image.height, limits)
+        .map_err(reject)?;
+    if let Some(crop) = &image.aligned_crop {
+        validate::validate_image(crop, limits).map_err(reject)?;
+    }
+    Ok(())
+}
+
+pub fn check_model_record(model: &StoredModel) -> Result<(), StoreError> {
+    check_id("model", &model.id)?;
+    validate::check_model_bytes(&model.bytes, &model.tower_kind, model.format_version).map_err(
+        |reason| StoreError::InvalidModel {
+            model_id: model.id.clone(),
+            reason,
+        },
+    )?;
+    Ok(())
+}
+
+pub fn check_checkpoint_record(checkpoint: &Checkpoint) -> Result<(), StoreError> {
+    check_id("training run", &checkpoint.run_id)?;
+    validate::parse_model_header(&checkpoint.model_bytes).map_err(|reason| {
+        invalid(
+            "checkpoint",
+            &checkpoint.profile_id,
+            format!("its model is not valid: {reason}"),
+        )
+    })?;
+    Ok(())
+}
+
+pub fn check_run_record(run: &TrainingRun) -> Result<(), StoreError> {
+    check_id("training run", &run.id)?;
+    for row in &run.epochs {
+        let values = [
+            Some(row.train_loss),
+            row.test_loss,
+            row.precision,
+            row.recall,
+        ];
+        if values.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(invalid(
+                "training run",
+                &run.id,
+                format!(
+                    "epoch {} has a value that is not a finite number (record an unmeasured \
+                     metric as none)",
+                    row.epoch
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_settings(settings: &Settings) -> Result<(), StoreError> {
+    for (name, value) in [
+        ("detection threshold", settings.detection_threshold),
+        ("verification threshold", settings.verification_threshold),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            return Err(invalid(
+                "settings",
+                "settings",
+                format!("the {name} must be between 0 and 1, not {value}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn require_profile(catalog: &impl Catalog, profile: &str) -> Result<(), StoreError> {
+    if catalog.has_profile(profile) {
+        Ok(())
+    } else {
+        Err(StoreError::UnknownProfile {
+            profile: profile.to_owned(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning
+
+pub fn plan_put_profile(profile: &Profile) -> Result<Vec<Change>, StoreError> {
+    check_profile_record(profile)?;
+    Ok(vec![Change::PutProfile(profile.clone())])
+}
+
+/// Deleting a profile deletes everything that belongs to it, in the same transaction.
+pub fn plan_delete_profile(catalog: &impl Catalog, profile: &str) -> Vec<Change> {
+    if !catalog.has_profile(profile) {
+        return Vec::new();
+    }
+    let mut changes: Vec<Change> = catalog
+        .images_of(profile)
+        .into_iter()
+        .map(Change::DeleteImage)
+        .collect();
+    changes.push(Change::ClearActiveModel(profile.to_owned()));
+    changes.extend(
+        catalog
+            .models_of(profile)
+            .into_iter()
+            .map(Change::DeleteModel),
+    );
+    changes.extend(catalog.runs_of(profile).into_iter().map(Change::DeleteRun));
+    changes.push(Change::DeleteCheckpoint(profile.to_owned()));
+    changes.push(Change::DeleteProfile(profile.to_owned()));
+    changes
+}
+
+pub fn plan_put_images(
+    catalog: &impl Catalog,
+    images: &[StoredImage],
+    limits: &ImageLimits,
+) -> Result<Vec<Change>, StoreError> {
+    if let Some(id) = first_duplicate(images.iter().map(|i| i.id.as_str())) {
+        return Err(invalid("photo", id, "the batch holds it twice"));
+    }
+    for image in images {
+        require_profile(catalog, &image.profile_id)?;
+        check_image_record(image, limits)?;
+    }
+    Ok(images.iter().cloned().map(Change::PutImage).collect())
+}
+
+pub fn plan_delete_image(catalog: &impl Catalog, id: &str) -> Vec<Change> {
+    if catalog.has_image(id) {
+        vec![Change::DeleteImage(id.to_owned())]
+    } else {
+        Vec::new()
+    }
+}
+
+pub fn plan_put_model(
+    catalog: &impl Catalog,
+    model: &StoredModel,
+) -> Result<Vec<Change>, StoreError> {
+    require_profile(catalog, &model.profile_id)?;
+    check_model_record(model)?;
+    if let Some(owner) = catalog.model_profile(&model.id)
+        && owner != model.profile_id
+        && catalog.active_model(owner) == Some(model.id.as_str())
+    {
+        return Err(StoreError::ActiveModelInUse {
+            model_id: model.id.clone(),
+            profile: owner.to_owned(),
+        });
+    }
+    Ok(vec![Change::PutModel(model.clone())])
+}
+
+pub fn plan_set_active_model(
+    catalog: &impl Catalog,
+    profile: &str,
+    model_id: &str,
+) -> Result<Vec<Change>, StoreError> {
+    require_profile(catalog, profile)?;
+    match catalog.model_profile(model_id) {
+        None => Err(StoreError::NotFound {
+            kind: "model",
+            id: model_id.to_owned(),
+        }),
+        Some(owner) if owner != profile => Err(invalid(
+            "model",
+            model_id,
+            format!("it belongs to profile '{owner}', not '{profile}'"),
+        )),
+        Some(_) => Ok(vec![Change::SetActiveModel {
+            profile_id: profile.to_owned(),
+            model_id: model_id.to_owned(),
+        }]),
+    }
+}
+
+/// The active model cannot be deleted: verification would silently have no model.
+pub fn plan_delete_model(
+    catalog: &impl Catalog,
+    model_id: &str,
+) -> Result<Vec<Change>, StoreError> {
+    let Some(owner) = catalog.model_profile(model_id) else {
+        return Ok(Vec::new());
+    };
+    if catalog.active_model(owner) == Some(model_id) {
+        return Err(StoreError::ActiveModelInUse {
+            model_id: model_id.to_owned(),
+            profile: owner.to_owned(),
+        });
+    }
+    Ok(vec![Change::DeleteModel(model_id.to_owned())])
+}
+
+pub fn plan_put_checkpoint(
+    catalog: &impl Catalog,
+    checkpoint: &Checkpoint,
+) -> Result<Vec<Change>, StoreError> {
+    require_profile(catalog, &checkpoint.profile_id)?;
+    check_checkpoint_record(checkpoint)?;
+    Ok(vec![Change::PutCheckpoint(checkpoint.clone())])
+}
+
+pub fn plan_delete_checkpoint(catalog: &impl Catalog, profile: &str) -> Vec<Change> {
+    if catalog.has_checkpoint(profile) {
+        vec![Change::DeleteCheckpoint(profile.to_owned())]
+    } else {
+        Vec::new()
+    }
+}
+
+pub fn plan_put_run(catalog: &impl Catalog, run: &TrainingRun) -> Result<Vec<Change>, StoreError> {
+    require_profile(catalog, &run.profile_id)?;
+    check_run_record(run)?;
+    Ok(vec![Change::PutRun(run.clone())])
+}
+
+pub fn plan_delete_run(catalog: &impl Catalog, id: &str) -> Vec<Change> {
+    if catalog.has_run(id) {
+        vec![Change::DeleteRun(id.to_owned())]
+    } else {
+        Vec::new()
+    }
+}
+
+pub fn plan_put_settings(settings: &Settings) -> Result<Vec<Change>, StoreError> {
+    check_settings(settings)?;
+    Ok(vec![Change::PutSettings(*settings)])
+}
+
+/// Checks that incoming contents hold together on their own (plus, when merging, with what
+/// is stored): every record valid, every reference resolvable.
+pub fn check_contents(
+    incoming: &StoreContents,
+    stored_profiles: &dyn Fn(&str) -> bool,
+    limits: &ImageLimits,
+) -> Result<(), StoreError> {
+    let has_profile = |id: &str| incoming.profiles.contains_key(id) || stored_profiles(id);
+    let require = |id: &str| {
+        if has_profile(id) {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownProfile {
+                profile: id.to_owned(),
+            })
+        }
+    };
+    for (key, profile) in &incoming.profiles {
+        check_key("profile", key, &profile.id)?;
+        check_profile_record(profile)?;
+    }
+    for (key, image) in &incoming.images {
+        check_key("photo", key, &image.id)?;
+        require(&image.profile_id)?;
+        check_image_record(image, limits)?;
+    }
+    for (key, model) in &incoming.models {
+        check_key("model", key, &model.id)?;
+        require(&model.profile_id)?;
+        check_model_record(model)?;
+    }
+    for (profile, model_id) in &incoming.active_models {
+        require(profile)?;
+        match incoming.models.get(model_id) {
+            Some(m) if &m.profile_id == profile => {}
+            _ => {
+                return Err(invalid(
+                    "active model",
+                    model_id,
+                    format!("profile '{profile}' points at a model that is not in the data"),
+                ));
+            }
+        }
+    }
+    for (profile, checkpoint) in &incoming.checkpoints {
+        check_key("checkpoint", profile, &checkpoint.profile_id)?;
+        require(profile)?;
+        check_checkpoint_record(checkpoint)?;
+    }
+    for (key, run) in &incoming.runs {
+        check_key("training run", key, &run.id)?;
+        require(&run.profile_id)?;
+        check_run_record(run)?;
+    }
+    if let Some(settings) = &incoming.settings {
+        check_settings(settings)?;
+    }
+    Ok(())
+}
+
+fn check_key(kind: &'static str, key: &str, id: &str) -> Result<(), StoreError> {
+    if key != id {
+        return Err(invalid(
+            kind,
+            id,
+            format!("it is filed under the key '{key}'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Plans an import: `Replace` clears then writes everything; `Merge` adds incoming records
+/// (replacing same-id ones) but keeps the stored active models, checkpoints and settings,
+/// because those reflect the user's latest choices on this device.
+pub fn plan_import(
+    catalog: &impl Catalog,
+    incoming: &StoreContents,
+    mode: super::types::ImportMode,
+    limits: &ImageLimits,
+) -> Result<Vec<Change>, StoreError> {
+    use super::types::ImportMode;
+    let merge = mode == ImportMode::Merge;
+    check_contents(incoming, &|id| merge && catalog.has_profile(id), limits)?;
+    let mut changes = Vec::new();
+    if !merge {
+        changes.push(Change::ClearAll);
+    }
+    changes.extend(incoming.profiles.values().cloned().map(Change::PutProfile));
+    changes.extend(incoming.images.values().cloned().map(Change::PutImage));
+    for model in incoming.models.values() {
+        if merge {
+            // Moving a stored active model to another profile would orphan its pointer.
+            plan_put_model(&MergedCatalog { catalog, incoming }, model)?;
+        }
+        changes.push(Change::PutModel(model.clone()));
+    }
+    for (profile, model_id) in &incoming.active_models {
+        if !merge || catalog.active_model(profile).is_none() {
+            changes.push(Change::SetActiveModel {
+                profile_id: profile.clone(),
+                model_id: model_id.clone(),
+            });
+        }
+    }
+    for (profile, checkpoint) in &incoming.checkpoints {
+        if !merge || !catalog.has_checkpoint(profile) {
+            changes.push(Change::PutCheckpoint(checkpoint.clone()));
+        }
+    }
+    changes.extend(incoming.runs.values().cloned().map(Change::PutRun));
+    if let Some(settings) = incoming.settings
+        && (!merge || !catalog.has_settings())
+    {
+        changes.push(Change::PutSettings(settings));
+    }
+    Ok(changes)
+}
+
+/// The stored catalog with incoming profiles visible, for checks during a merge.
+struct MergedCatalog<'a, C> {
+    catalog: &'a C,
+    incoming: &'a StoreContents,
+}
+
+impl<C: Catalog> Catalog for MergedCatalog<'_, C> {
+    fn has_profile(&self, id: &str) -> bool {
+        self.incoming.has_profile(id) || self.catalog.has_profile(id)
+    }
+    fn has_image(&self, id: &str) -> bool {
+        self.catalog.has_image(id)
+    }
+    fn has_run(&self, id: &str) -> bool {
+        self.catalog.has_run(id)
+    }
+    fn has_checkpoint(&self, profile: &str) -> bool {
+        self.catalog.has_checkpoint(profile)
+    }
+    fn has_settings(&self) -> bool {
+        self.catalog.has_settings()
+    }
+    fn model_profile(&self, id: &str) -> Option<&str> {
+        self.catalog.model_profile(id)
+    }
+    fn active_model(&self, profile: &str) -> Option<&str> {
+        self.catalog.active_model(profile)
+    }
+    fn images_of(&self, profile: &str) -> Vec<String> {
+        self.catalog.images_of(profile)
+    }
+    fn models_of(&self, profile: &str) -> Vec<String> {
+        self.catalog.models_of(profile)
+    }
+    fn runs_of(&self, profile: &str) -> Vec<String> {
+        self.catalog.runs_of(profile)
+    }
+}
+
+/// The first id that appears twice in a batch (a batch is a set of distinct records).
+fn first_duplicate<'a>(ids: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = BTreeSet::new();
+    ids.into_iter().find(|id| !seen.insert(*id))
+}

@@ -1,0 +1,134 @@
+//! Storage errors. Each Display text is written for the person using the app: what happened,
+//! that nothing was half-written, and what to do next.
+
+use thiserror::Error;
+
+use super::validate::{ImageError, ModelFormatError};
+
+/// Why a storage operation failed. Every failed operation leaves the stored data as it was.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum StoreError {
+    #[error(
+        "There is no profile '{profile}'. Create the profile first, then add photos, models or \
+         training runs to it."
+    )]
+    UnknownProfile { profile: String },
+
+    #[error("The {kind} '{id}' is not stored (it may have been deleted). Reload to see what is.")]
+    NotFound { kind: &'static str, id: String },
+
+    #[error("Photo '{image_id}' was not saved: {reason}. Nothing else was changed.")]
+    InvalidImage {
+        image_id: String,
+        reason: ImageError,
+    },
+
+    #[error("Model '{model_id}' was not saved: {reason}. The previous model is still in use.")]
+    InvalidModel {
+        model_id: String,
+        reason: ModelFormatError,
+    },
+
+    #[error("The {kind} '{id}' was not saved: {reason}.")]
+    InvalidRecord {
+        kind: &'static str,
+        id: String,
+        reason: String,
+    },
+
+    #[error(
+        "Model '{model_id}' is the active model of profile '{profile}'. Activate another model \
+         first, or delete the whole profile."
+    )]
+    ActiveModelInUse { model_id: String, profile: String },
+
+    #[error(
+        "Not enough storage space: this needs {} but only {} is free. Nothing was saved. Free \
+         space by deleting the checkpoint of a finished training run, models you no longer use, \
+         or extra photos (export your data first if you want to keep a copy), then try again.",
+        format_bytes(*needed),
+        format_bytes(*available)
+    )]
+    QuotaExceeded { needed: u64, available: u64 },
+
+    #[error(
+        "Saving failed ({detail}). Nothing was changed: your previous data is intact. Try again; \
+         if it keeps failing, export your data and reload the page."
+    )]
+    WriteFailed { detail: String },
+
+    #[error("Reading stored data failed ({detail}). Reload the page and try again.")]
+    ReadFailed { detail: String },
+
+    #[error(
+        "Stored data is damaged ({detail}). Export what you can, then use 'Delete all my data' \
+         to start again."
+    )]
+    Corrupt { detail: String },
+
+    #[error(
+        "This data was saved by a newer version of faceverify (storage schema version {found}; \
+         this version understands up to {supported}). Reload to get the newest version. \
+         Nothing was changed."
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
+
+    #[error(
+        "Upgrading stored data from schema version {from} to {to} failed ({detail}). Nothing \
+         was changed; the data is still readable by the previous version."
+    )]
+    MigrationFailed { from: u32, to: u32, detail: String },
+
+    #[error(
+        "Browser storage is not available ({detail}). Private windows and some privacy settings \
+         block it: open faceverify in a normal window, or allow site data for it."
+    )]
+    Unavailable { detail: String },
+}
+
+impl StoreError {
+    /// The message to show the user (the Display text; a method so callers need not know).
+    pub fn user_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// "1.5 MB", for messages.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_formatted_for_people() {
+        assert_eq!(format_bytes(999), "999 bytes");
+        assert_eq!(format_bytes(1_500_000), "1.5 MB");
+        assert_eq!(format_bytes(2_000_000_000), "2.0 GB");
+    }
+
+    #[test]
+    fn quota_message_says_what_to_delete() {
+        let message = StoreError::QuotaExceeded {
+            needed: 3_000_000,
+            available: 1_000,
+        }
+        .user_message();
+        assert!(message.contains("3.0 MB"), "{message}");
+        assert!(message.contains("1.0 KB"), "{message}");
+        assert!(message.contains("checkpoint"), "{message}");
+        assert!(message.contains("Nothing was saved"), "{message}");
+    }
+}

@@ -1,0 +1,257 @@
+//! The records the store keeps (schema version 2). Every type is plain serde data so the same
+//! shapes go to IndexedDB (through serde-wasm-bindgen), to `DirStore`'s manifest and into export
+//! archives. Times are milliseconds since the Unix epoch passed in by the caller: the core never
+//! reads a clock, so it stays deterministic and testable.
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies a profile (one enrolled person). Chosen by the caller (e.g. a UUID).
+pub type ProfileId = String;
+/// Identifies a stored image. Chosen by the caller, unique across profiles.
+pub type ImageId = String;
+/// Identifies a stored model. Chosen by the caller, unique across profiles.
+pub type ModelId = String;
+/// Identifies a training run. Chosen by the caller, unique across profiles.
+pub type RunId = String;
+
+/// Milliseconds since the Unix epoch, supplied by the caller.
+pub type Millis = u64;
+
+/// One enrolled person: each profile has its own images, models, runs and checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: ProfileId,
+    pub name: String,
+}
+
+/// What an image is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageRole {
+    /// The enrolled person, the reference side of a training pair.
+    Anchor,
+    /// The enrolled person again, the "same" side of a training pair.
+    Positive,
+    /// Someone else, the "different" side of a training pair.
+    Negative,
+    /// The N reference images a probe is compared against at verification time.
+    Verification,
+}
+
+impl ImageRole {
+    pub const ALL: [ImageRole; 4] = [
+        ImageRole::Anchor,
+        ImageRole::Positive,
+        ImageRole::Negative,
+        ImageRole::Verification,
+    ];
+}
+
+/// Where an image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSource {
+    Camera,
+    Import,
+}
+
+/// A photo with its aligned face crop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredImage {
+    pub id: ImageId,
+    pub profile_id: ProfileId,
+    pub role: ImageRole,
+    pub source: ImageSource,
+    pub created: Millis,
+    /// Width of `encoded` in pixels; checked against the image header when stored.
+    pub width: u32,
+    /// Height of `encoded` in pixels; checked against the image header when stored.
+    pub height: u32,
+    /// The photo as JPEG or PNG.
+    pub encoded: Vec<u8>,
+    /// The aligned face crop as JPEG or PNG, when a face was found and aligned.
+    pub aligned_crop: Option<Vec<u8>>,
+}
+
+impl StoredImage {
+    /// Bytes this image occupies in storage (payloads only).
+    pub fn payload_bytes(&self) -> u64 {
+        self.encoded.len() as u64 + self.aligned_crop.as_ref().map_or(0, |c| c.len() as u64)
+    }
+}
+
+/// A trained model. `bytes` is a model file (`validate::ModelFile`), checked when stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredModel {
+    pub id: ModelId,
+    pub profile_id: ProfileId,
+    /// Which network the weights belong to (e.g. "siamese-l1"); must match the model file header.
+    pub tower_kind: String,
+    /// Version of the model file format; must match the model file header.
+    pub format_version: u32,
+    pub created: Millis,
+    /// The settings the model was trained with (epochs, batch, mode, seed...), free-form.
+    pub training_settings: serde_json::Value,
+    /// Evaluation results (precision, recall, thresholds...), free-form.
+    pub metrics: serde_json::Value,
+    pub bytes: Vec<u8>,
+}
+
+impl StoredModel {
+    /// The model without its weights: what lists show.
+    pub fn summary(&self) -> ModelSummary {
+        ModelSummary {
+            id: self.id.clone(),
+            profile_id: self.profile_id.clone(),
+            tower_kind: self.tower_kind.clone(),
+            format_version: self.format_version,
+            created: self.created,
+            training_settings: self.training_settings.clone(),
+            metrics: self.metrics.clone(),
+            byte_len: self.bytes.len() as u64,
+        }
+    }
+}
+
+/// A model's metadata without its weights (models can be megabytes; lists do not load them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub id: ModelId,
+    pub profile_id: ProfileId,
+    pub tower_kind: String,
+    pub format_version: u32,
+    pub created: Millis,
+    pub training_settings: serde_json::Value,
+    pub metrics: serde_json::Value,
+    pub byte_len: u64,
+}
+
+/// Training state written every epoch so training resumes after a reload. One per profile:
+/// a new checkpoint replaces the previous one (only the latest is useful and they are large).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub profile_id: ProfileId,
+    pub run_id: RunId,
+    /// The epoch this checkpoint was taken in (0-based).
+    pub epoch: u32,
+    /// Index of the next batch to train within `epoch`.
+    pub position: u64,
+    pub created: Millis,
+    /// The model weights as a model file (`validate::ModelFile`).
+    pub model_bytes: Vec<u8>,
+    /// The optimiser state, opaque to the store.
+    pub optimiser_bytes: Vec<u8>,
+    /// Anything else resuming needs (seed, shuffle state...), free-form.
+    pub trainer_state: serde_json::Value,
+}
+
+impl Checkpoint {
+    pub fn payload_bytes(&self) -> u64 {
+        (self.model_bytes.len() + self.optimiser_bytes.len()) as u64
+    }
+}
+
+/// Training mode: fine-tune a pretrained embedding (default) or train the tutorial's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainingMode {
+    #[default]
+    FineTune,
+    Classic,
+}
+
+/// How far a training run got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Finished,
+    Cancelled,
+    Failed,
+}
+
+/// One row of a run's history, for the plots. Metrics that were not measured are `None`;
+/// values must be finite (JSON, and so IndexedDB exports, cannot hold NaN or infinity).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: u32,
+    pub train_loss: f64,
+    pub test_loss: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+}
+
+/// A training run and its per-epoch history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRun {
+    pub id: RunId,
+    pub profile_id: ProfileId,
+    pub mode: TrainingMode,
+    pub started: Millis,
+    pub status: RunStatus,
+    /// Epochs, batch size, seed... free-form.
+    pub settings: serde_json::Value,
+    pub epochs: Vec<EpochStats>,
+}
+
+/// Which compute backend the worker should use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendPreference {
+    /// WebGPU when an adapter is available, the CPU otherwise.
+    #[default]
+    Auto,
+    Webgpu,
+    Cpu,
+}
+
+/// App-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// A face detection counts when its score is at least this.
+    pub detection_threshold: f32,
+    /// A probe is verified when at least this fraction of detections match.
+    pub verification_threshold: f32,
+    pub backend: BackendPreference,
+    pub mode: TrainingMode,
+}
+
+impl Default for Settings {
+    /// The tutorial's defaults; training may suggest calibrated ones later.
+    fn default() -> Self {
+        Settings {
+            detection_threshold: 0.5,
+            verification_threshold: 0.5,
+            backend: BackendPreference::Auto,
+            mode: TrainingMode::FineTune,
+        }
+    }
+}
+
+/// How an import combines with what is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    /// Add the incoming records; an incoming record replaces a stored one with the same id.
+    /// Stored active-model pointers, checkpoints and settings win over incoming ones.
+    Merge,
+    /// Delete everything stored, then write the incoming records (in one transaction).
+    Replace,
+}
+
+/// Bytes stored, by kind, so a full store can tell the user what to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StorageUsage {
+    /// Photos and aligned crops.
+    pub images: u64,
+    pub models: u64,
+    pub checkpoints: u64,
+    /// Profiles, runs, settings and bookkeeping.
+    pub other: u64,
+}
+
+impl StorageUsage {
+    pub fn total(&self) -> u64 {
+        self.images + self.models + self.checkpoints + self.other
+    }
+}
