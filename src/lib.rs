@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod camera;
 pub mod model;
+pub mod pipeline;
 pub mod protocol;
 pub mod selfcheck;
 pub mod store;

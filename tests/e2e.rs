@@ -168,3 +168,115 @@ fn a_denied_camera_shows_what_to_do_and_the_page_still_works() {
     let (passed, text) = run_training_check(&session);
     assert_eq!(passed, "true", "{text}");
 }
+
+/// Runs the app's own worker in the page: `Init` with `preference`, then `AnalysePhoto` for
+/// each photo (URLs under /shared/, or a data: URL), and returns `{ backend, results }`.
+const ANALYSE_IN_WORKER: &str = r#"
+    const [preference, urls] = [__PREFERENCE__, __URLS__];
+    const worker = new Worker('./worker.js', { type: 'module' });
+    const next = (type) => new Promise((resolve, reject) => {
+        const listen = (event) => {
+            if (event.data.type === type) { worker.removeEventListener('message', listen); resolve(event.data); }
+            else if (event.data.type === 'Failed') { worker.removeEventListener('message', listen); reject(new Error(event.data.message)); }
+        };
+        worker.addEventListener('message', listen);
+    });
+    const progress = [];
+    worker.addEventListener('message', (event) => { if (event.data.type === 'ModelProgress') progress.push(event.data); });
+    await next('Loaded');
+    worker.postMessage({ type: 'Init', preference });
+    const ready = await next('Ready');
+    const results = [];
+    for (const url of urls) {
+        const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+        worker.postMessage({ type: 'AnalysePhoto', bytes, crop: 'detect' });
+        results.push((await next('PhotoAnalysed')).analysis);
+    }
+    worker.terminate();
+    return { backend: ready.backend, results, progress };
+"#;
+
+fn uniform_grey_png_data_url() -> String {
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+        320,
+        240,
+        image::Rgb([128, 128, 128]),
+    ))
+    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+    .unwrap();
+    let hex: String = png.iter().map(|b| format!("%{b:02X}")).collect();
+    format!("data:image/png,{hex}")
+}
+
+fn native_pipeline() -> faceverify::pipeline::FacePipeline {
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    faceverify::pipeline::FacePipeline::from_bytes(
+        &std::fs::read(models.join("blazeface.f16.bin")).unwrap(),
+        &std::fs::read(models.join("face_resnet.q8.bin")).unwrap(),
+        &burn::prelude::Device::flex(),
+    )
+    .unwrap()
+}
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native() {
+    let server = StaticServer::start_with_shared(dist_dir());
+    let driver = ChromeDriver::start();
+    let session = driver.session(&["--enable-unsafe-webgpu".to_string()]);
+    session.goto(&server.url("/?backend=cpu"));
+    backend_of(&session);
+
+    let photos = ["obama.jpg", "two_people.jpg"];
+    let native = native_pipeline();
+    let expected: Vec<_> = photos
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(shared_dir().join("data/color").join(name)).unwrap();
+            pollster::block_on(native.analyse_encoded(&bytes, Default::default())).unwrap()
+        })
+        .collect();
+    let mut urls: Vec<String> = photos
+        .iter()
+        .map(|p| format!("/shared/data/color/{p}"))
+        .collect();
+    urls.push(uniform_grey_png_data_url());
+
+    for (preference, label) in [("webgpu", "Wgpu"), ("cpu", "Cpu")] {
+        let script = ANALYSE_IN_WORKER
+            .replace("__PREFERENCE__", &format!("{preference:?}"))
+            .replace("__URLS__", &serde_json::to_string(&urls).unwrap());
+        let out = session.eval_async(&script);
+        assert!(out.get("error").is_none(), "{preference}: {out}");
+        assert_eq!(
+            out["backend"]["kind"], label,
+            "{preference}: {}",
+            out["backend"]
+        );
+        let results = out["results"].as_array().unwrap();
+        assert_eq!(results[0]["faces_seen"], 1, "obama.jpg on {label}");
+        assert_eq!(results[1]["faces_seen"], 2, "two_people.jpg on {label}");
+        assert_eq!(results[2]["faces_seen"], 0, "a grey frame on {label}");
+        assert!(results[2]["embedding"].is_null(), "no face, no descriptor");
+        for (browser, native) in results.iter().zip(&expected) {
+            let browser: Vec<f32> = serde_json::from_value(browser["embedding"].clone()).unwrap();
+            let distance = faceverify::pipeline::descriptor_distance(
+                &browser,
+                native.embedding.as_ref().unwrap(),
+            );
+            assert!(
+                distance <= 1e-3,
+                "{label}: browser and native descriptors differ by {distance}"
+            );
+        }
+        // The models were downloaded with progress (or came from the HTTP cache the second time).
+        let progress = out["progress"].as_array().unwrap();
+        assert!(
+            progress
+                .iter()
+                .any(|p| p["name"] == "face descriptor network"),
+            "{out}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! Frames and faces: RGB frames, BlazeFace detection and its decoding, and the alignment that
 //! turns a detected face into the tower's input.
 pub mod align;
+pub mod augment;
 pub mod detect;
 pub mod frame;

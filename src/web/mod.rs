@@ -1,6 +1,7 @@
 //! The browser layer: the page (camera, drawing, controls), the worker's message loop, and the
 //! wasm-bindgen exports of the `pkg/` package. Everything here is thin glue over the core.
 
+pub mod idb_store;
 mod page;
 mod worker;
 

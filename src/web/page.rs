@@ -108,6 +108,13 @@ fn try_start() -> Result<(), JsValue> {
         .set_onclick(Some(on_check.as_ref().unchecked_ref()));
     on_check.forget();
 
+    let photo_page = page.clone();
+    let on_photo =
+        Closure::<dyn FnMut()>::new(move || spawn_local(send_chosen_photo(photo_page.clone())));
+    page.element("photo-input")
+        .add_event_listener_with_callback("change", on_photo.as_ref().unchecked_ref())?;
+    on_photo.forget();
+
     let retry_page = page.clone();
     let on_retry =
         Closure::<dyn FnMut()>::new(move || spawn_local(open_camera(retry_page.clone())));
@@ -155,6 +162,9 @@ fn on_worker_response(page: &Page, response: WorkerResponse, preference: Backend
             page.element("check-training")
                 .remove_attribute("disabled")
                 .ok();
+            page.element("photo-input")
+                .remove_attribute("disabled")
+                .ok();
         }
         WorkerResponse::TrainingChecked { backend, check } => {
             let result = page.element("check-result");
@@ -176,14 +186,75 @@ fn on_worker_response(page: &Page, response: WorkerResponse, preference: Backend
                 ),
             );
         }
-        WorkerResponse::Failed { request, message } => {
-            let target = if request == "CheckTraining" {
-                "check-result"
+        WorkerResponse::ModelProgress {
+            name,
+            loaded,
+            total,
+        } => {
+            let mb = |bytes: u64| bytes as f64 / 1e6;
+            let text = if total > 0 && loaded >= total {
+                String::new()
+            } else if total > 0 {
+                format!(
+                    "Downloading the {name}: {:.1} of {:.1} MB…",
+                    mb(loaded),
+                    mb(total)
+                )
             } else {
-                "worker-status"
+                format!("Downloading the {name}: {:.1} MB…", mb(loaded))
+            };
+            page.show("model-status", &text);
+        }
+        WorkerResponse::PhotoAnalysed { backend, analysis } => {
+            let result = page.element("photo-result");
+            result
+                .set_attribute("data-faces", &analysis.faces_seen.to_string())
+                .ok();
+            let text = match (&analysis.face, analysis.faces_seen) {
+                (None, _) => {
+                    "No face found in this photo. Use a photo where the face is clearly visible."
+                        .to_string()
+                }
+                (Some(face), 1) => format!(
+                    "1 face found (detector score {:.2}); its descriptor was computed on {}.",
+                    face.score,
+                    backend.kind.label()
+                ),
+                (Some(face), n) => format!(
+                    "{n} faces found; the largest (score {:.2}) was used, on {}.",
+                    face.score,
+                    backend.kind.label()
+                ),
+            };
+            page.show("photo-result", &text);
+        }
+        WorkerResponse::Failed { request, message } => {
+            let target = match request.as_str() {
+                "CheckTraining" => "check-result",
+                "AnalysePhoto" => "photo-result",
+                _ => "worker-status",
             };
             page.show(target, &message);
         }
+    }
+}
+
+/// Reads the file chosen in `#photo-input` and asks the worker to analyse it.
+async fn send_chosen_photo(page: Rc<Page>) {
+    let input: web_sys::HtmlInputElement = page.element("photo-input").unchecked_into();
+    let Some(file) = input.files().and_then(|files| files.get(0)) else {
+        return;
+    };
+    page.show("photo-result", "Looking for a face…");
+    match JsFuture::from(file.array_buffer()).await {
+        Ok(buffer) => page.send(&WorkerRequest::AnalysePhoto {
+            bytes: js_sys::Uint8Array::new(&buffer).to_vec(),
+            crop: Default::default(),
+        }),
+        Err(e) => page.show(
+            "photo-result",
+            &format!("The file could not be read: {}", describe_js_error(&e)),
+        ),
     }
 }
 

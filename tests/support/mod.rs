@@ -39,12 +39,23 @@ pub fn dist_dir() -> PathBuf {
 /// Serves a directory on 127.0.0.1 on a free port, and logs every request path.
 pub struct StaticServer {
     pub port: u16,
+    /// Every request path, in order: the offline tests read it.
     pub requests: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl StaticServer {
     pub fn start(root: PathBuf) -> Self {
+        Self::start_with_mounts(root, Vec::new())
+    }
+
+    /// Also serves `../shared` under `/shared/`, for tests that feed the app shared photos.
+    pub fn start_with_shared(root: PathBuf) -> Self {
+        Self::start_with_mounts(root, vec![("/shared/".to_string(), shared_dir())])
+    }
+
+    fn start_with_mounts(root: PathBuf, mounts: Vec<(String, PathBuf)>) -> Self {
+        let mounts = Arc::new(mounts);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -56,8 +67,8 @@ impl StaticServer {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (root, log) = (root.clone(), log.clone());
-                std::thread::spawn(move || serve_one(stream, &root, &log));
+                let (root, log, mounts) = (root.clone(), log.clone(), mounts.clone());
+                std::thread::spawn(move || serve_one(stream, &root, &mounts, &log));
             }
         });
         Self {
@@ -92,7 +103,12 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn serve_one(stream: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
+fn serve_one(
+    stream: TcpStream,
+    root: &Path,
+    mounts: &[(String, PathBuf)],
+    log: &Mutex<Vec<String>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -110,6 +126,14 @@ fn serve_one(stream: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
         .to_string();
     log.lock().unwrap().push(path.clone());
     let clean = path.split(['?', '#']).next().unwrap_or("/");
+    let (root, clean) = mounts
+        .iter()
+        .find_map(|(prefix, dir)| {
+            clean
+                .strip_prefix(prefix.as_str())
+                .map(|rest| (dir.as_path(), rest))
+        })
+        .unwrap_or((root, clean));
     let relative = if clean == "/" {
         "index.html"
     } else {

@@ -1,0 +1,145 @@
+//! The `faceverify` binary end to end: `train` on a tiny tutorial-layout folder made from LFW
+//! photos, then `verify` a genuine and an impostor probe; and the exit code of a usage error.
+//! Needs `../shared/data/lfw` and panics with a clear message when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn lfw() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/lfw");
+    if !dir.join("George_W_Bush").is_dir() {
+        panic!(
+            "cli/tests/smoke.rs needs LFW at {}; it is missing. The smoke test trains on those \
+             photos and cannot run without them.",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn photos(person: &Path) -> Vec<PathBuf> {
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(person)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    photos.sort();
+    photos
+}
+
+fn copy_into(dir: &Path, files: &[PathBuf]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for file in files {
+        std::fs::copy(file, dir.join(file.file_name().unwrap())).unwrap();
+    }
+}
+
+fn faceverify(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_faceverify"))
+        .args(args)
+        .output()
+        .expect("the faceverify binary runs")
+}
+
+#[test]
+fn train_then_verify_a_genuine_and_an_impostor_probe() {
+    let lfw = lfw();
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faceverify-cli-smoke");
+    let _ = std::fs::remove_dir_all(&work);
+    let user = photos(&lfw.join("George_W_Bush"));
+    let data = work.join("data");
+    copy_into(&data.join("anchor"), &user[..10]);
+    copy_into(&data.join("positive"), &user[10..20]);
+    let negatives: Vec<PathBuf> = [
+        "Gerhard_Schroeder",
+        "Gray_Davis",
+        "Guillermo_Coria",
+        "Hans_Blix",
+        "Hugo_Chavez",
+        "Igor_Ivanov",
+        "Jack_Straw",
+        "Jacques_Chirac",
+        "Jean_Chretien",
+        "Jennifer_Capriati",
+        "John_Ashcroft",
+        "John_Negroponte",
+        "Junichiro_Koizumi",
+        "Kofi_Annan",
+        "Laura_Bush",
+        "Lleyton_Hewitt",
+    ]
+    .iter()
+    .map(|name| photos(&lfw.join(name))[0].clone())
+    .collect();
+    copy_into(&data.join("negative"), &negatives);
+    let refs = work.join("refs");
+    copy_into(&refs, &user[20..30]);
+    let model = work.join("model.bin");
+
+    let train = faceverify(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "40",
+        "--seed",
+        "5",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&train.stdout);
+    assert!(
+        train.status.success(),
+        "train failed: {stdout}\n{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    assert!(
+        stdout.contains("test split:") && stdout.contains("wrote"),
+        "{stdout}"
+    );
+    assert!(model.is_file());
+
+    let genuine = &user[40];
+    let impostor = &photos(&lfw.join("Luiz_Inacio_Lula_da_Silva"))[0];
+    let verify = faceverify(&[
+        "verify",
+        "--model",
+        model.to_str().unwrap(),
+        "--refs",
+        refs.to_str().unwrap(),
+        genuine.to_str().unwrap(),
+        impostor.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "verify failed: {stdout}\n{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[0].contains(": VERIFIED"), "{stdout}");
+    assert!(lines[2].contains(": NOT VERIFIED"), "{stdout}");
+    assert!(lines[1].trim_start().starts_with("scores: ["), "{stdout}");
+    // 10 references: 10 scores per probe.
+    assert_eq!(lines[1].matches(',').count(), 9, "{stdout}");
+}
+
+#[test]
+fn usage_errors_exit_with_2_and_say_what_is_wrong() {
+    let missing = faceverify(&["train"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--data is required"));
+    let unknown = faceverify(&["verify", "--model", "m", "--refs", "r", "--bogus", "1", "x"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown flag --bogus"));
+    let absent = faceverify(&[
+        "verify",
+        "--model",
+        "/nonexistent/model.bin",
+        "--refs",
+        "r",
+        "x",
+    ]);
+    assert_eq!(absent.status.code(), Some(1));
+}

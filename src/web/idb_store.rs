@@ -1,0 +1,1764 @@
+//! `IdbStore`: the [`Store`] on IndexedDB (through the `idb` crate), plus the page's storage
+//! helpers: [`storage_usage`], [`request_persistent_storage`] and [`delete_all_data`].
+//!
+//! Layout (schema version 2, `store::schema`): one object store per record kind. Photos, models
+//! and checkpoints keep their payloads as `Uint8Array`s (one copy in, one copy out; a number
+//! array would cost a JS call per byte); the free-form JSON fields (training settings,
+//! metrics...) are plain objects, so a number like `1.0` in them reads back as the equal `1`.
+//!
+//! Transactions: every `Store` method is one IndexedDB transaction. A write first reads, inside
+//! its own readwrite transaction, the keys and references planning needs (no payloads), plans
+//! with `store::dataset` (the rules every store shares), then issues its writes one by one. Any
+//! failure (a refused record, a write the browser rejects, an injected fault, the quota) aborts
+//! the transaction, and IndexedDB rolls back every write already made in it, so the stored data
+//! is exactly as before. A model save writes the model and switches the active pointer in the
+//! same transaction.
+//!
+//! Upgrades run `schema::MIGRATIONS` in `onupgradeneeded`: object stores and indexes are
+//! created, then records are rewritten with cursors inside the upgrade transaction. A failed
+//! rewrite aborts the upgrade, which leaves the database at its old version, untouched.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::rc::Rc;
+
+use idb::{
+    Database, DatabaseEvent as _, Event as _, Factory, IndexParams, KeyPath, ObjectStoreParams,
+    Query, Request as _, TransactionMode,
+};
+use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
+use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{IdbDatabase, IdbTransaction};
+
+use crate::store::dataset::{self, Catalog, Change, StoreContents};
+use crate::store::schema::object_store::{
+    ACTIVE_MODELS, CHECKPOINTS, IMAGES, MODELS, PROFILES, RUNS, SETTINGS,
+};
+use crate::store::schema::{self, MigrationAction, SCHEMA_VERSION, SETTINGS_KEY, SchemaVersion};
+use crate::store::validate::ImageLimits;
+use crate::store::{
+    Checkpoint, FaultInjector, ImageRole, ImageSource, ImportMode, Millis, ModelId, ModelSummary,
+    Profile, Settings, StorageUsage, Store, StoreError, StoredImage, StoredModel, TrainingRun,
+    sort_models, sort_runs,
+};
+
+/// The app's database.
+pub const DATABASE_NAME: &str = "faceverify";
+
+/// Cache Storage caches whose names start with this belong to the app ("Delete all my data"
+/// deletes them). The origin may host other apps that import `pkg/`, so only these go.
+pub const CACHE_NAME_PREFIX: &str = "faceverify";
+
+/// Every object store of schema version 2; writes open all of them so one transaction can
+/// touch any record kind (a profile deletion cascades across all of them).
+const ALL_STORES: [&str; 7] = [
+    PROFILES,
+    IMAGES,
+    MODELS,
+    ACTIVE_MODELS,
+    CHECKPOINTS,
+    RUNS,
+    SETTINGS,
+];
+
+/// Index names as `schema::MIGRATIONS` creates them.
+const BY_PROFILE: &str = "by_profile";
+const BY_PROFILE_ROLE: &str = "by_profile_role";
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// What a failed browser call was doing, which decides the error the user sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Opening (or upgrading) the database: failures mean storage is unavailable.
+    Open,
+    Read,
+    Write,
+}
+
+impl Access {
+    fn error(self, detail: String) -> StoreError {
+        match self {
+            Access::Open => StoreError::Unavailable { detail },
+            Access::Read => StoreError::ReadFailed { detail },
+            Access::Write => StoreError::WriteFailed { detail },
+        }
+    }
+}
+
+/// `navigator.storage.estimate()`, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StorageEstimate {
+    /// Bytes this origin uses (all storage kinds, as the browser counts them).
+    pub usage: u64,
+    /// Bytes this origin may use.
+    pub quota: u64,
+}
+
+impl StorageEstimate {
+    pub fn available(&self) -> u64 {
+        self.quota.saturating_sub(self.usage)
+    }
+}
+
+/// A browser failure (a `DOMException`, an `Error`, or an idb error) reduced to what matters.
+#[derive(Debug, Clone, PartialEq)]
+struct BrowserFailure {
+    /// The DOMException name (`QuotaExceededError`, `VersionError`...), when there is one.
+    name: Option<String>,
+    message: String,
+    /// Bytes the write asked for, from the newer `QuotaExceededError` interface.
+    requested: Option<u64>,
+}
+
+impl BrowserFailure {
+    fn from_js(value: &JsValue) -> Self {
+        let text = |key: &str| {
+            Reflect::get(value, &JsValue::from_str(key))
+                .ok()
+                .and_then(|v| v.as_string())
+        };
+        let requested = Reflect::get(value, &JsValue::from_str("requested"))
+            .ok()
+            .and_then(|v| v.as_f64())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| v as u64);
+        BrowserFailure {
+            name: text("name").filter(|n| !n.is_empty()),
+            message: text("message")
+                .or_else(|| value.as_string())
+                .unwrap_or_else(|| format!("{value:?}")),
+            requested,
+        }
+    }
+
+    fn from_idb(error: &idb::Error) -> Self {
+        match js_value_of(error) {
+            Some(value) if value.is_object() => BrowserFailure::from_js(&value),
+            _ => BrowserFailure {
+                name: None,
+                message: error.to_string(),
+                requested: None,
+            },
+        }
+    }
+
+    fn named(&self, name: &str) -> bool {
+        self.name.as_deref() == Some(name)
+    }
+
+    fn is_quota(&self) -> bool {
+        // Firefox used its own name before the standard one.
+        self.named("QuotaExceededError") || self.named("NS_ERROR_DOM_QUOTA_REACHED")
+    }
+
+    fn detail(&self) -> String {
+        match &self.name {
+            Some(name) if !self.message.is_empty() => format!("{name}: {}", self.message),
+            Some(name) => name.clone(),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// The JS value inside an idb error, when it wraps one.
+fn js_value_of(error: &idb::Error) -> Option<JsValue> {
+    use idb::Error::*;
+    match error {
+        DomException(e) => Some(e.clone().into()),
+        AddFailed(v)
+        | ClearFailed(v)
+        | CountFailed(v)
+        | CursorAdvanceFailed(v)
+        | CursorContinueFailed(v)
+        | CursorKeyNotFound(v)
+        | CursorPrimaryKeyNotFound(v)
+        | CursorValueNotFound(v)
+        | DeleteFailed(v)
+        | GetAllFailed(v)
+        | GetAllKeysFailed(v)
+        | GetFailed(v)
+        | GetKeyFailed(v)
+        | IndexCreateFailed(v)
+        | IndexDeleteFailed(v)
+        | IndexedDbDeleteFailed(v)
+        | IndexedDbNotFound(v)
+        | IndexedDbOpenFailed(v)
+        | IndexNotFound(v)
+        | KeyPathNotFound(v)
+        | KeyRangeCreateFailed(v)
+        | ObjectStoreCreateFailed(v)
+        | ObjectStoreDeleteFailed(v)
+        | ObjectStoreNotFound(v)
+        | OpenCursorFailed(v)
+        | OpenKeyCursorFailed(v)
+        | TransactionAbortError(v)
+        | TransactionCommitError(v)
+        | TransactionOpenFailed(v)
+        | UpdateFailed(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// Turns a browser failure (a `DOMException`, or any object with `name` and `message`) into
+/// the store's error for that kind of access. A quota failure becomes `QuotaExceeded`: `needed`
+/// is what the failed transaction tried to store (the exception's own `requested` wins when the
+/// browser gives one) and `estimate` what `navigator.storage.estimate()` reported, if anything
+/// (without it, nothing is known to be free).
+pub fn store_error_from_browser(
+    error: &JsValue,
+    access: Access,
+    needed: u64,
+    estimate: Option<StorageEstimate>,
+) -> StoreError {
+    failure_to_store_error(&BrowserFailure::from_js(error), access, needed, estimate)
+}
+
+fn failure_to_store_error(
+    failure: &BrowserFailure,
+    access: Access,
+    needed: u64,
+    estimate: Option<StorageEstimate>,
+) -> StoreError {
+    if failure.is_quota() {
+        return StoreError::QuotaExceeded {
+            needed: failure.requested.unwrap_or(needed),
+            available: estimate.map_or(0, |e| e.available()),
+        };
+    }
+    access.error(failure.detail())
+}
+
+/// Like `failure_to_store_error`, reading the storage estimate when the quota is the problem.
+async fn classify(failure: &BrowserFailure, access: Access, needed: u64) -> StoreError {
+    let estimate = if failure.is_quota() {
+        storage_usage().await
+    } else {
+        None
+    };
+    failure_to_store_error(failure, access, needed, estimate)
+}
+
+fn corrupt(store: &str, reason: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        detail: format!("a record in '{store}' is unreadable: {reason}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records as IndexedDB holds them
+
+/// Plain objects (never `Map`s), `None` as `null`, bytes as `Uint8Array`.
+const RECORD_SERIALIZER: serde_wasm_bindgen::Serializer =
+    serde_wasm_bindgen::Serializer::json_compatible().serialize_bytes_as_arrays(false);
+
+fn to_record<T: Serialize + ?Sized>(
+    value: &T,
+    kind: &'static str,
+    id: &str,
+) -> Result<JsValue, StoreError> {
+    value
+        .serialize(&RECORD_SERIALIZER)
+        .map_err(|e| StoreError::InvalidRecord {
+            kind,
+            id: id.to_owned(),
+            reason: format!("the browser cannot store it ({e})"),
+        })
+}
+
+fn from_record<T: DeserializeOwned>(value: JsValue, store: &str) -> Result<T, StoreError> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| corrupt(store, e))
+}
+
+/// Byte fields as `Uint8Array`. Reading also accepts an `ArrayBuffer` or a number array.
+mod js_bytes {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, [u8]>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor).map(Cow::Owned)
+    }
+
+    pub struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a Uint8Array")
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(byte) = seq.next_element::<u8>()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
+    }
+}
+
+/// An optional byte field: `Uint8Array` or `null`.
+mod optional_js_bytes {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        bytes: &Option<Cow<'_, [u8]>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_bytes(bytes),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, 'a, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Cow<'a, [u8]>>, D::Error> {
+        struct OptionalBytes;
+        impl<'de> Visitor<'de> for OptionalBytes {
+            type Value = Option<Vec<u8>>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a Uint8Array or null")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_byte_buf(js_bytes::BytesVisitor).map(Some)
+            }
+        }
+        d.deserialize_option(OptionalBytes)
+            .map(|bytes| bytes.map(Cow::Owned))
+    }
+}
+
+/// A photo as stored: `StoredImage`'s fields, payloads as `Uint8Array`. Borrowed when
+/// writing, owned when read back.
+#[derive(Serialize, Deserialize)]
+struct ImageRecord<'a> {
+    id: Cow<'a, str>,
+    profile_id: Cow<'a, str>,
+    role: ImageRole,
+    source: ImageSource,
+    created: Millis,
+    width: u32,
+    height: u32,
+    #[serde(with = "js_bytes")]
+    encoded: Cow<'a, [u8]>,
+    #[serde(default, with = "optional_js_bytes")]
+    aligned_crop: Option<Cow<'a, [u8]>>,
+}
+
+impl<'a> From<&'a StoredImage> for ImageRecord<'a> {
+    fn from(i: &'a StoredImage) -> Self {
+        ImageRecord {
+            id: Cow::Borrowed(&i.id),
+            profile_id: Cow::Borrowed(&i.profile_id),
+            role: i.role,
+            source: i.source,
+            created: i.created,
+            width: i.width,
+            height: i.height,
+            encoded: Cow::Borrowed(&i.encoded),
+            aligned_crop: i.aligned_crop.as_deref().map(Cow::Borrowed),
+        }
+    }
+}
+
+impl ImageRecord<'_> {
+    fn into_image(self) -> StoredImage {
+        StoredImage {
+            id: self.id.into_owned(),
+            profile_id: self.profile_id.into_owned(),
+            role: self.role,
+            source: self.source,
+            created: self.created,
+            width: self.width,
+            height: self.height,
+            encoded: self.encoded.into_owned(),
+            aligned_crop: self.aligned_crop.map(Cow::into_owned),
+        }
+    }
+}
+
+/// A model as stored: `StoredModel`'s fields, weights as a `Uint8Array`.
+#[derive(Serialize, Deserialize)]
+struct ModelRecord<'a> {
+    id: Cow<'a, str>,
+    profile_id: Cow<'a, str>,
+    tower_kind: Cow<'a, str>,
+    format_version: u32,
+    created: Millis,
+    training_settings: Cow<'a, Value>,
+    metrics: Cow<'a, Value>,
+    #[serde(with = "js_bytes")]
+    bytes: Cow<'a, [u8]>,
+}
+
+impl<'a> From<&'a StoredModel> for ModelRecord<'a> {
+    fn from(m: &'a StoredModel) -> Self {
+        ModelRecord {
+            id: Cow::Borrowed(&m.id),
+            profile_id: Cow::Borrowed(&m.profile_id),
+            tower_kind: Cow::Borrowed(&m.tower_kind),
+            format_version: m.format_version,
+            created: m.created,
+            training_settings: Cow::Borrowed(&m.training_settings),
+            metrics: Cow::Borrowed(&m.metrics),
+            bytes: Cow::Borrowed(&m.bytes),
+        }
+    }
+}
+
+impl ModelRecord<'_> {
+    fn into_model(self) -> StoredModel {
+        StoredModel {
+            id: self.id.into_owned(),
+            profile_id: self.profile_id.into_owned(),
+            tower_kind: self.tower_kind.into_owned(),
+            format_version: self.format_version,
+            created: self.created,
+            training_settings: self.training_settings.into_owned(),
+            metrics: self.metrics.into_owned(),
+            bytes: self.bytes.into_owned(),
+        }
+    }
+}
+
+/// A model record without its weights: what lists read (the weights stay in JS, only their
+/// length is taken).
+#[derive(Deserialize)]
+struct ModelMetadata {
+    id: String,
+    profile_id: String,
+    tower_kind: String,
+    format_version: u32,
+    created: Millis,
+    training_settings: Value,
+    metrics: Value,
+}
+
+/// A checkpoint as stored, payloads as `Uint8Array`s.
+#[derive(Serialize, Deserialize)]
+struct CheckpointRecord<'a> {
+    profile_id: Cow<'a, str>,
+    run_id: Cow<'a, str>,
+    epoch: u32,
+    position: u64,
+    created: Millis,
+    #[serde(with = "js_bytes")]
+    model_bytes: Cow<'a, [u8]>,
+    #[serde(with = "js_bytes")]
+    optimiser_bytes: Cow<'a, [u8]>,
+    trainer_state: Cow<'a, Value>,
+}
+
+impl<'a> From<&'a Checkpoint> for CheckpointRecord<'a> {
+    fn from(c: &'a Checkpoint) -> Self {
+        CheckpointRecord {
+            profile_id: Cow::Borrowed(&c.profile_id),
+            run_id: Cow::Borrowed(&c.run_id),
+            epoch: c.epoch,
+            position: c.position,
+            created: c.created,
+            model_bytes: Cow::Borrowed(&c.model_bytes),
+            optimiser_bytes: Cow::Borrowed(&c.optimiser_bytes),
+            trainer_state: Cow::Borrowed(&c.trainer_state),
+        }
+    }
+}
+
+impl CheckpointRecord<'_> {
+    fn into_checkpoint(self) -> Checkpoint {
+        Checkpoint {
+            profile_id: self.profile_id.into_owned(),
+            run_id: self.run_id.into_owned(),
+            epoch: self.epoch,
+            position: self.position,
+            created: self.created,
+            model_bytes: self.model_bytes.into_owned(),
+            optimiser_bytes: self.optimiser_bytes.into_owned(),
+            trainer_state: self.trainer_state.into_owned(),
+        }
+    }
+}
+
+/// `active_models`: which model a profile verifies with.
+#[derive(Serialize, Deserialize)]
+struct ActiveModelRecord<'a> {
+    profile_id: Cow<'a, str>,
+    model_id: Cow<'a, str>,
+}
+
+/// Length of a payload field (`Uint8Array` or number array) without copying it into wasm.
+fn payload_len(record: &JsValue, field: &str) -> u64 {
+    let value = Reflect::get(record, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED);
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        u64::from(bytes.length())
+    } else if let Some(array) = value.dyn_ref::<Array>() {
+        u64::from(array.length())
+    } else {
+        0
+    }
+}
+
+fn string_key(key: JsValue, store: &str) -> Result<String, StoreError> {
+    key.as_string()
+        .ok_or_else(|| corrupt(store, format!("its key {key:?} is not text")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+/// One IndexedDB request of a write transaction.
+enum Write {
+    Put {
+        store: &'static str,
+        value: JsValue,
+        /// Only for out-of-line keys (settings).
+        key: Option<JsValue>,
+    },
+    Delete {
+        store: &'static str,
+        key: String,
+    },
+    Clear {
+        store: &'static str,
+    },
+}
+
+impl Write {
+    /// For the fault injector's messages.
+    fn describe(&self) -> String {
+        match self {
+            Write::Put { store, .. } => format!("put into {store}"),
+            Write::Delete { store, .. } => format!("delete from {store}"),
+            Write::Clear { store } => format!("clear {store}"),
+        }
+    }
+}
+
+/// Serialises a planned change into requests; done before the first write so a record the
+/// browser cannot hold fails the transaction before anything is written.
+fn encode(change: &Change) -> Result<Vec<Write>, StoreError> {
+    let put = |store, value| Write::Put {
+        store,
+        value,
+        key: None,
+    };
+    let delete = |store, key: &str| Write::Delete {
+        store,
+        key: key.to_owned(),
+    };
+    Ok(vec![match change {
+        Change::ClearAll => {
+            return Ok(ALL_STORES
+                .iter()
+                .map(|&store| Write::Clear { store })
+                .collect());
+        }
+        Change::PutProfile(p) => put(PROFILES, to_record(p, "profile", &p.id)?),
+        Change::DeleteProfile(id) => delete(PROFILES, id),
+        Change::PutImage(i) => put(IMAGES, to_record(&ImageRecord::from(i), "photo", &i.id)?),
+        Change::DeleteImage(id) => delete(IMAGES, id),
+        Change::PutModel(m) => put(MODELS, to_record(&ModelRecord::from(m), "model", &m.id)?),
+        Change::DeleteModel(id) => delete(MODELS, id),
+        Change::SetActiveModel {
+            profile_id,
+            model_id,
+        } => put(
+            ACTIVE_MODELS,
+            to_record(
+                &ActiveModelRecord {
+                    profile_id: Cow::Borrowed(profile_id),
+                    model_id: Cow::Borrowed(model_id),
+                },
+                "active model",
+                model_id,
+            )?,
+        ),
+        Change::ClearActiveModel(profile) => delete(ACTIVE_MODELS, profile),
+        Change::PutCheckpoint(c) => put(
+            CHECKPOINTS,
+            to_record(&CheckpointRecord::from(c), "checkpoint", &c.profile_id)?,
+        ),
+        Change::DeleteCheckpoint(profile) => delete(CHECKPOINTS, profile),
+        Change::PutRun(r) => put(RUNS, to_record(r, "training run", &r.id)?),
+        Change::DeleteRun(id) => delete(RUNS, id),
+        Change::PutSettings(s) => Write::Put {
+            store: SETTINGS,
+            value: to_record(s, "settings", SETTINGS_KEY)?,
+            key: Some(JsValue::from_str(SETTINGS_KEY)),
+        },
+    }])
+}
+
+/// Bytes a list of changes adds, for the quota message: payloads exactly, small records by
+/// their JSON size.
+fn bytes_written(changes: &[Change]) -> u64 {
+    let json_len = |v: &dyn erased_serialize::JsonLen| v.json_len();
+    changes
+        .iter()
+        .map(|change| match change {
+            Change::PutImage(i) => i.payload_bytes(),
+            Change::PutModel(m) => m.bytes.len() as u64,
+            Change::PutCheckpoint(c) => c.payload_bytes(),
+            Change::PutProfile(p) => json_len(p),
+            Change::PutRun(r) => json_len(r),
+            Change::PutSettings(s) => json_len(s),
+            _ => 0,
+        })
+        .sum()
+}
+
+mod erased_serialize {
+    pub trait JsonLen {
+        fn json_len(&self) -> u64;
+    }
+    impl<T: serde::Serialize> JsonLen for T {
+        fn json_len(&self) -> u64 {
+            serde_json::to_vec(self).map_or(0, |v| v.len() as u64)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection and transactions
+
+/// An open connection. It closes itself when another connection needs a new version or
+/// deletes the database (another tab upgrading, "Delete all my data"), and the store then
+/// reopens on its next call.
+#[derive(Debug)]
+struct Connection {
+    database: Database,
+    closed: Rc<Cell<bool>>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.database.close();
+    }
+}
+
+impl Connection {
+    async fn open(name: &str) -> Result<Connection, StoreError> {
+        let unavailable = |e: &idb::Error| StoreError::Unavailable {
+            detail: BrowserFailure::from_idb(e).detail(),
+        };
+        let factory = Factory::new().map_err(|e| unavailable(&e))?;
+        let mut request = factory
+            .open(name, Some(SCHEMA_VERSION.0))
+            .map_err(|e| unavailable(&e))?;
+        let migration_failure: Rc<RefCell<Option<StoreError>>> = Rc::default();
+        let failure_slot = migration_failure.clone();
+        request.on_upgrade_needed(move |event| upgrade(event, failure_slot));
+        let database = match request.await {
+            Ok(database) => database,
+            Err(e) => {
+                if let Some(failure) = migration_failure.borrow_mut().take() {
+                    return Err(failure);
+                }
+                let failure = BrowserFailure::from_idb(&e);
+                if failure.named("VersionError") {
+                    let found = stored_version(&factory, name)
+                        .await
+                        .unwrap_or(SCHEMA_VERSION.0 + 1);
+                    return Err(StoreError::SchemaTooNew {
+                        found,
+                        supported: SCHEMA_VERSION.0,
+                    });
+                }
+                return Err(classify(&failure, Access::Open, 0).await);
+            }
+        };
+        let raw: IdbDatabase = database.into();
+        let closed = Rc::new(Cell::new(false));
+        let mut database = Database::from(raw.clone());
+        let closed_by_version_change = closed.clone();
+        database.on_version_change(move |_| {
+            raw.close();
+            closed_by_version_change.set(true);
+        });
+        // The browser closes a connection itself when the user clears site data.
+        let closed_by_browser = closed.clone();
+        database.on_close(move |_| closed_by_browser.set(true));
+        Ok(Connection { database, closed })
+    }
+}
+
+/// The version of an existing database (opening without a version never upgrades).
+async fn stored_version(factory: &Factory, name: &str) -> Option<u32> {
+    let database = factory.open(name, None).ok()?.await.ok()?;
+    let version = database.version().ok();
+    database.close();
+    version
+}
+
+/// `onupgradeneeded`: runs the migrations from the stored version inside the upgrade
+/// transaction. The work continues in a task whose every step runs while a request's success
+/// event is being dispatched, which keeps the transaction alive until the last rewrite.
+fn upgrade(event: idb::event::VersionChangeEvent, failure: Rc<RefCell<Option<StoreError>>>) {
+    let from = SchemaVersion(event.old_version().unwrap_or(0));
+    let setup = event.target().and_then(|request| {
+        let database = request.database()?;
+        let transaction = request
+            .transaction()
+            .ok_or(idb::Error::TransactionNotFound)?;
+        Ok((database, transaction))
+    });
+    let (database, transaction) = match setup {
+        Ok(found) => found,
+        Err(e) => {
+            *failure.borrow_mut() = Some(StoreError::MigrationFailed {
+                from: from.0,
+                to: SCHEMA_VERSION.0,
+                detail: format!("the upgrade could not start: {e}"),
+            });
+            // Closing the connection aborts the upgrade, so no half-made layout is kept.
+            if let Ok(database) = event.database() {
+                database.close();
+            }
+            return;
+        }
+    };
+    let raw: IdbTransaction = transaction.into();
+    spawn_local(async move {
+        let transaction = idb::Transaction::from(raw.clone());
+        if let Err(e) = migrate(&database, &transaction, from).await {
+            *failure.borrow_mut() = Some(e);
+            // Aborting the upgrade restores the old version and every record.
+            let _ = raw.abort();
+        }
+    });
+}
+
+async fn migrate(
+    database: &Database,
+    transaction: &idb::Transaction,
+    from: SchemaVersion,
+) -> Result<(), StoreError> {
+    for migration in schema::migrations_between(from, SCHEMA_VERSION)? {
+        let fail = |detail: String| StoreError::MigrationFailed {
+            from: migration.from.0,
+            to: migration.to.0,
+            detail,
+        };
+        for action in migration.actions {
+            match *action {
+                MigrationAction::CreateObjectStore { store, key_path } => {
+                    let mut params = ObjectStoreParams::new();
+                    params.key_path(key_path.map(KeyPath::new_single));
+                    database
+                        .create_object_store(store, params)
+                        .map_err(|e| fail(format!("creating '{store}': {e}")))?;
+                }
+                MigrationAction::CreateIndex {
+                    store,
+                    index,
+                    key_path,
+                    unique,
+                } => {
+                    let key_path = match key_path {
+                        [single] => KeyPath::new_single(single),
+                        several => KeyPath::new_array(several.iter().copied()),
+                    };
+                    let mut params = IndexParams::new();
+                    params.unique(unique);
+                    transaction
+                        .object_store(store)
+                        .and_then(|s| s.create_index(index, key_path, Some(params)))
+                        .map_err(|e| fail(format!("creating index '{index}' on '{store}': {e}")))?;
+                }
+                MigrationAction::DeriveActiveModelPointers => {
+                    derive_active_model_pointers(transaction)
+                        .await
+                        .map_err(fail)?;
+                }
+                MigrationAction::RewriteRecords { store, rewrite } => {
+                    rewrite_records(transaction, store, rewrite)
+                        .await
+                        .map_err(|e| fail(format!("{store}: {e}")))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Version 1 flagged the active model on its record; version 2 keeps a pointer per profile.
+async fn derive_active_model_pointers(transaction: &idb::Transaction) -> Result<(), String> {
+    let text = |e: idb::Error| e.to_string();
+    let models = transaction.object_store(MODELS).map_err(text)?;
+    let pointers = transaction.object_store(ACTIVE_MODELS).map_err(text)?;
+    let mut cursor = models
+        .open_cursor(None, None)
+        .map_err(text)?
+        .await
+        .map_err(text)?;
+    while let Some(current) = cursor {
+        let model = current.value().map_err(text)?;
+        let field = |name: &str| Reflect::get(&model, &JsValue::from_str(name)).ok();
+        if field("active").and_then(|v| v.as_bool()) == Some(true) {
+            let (Some(profile_id), Some(model_id)) = (
+                field("profile_id").and_then(|v| v.as_string()),
+                field("id").and_then(|v| v.as_string()),
+            ) else {
+                return Err("an active model record has no 'id' or 'profile_id'".into());
+            };
+            let pointer = ActiveModelRecord {
+                profile_id: Cow::Owned(profile_id),
+                model_id: Cow::Owned(model_id),
+            }
+            .serialize(&RECORD_SERIALIZER)
+            .map_err(|e| e.to_string())?;
+            pointers
+                .put(&pointer, None)
+                .map_err(text)?
+                .await
+                .map_err(text)?;
+        }
+        cursor = current.next(None).map_err(text)?.await.map_err(text)?;
+    }
+    Ok(())
+}
+
+/// Rewrites every record of a store with a migration's JSON rewrite. Payload fields
+/// (`Uint8Array`s) are set aside and put back unchanged: rewrites only touch metadata.
+async fn rewrite_records(
+    transaction: &idb::Transaction,
+    store: &str,
+    rewrite: fn(Value) -> Result<Value, String>,
+) -> Result<(), String> {
+    let text = |e: idb::Error| e.to_string();
+    let records = transaction.object_store(store).map_err(text)?;
+    let mut cursor = records
+        .open_cursor(None, None)
+        .map_err(text)?
+        .await
+        .map_err(text)?;
+    while let Some(current) = cursor {
+        let record = current.value().map_err(text)?;
+        let rewritten = rewrite_record(&record, rewrite)?;
+        current
+            .update(&rewritten)
+            .map_err(text)?
+            .await
+            .map_err(text)?;
+        cursor = current.next(None).map_err(text)?.await.map_err(text)?;
+    }
+    Ok(())
+}
+
+fn rewrite_record(
+    record: &JsValue,
+    rewrite: fn(Value) -> Result<Value, String>,
+) -> Result<JsValue, String> {
+    let mut payloads = Vec::new();
+    let metadata = if record.is_object() {
+        let metadata = Object::new();
+        for entry in Object::entries(record.unchecked_ref()).iter() {
+            let entry: Array = entry.unchecked_into();
+            let (key, value) = (entry.get(0), entry.get(1));
+            if value.is_instance_of::<Uint8Array>() || value.is_instance_of::<ArrayBuffer>() {
+                payloads.push((key, value));
+            } else {
+                Reflect::set(&metadata, &key, &value).map_err(|e| format!("{e:?}"))?;
+            }
+        }
+        metadata.into()
+    } else {
+        record.clone()
+    };
+    let json: Value = serde_wasm_bindgen::from_value(metadata)
+        .map_err(|e| format!("a record is unreadable: {e}"))?;
+    let rewritten = rewrite(json)?
+        .serialize(&RECORD_SERIALIZER)
+        .map_err(|e| format!("a rewritten record cannot be stored: {e}"))?;
+    for (key, value) in payloads {
+        Reflect::set(&rewritten, &key, &value).map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(rewritten)
+}
+
+/// A transaction in progress. `ended` settles when the browser finishes it: resolved on
+/// `complete`, rejected on `abort` (its handlers are plain JS functions, so nothing on the
+/// Rust side has to outlive it).
+struct ActiveTransaction {
+    raw: IdbTransaction,
+    transaction: idb::Transaction,
+    ended: Promise,
+    access: Access,
+}
+
+impl ActiveTransaction {
+    fn new(transaction: idb::Transaction, access: Access) -> Self {
+        let raw: IdbTransaction = transaction.into();
+        let ended = Promise::new(&mut |resolve, reject| {
+            raw.set_oncomplete(Some(&resolve));
+            raw.set_onabort(Some(&reject));
+        });
+        ActiveTransaction {
+            transaction: idb::Transaction::from(raw.clone()),
+            raw,
+            ended,
+            access,
+        }
+    }
+
+    fn failed(&self, e: idb::Error) -> StoreError {
+        let failure = BrowserFailure::from_idb(&e);
+        if failure.named("NotFoundError") {
+            return StoreError::Corrupt {
+                detail: format!(
+                    "the database lacks a part of its layout ({})",
+                    failure.detail()
+                ),
+            };
+        }
+        self.access.error(failure.detail())
+    }
+
+    fn store(&self, name: &str) -> Result<idb::ObjectStore, StoreError> {
+        self.transaction
+            .object_store(name)
+            .map_err(|e| self.failed(e))
+    }
+
+    async fn get(&self, store: &str, key: &str) -> Result<Option<JsValue>, StoreError> {
+        let request = self
+            .store(store)?
+            .get(JsValue::from_str(key))
+            .map_err(|e| self.failed(e))?;
+        request.await.map_err(|e| self.failed(e))
+    }
+
+    async fn get_all(&self, store: &str) -> Result<Vec<JsValue>, StoreError> {
+        let request = self
+            .store(store)?
+            .get_all(None, None)
+            .map_err(|e| self.failed(e))?;
+        request.await.map_err(|e| self.failed(e))
+    }
+
+    async fn keys(&self, store: &str) -> Result<BTreeSet<String>, StoreError> {
+        let request = self
+            .store(store)?
+            .get_all_keys(None, None)
+            .map_err(|e| self.failed(e))?;
+        let keys = request.await.map_err(|e| self.failed(e))?;
+        keys.into_iter().map(|k| string_key(k, store)).collect()
+    }
+
+    /// Records of `store` whose `index` key equals `key`.
+    async fn get_all_where(
+        &self,
+        store: &str,
+        index: &str,
+        key: JsValue,
+    ) -> Result<Vec<JsValue>, StoreError> {
+        let request = self
+            .store(store)?
+            .index(index)
+            .and_then(|i| i.get_all(Some(Query::Key(key)), None))
+            .map_err(|e| self.failed(e))?;
+        request.await.map_err(|e| self.failed(e))
+    }
+
+    /// Primary keys of the records of `store` whose `index` key equals `key`.
+    async fn keys_where(
+        &self,
+        store: &str,
+        index: &str,
+        key: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let request = self
+            .store(store)?
+            .index(index)
+            .and_then(|i| i.get_all_keys(Some(Query::Key(JsValue::from_str(key))), None))
+            .map_err(|e| self.failed(e))?;
+        let keys = request.await.map_err(|e| self.failed(e))?;
+        keys.into_iter().map(|k| string_key(k, store)).collect()
+    }
+
+    /// Sum of the payload fields of every record of `store`, read with a cursor so the
+    /// records pass one at a time and their bytes never enter wasm memory.
+    async fn payload_bytes(&self, store: &str, fields: &[&str]) -> Result<u64, StoreError> {
+        let request = self
+            .store(store)?
+            .open_cursor(None, None)
+            .map_err(|e| self.failed(e))?;
+        let mut cursor = request.await.map_err(|e| self.failed(e))?;
+        let mut total = 0;
+        while let Some(current) = cursor {
+            let record = current.value().map_err(|e| self.failed(e))?;
+            total += fields.iter().map(|f| payload_len(&record, f)).sum::<u64>();
+            let next = current.next(None).map_err(|e| self.failed(e))?;
+            cursor = next.await.map_err(|e| self.failed(e))?;
+        }
+        Ok(total)
+    }
+
+    async fn apply(&self, write: &Write) -> Result<(), idb::Error> {
+        match write {
+            Write::Put { store, value, key } => {
+                self.transaction
+                    .object_store(store)?
+                    .put(value, key.as_ref())?
+                    .await?;
+            }
+            Write::Delete { store, key } => {
+                self.transaction
+                    .object_store(store)?
+                    .delete(JsValue::from_str(key))?
+                    .await?;
+            }
+            Write::Clear { store } => self.transaction.object_store(store)?.clear()?.await?,
+        }
+        Ok(())
+    }
+
+    fn abort(&self) {
+        // Fails only when the transaction already ended, which is what we want anyway.
+        let _ = self.raw.abort();
+    }
+
+    /// Waits until the browser has committed or rolled back the transaction. On abort, the
+    /// transaction's error (null when we aborted it ourselves).
+    async fn end(&self) -> Result<(), Option<BrowserFailure>> {
+        match JsFuture::from(self.ended.clone()).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.raw.error().map(|e| BrowserFailure::from_js(&e.into()))),
+        }
+    }
+}
+
+/// What planning knows about the stored records: keys and references, read in the write's
+/// own transaction.
+#[derive(Debug, Default)]
+struct IdbCatalog {
+    profiles: BTreeSet<String>,
+    images: BTreeSet<String>,
+    runs: BTreeSet<String>,
+    checkpoints: BTreeSet<String>,
+    has_settings: bool,
+    /// Model id → the profile it belongs to.
+    model_owners: BTreeMap<String, String>,
+    active_models: BTreeMap<String, String>,
+    images_by_profile: BTreeMap<String, Vec<String>>,
+    runs_by_profile: BTreeMap<String, Vec<String>>,
+}
+
+impl IdbCatalog {
+    async fn load(tx: &ActiveTransaction) -> Result<IdbCatalog, StoreError> {
+        let mut catalog = IdbCatalog {
+            profiles: tx.keys(PROFILES).await?,
+            images: tx.keys(IMAGES).await?,
+            runs: tx.keys(RUNS).await?,
+            checkpoints: tx.keys(CHECKPOINTS).await?,
+            has_settings: tx.get(SETTINGS, SETTINGS_KEY).await?.is_some(),
+            ..IdbCatalog::default()
+        };
+        for pointer in tx.get_all(ACTIVE_MODELS).await? {
+            let pointer: ActiveModelRecord = from_record(pointer, ACTIVE_MODELS)?;
+            catalog.active_models.insert(
+                pointer.profile_id.into_owned(),
+                pointer.model_id.into_owned(),
+            );
+        }
+        for profile in &catalog.profiles {
+            let images = tx.keys_where(IMAGES, BY_PROFILE, profile).await?;
+            catalog.images_by_profile.insert(profile.clone(), images);
+            for model in tx.keys_where(MODELS, BY_PROFILE, profile).await? {
+                catalog.model_owners.insert(model, profile.clone());
+            }
+            let runs = tx.keys_where(RUNS, BY_PROFILE, profile).await?;
+            catalog.runs_by_profile.insert(profile.clone(), runs);
+        }
+        Ok(catalog)
+    }
+}
+
+impl Catalog for IdbCatalog {
+    fn has_profile(&self, id: &str) -> bool {
+        self.profiles.contains(id)
+    }
+    fn has_image(&self, id: &str) -> bool {
+        self.images.contains(id)
+    }
+    fn has_run(&self, id: &str) -> bool {
+        self.runs.contains(id)
+    }
+    fn has_checkpoint(&self, profile: &str) -> bool {
+        self.checkpoints.contains(profile)
+    }
+    fn has_settings(&self) -> bool {
+        self.has_settings
+    }
+    fn model_profile(&self, id: &str) -> Option<&str> {
+        self.model_owners.get(id).map(String::as_str)
+    }
+    fn active_model(&self, profile: &str) -> Option<&str> {
+        self.active_models.get(profile).map(String::as_str)
+    }
+    fn images_of(&self, profile: &str) -> Vec<String> {
+        self.images_by_profile
+            .get(profile)
+            .cloned()
+            .unwrap_or_default()
+    }
+    fn models_of(&self, profile: &str) -> Vec<String> {
+        self.model_owners
+            .iter()
+            .filter(|(_, owner)| *owner == profile)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+    fn runs_of(&self, profile: &str) -> Vec<String> {
+        self.runs_by_profile
+            .get(profile)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Why a write transaction did not commit, before it becomes a `StoreError`.
+enum WriteFailure {
+    /// Refused by the rules, or injected: already the user's error.
+    Store(StoreError),
+    /// Refused by the browser.
+    Browser(BrowserFailure),
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+
+/// The app's storage in the browser. Every method is one IndexedDB transaction.
+#[derive(Debug)]
+pub struct IdbStore {
+    name: String,
+    connection: RefCell<Option<Rc<Connection>>>,
+    faults: FaultInjector,
+    image_limits: ImageLimits,
+}
+
+impl IdbStore {
+    /// Opens (creating or upgrading) the database `name`. Fails with `SchemaTooNew` when a
+    /// newer faceverify wrote it, `MigrationFailed` when an upgrade failed (the data stays at
+    /// its old version), `Unavailable` when the browser refuses storage.
+    pub async fn open(name: &str) -> Result<IdbStore, StoreError> {
+        let connection = Connection::open(name).await?;
+        Ok(IdbStore {
+            name: name.to_owned(),
+            connection: RefCell::new(Some(Rc::new(connection))),
+            faults: FaultInjector::default(),
+            image_limits: ImageLimits::default(),
+        })
+    }
+
+    /// Opens the app's database, [`DATABASE_NAME`].
+    pub async fn open_default() -> Result<IdbStore, StoreError> {
+        IdbStore::open(DATABASE_NAME).await
+    }
+
+    /// Routes every write request through `faults`, so a test can make the Nth one fail: the
+    /// transaction is then aborted, as a browser failure would abort it.
+    pub fn with_faults(mut self, faults: FaultInjector) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    pub fn with_image_limits(mut self, limits: ImageLimits) -> Self {
+        self.image_limits = limits;
+        self
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Closes the connection now (it also closes when the store is dropped); the next call
+    /// reopens it.
+    pub fn close(&self) {
+        self.connection.borrow_mut().take();
+    }
+
+    async fn connection(&self) -> Result<Rc<Connection>, StoreError> {
+        let current = self.connection.borrow().clone();
+        match current {
+            Some(connection) if !connection.closed.get() => Ok(connection),
+            _ => {
+                let connection = Rc::new(Connection::open(&self.name).await?);
+                *self.connection.borrow_mut() = Some(connection.clone());
+                Ok(connection)
+            }
+        }
+    }
+
+    async fn begin(
+        &self,
+        stores: &[&str],
+        mode: TransactionMode,
+        access: Access,
+    ) -> Result<ActiveTransaction, StoreError> {
+        let connection = self.connection().await?;
+        match connection.database.transaction(stores, mode) {
+            Ok(transaction) => Ok(ActiveTransaction::new(transaction, access)),
+            Err(e) if BrowserFailure::from_idb(&e).named("InvalidStateError") => {
+                // The connection closed under us (the browser, or a deletion): reopen once.
+                connection.closed.set(true);
+                let connection = self.connection().await?;
+                connection
+                    .database
+                    .transaction(stores, mode)
+                    .map(|transaction| ActiveTransaction::new(transaction, access))
+                    .map_err(|e| access.error(BrowserFailure::from_idb(&e).detail()))
+            }
+            Err(e) => Err(access.error(BrowserFailure::from_idb(&e).detail())),
+        }
+    }
+
+    async fn begin_read(&self, stores: &[&str]) -> Result<ActiveTransaction, StoreError> {
+        self.begin(stores, TransactionMode::ReadOnly, Access::Read)
+            .await
+    }
+
+    /// One write transaction: read the catalog (when `plan` needs one), plan, write. Returns
+    /// whether anything was written.
+    async fn commit(
+        &self,
+        with_catalog: bool,
+        plan: impl FnOnce(&IdbCatalog) -> Result<Vec<Change>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let tx = self
+            .begin(&ALL_STORES, TransactionMode::ReadWrite, Access::Write)
+            .await?;
+        let mut needed = 0;
+        let outcome = self
+            .plan_and_write(&tx, with_catalog, plan, &mut needed)
+            .await;
+        let ended = match &outcome {
+            Ok(_) => tx.end().await,
+            Err(_) => {
+                tx.abort();
+                // Wait for the rollback, so the caller's next read sees the old state.
+                let _ = tx.end().await;
+                Ok(())
+            }
+        };
+        match (outcome, ended) {
+            (Ok(changed), Ok(())) => Ok(changed),
+            (Ok(_), Err(Some(failure))) | (Err(WriteFailure::Browser(failure)), _) => {
+                Err(classify(&failure, Access::Write, needed).await)
+            }
+            (Ok(_), Err(None)) => Err(StoreError::WriteFailed {
+                detail: "the browser aborted the transaction".into(),
+            }),
+            (Err(WriteFailure::Store(e)), _) => Err(e),
+        }
+    }
+
+    async fn plan_and_write(
+        &self,
+        tx: &ActiveTransaction,
+        with_catalog: bool,
+        plan: impl FnOnce(&IdbCatalog) -> Result<Vec<Change>, StoreError>,
+        needed: &mut u64,
+    ) -> Result<bool, WriteFailure> {
+        let catalog = if with_catalog {
+            IdbCatalog::load(tx).await.map_err(WriteFailure::Store)?
+        } else {
+            IdbCatalog::default()
+        };
+        let changes = plan(&catalog).map_err(WriteFailure::Store)?;
+        *needed = bytes_written(&changes);
+        let mut writes = Vec::new();
+        for change in &changes {
+            writes.extend(encode(change).map_err(WriteFailure::Store)?);
+        }
+        for write in &writes {
+            self.faults
+                .before_write(&write.describe())
+                .map_err(WriteFailure::Store)?;
+            tx.apply(write)
+                .await
+                .map_err(|e| WriteFailure::Browser(BrowserFailure::from_idb(&e)))?;
+        }
+        Ok(!changes.is_empty())
+    }
+}
+
+impl Drop for IdbStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Store for IdbStore {
+    async fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
+        self.commit(false, |_| dataset::plan_put_profile(profile))
+            .await
+            .map(drop)
+    }
+
+    async fn get_profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
+        let tx = self.begin_read(&[PROFILES]).await?;
+        tx.get(PROFILES, id)
+            .await?
+            .map(|r| from_record(r, PROFILES))
+            .transpose()
+    }
+
+    async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        let tx = self.begin_read(&[PROFILES]).await?;
+        let mut profiles = tx
+            .get_all(PROFILES)
+            .await?
+            .into_iter()
+            .map(|r| from_record::<Profile>(r, PROFILES))
+            .collect::<Result<Vec<_>, _>>()?;
+        // IndexedDB orders keys by UTF-16 units; the other stores by bytes.
+        profiles.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(profiles)
+    }
+
+    async fn delete_profile(&self, id: &str) -> Result<bool, StoreError> {
+        self.commit(true, |catalog| {
+            Ok(dataset::plan_delete_profile(catalog, id))
+        })
+        .await
+    }
+
+    async fn put_images(&self, images: &[StoredImage]) -> Result<(), StoreError> {
+        self.commit(true, |catalog| {
+            dataset::plan_put_images(catalog, images, &self.image_limits)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
+        let tx = self.begin_read(&[IMAGES]).await?;
+        tx.get(IMAGES, id)
+            .await?
+            .map(|r| from_record::<ImageRecord>(r, IMAGES).map(ImageRecord::into_image))
+            .transpose()
+    }
+
+    async fn list_images(
+        &self,
+        profile: &str,
+        role: Option<ImageRole>,
+    ) -> Result<Vec<StoredImage>, StoreError> {
+        let tx = self.begin_read(&[IMAGES]).await?;
+        let records = match role {
+            Some(role) => {
+                let key = Array::of2(
+                    &JsValue::from_str(profile),
+                    &to_record(&role, "photo", profile)?,
+                );
+                tx.get_all_where(IMAGES, BY_PROFILE_ROLE, key.into())
+                    .await?
+            }
+            None => {
+                tx.get_all_where(IMAGES, BY_PROFILE, JsValue::from_str(profile))
+                    .await?
+            }
+        };
+        let mut images = records
+            .into_iter()
+            .map(|r| from_record::<ImageRecord>(r, IMAGES).map(ImageRecord::into_image))
+            .collect::<Result<Vec<_>, _>>()?;
+        images.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(images)
+    }
+
+    async fn delete_image(&self, id: &str) -> Result<bool, StoreError> {
+        self.commit(true, |catalog| Ok(dataset::plan_delete_image(catalog, id)))
+            .await
+    }
+
+    async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError> {
+        self.commit(true, |catalog| dataset::plan_put_model(catalog, model))
+            .await
+            .map(drop)
+    }
+
+    async fn get_model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
+        let tx = self.begin_read(&[MODELS]).await?;
+        tx.get(MODELS, id)
+            .await?
+            .map(|r| from_record::<ModelRecord>(r, MODELS).map(ModelRecord::into_model))
+            .transpose()
+    }
+
+    async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError> {
+        let tx = self.begin_read(&[MODELS]).await?;
+        let mut models = Vec::new();
+        for record in tx
+            .get_all_where(MODELS, BY_PROFILE, JsValue::from_str(profile))
+            .await?
+        {
+            let byte_len = payload_len(&record, "bytes");
+            let m: ModelMetadata = from_record(record, MODELS)?;
+            models.push(ModelSummary {
+                id: m.id,
+                profile_id: m.profile_id,
+                tower_kind: m.tower_kind,
+                format_version: m.format_version,
+                created: m.created,
+                training_settings: m.training_settings,
+                metrics: m.metrics,
+                byte_len,
+            });
+        }
+        sort_models(&mut models);
+        Ok(models)
+    }
+
+    async fn set_active_model(&self, profile: &str, model_id: &str) -> Result<(), StoreError> {
+        self.commit(true, |catalog| {
+            dataset::plan_set_active_model(catalog, profile, model_id)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn active_model_id(&self, profile: &str) -> Result<Option<ModelId>, StoreError> {
+        let tx = self.begin_read(&[ACTIVE_MODELS]).await?;
+        tx.get(ACTIVE_MODELS, profile)
+            .await?
+            .map(|r| {
+                from_record::<ActiveModelRecord>(r, ACTIVE_MODELS).map(|p| p.model_id.into_owned())
+            })
+            .transpose()
+    }
+
+    /// The pointer and the model in one transaction, so a concurrent switch cannot slip in
+    /// between.
+    async fn active_model(&self, profile: &str) -> Result<Option<StoredModel>, StoreError> {
+        let tx = self.begin_read(&[ACTIVE_MODELS, MODELS]).await?;
+        let Some(pointer) = tx.get(ACTIVE_MODELS, profile).await? else {
+            return Ok(None);
+        };
+        let pointer: ActiveModelRecord = from_record(pointer, ACTIVE_MODELS)?;
+        tx.get(MODELS, &pointer.model_id)
+            .await?
+            .map(|r| from_record::<ModelRecord>(r, MODELS).map(ModelRecord::into_model))
+            .transpose()
+    }
+
+    async fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
+        self.commit(true, |catalog| dataset::plan_delete_model(catalog, id))
+            .await
+    }
+
+    /// Writes the model and switches the pointer in one transaction: either both happen or
+    /// neither, and the previous model stays active and whole on any failure.
+    async fn save_and_activate_model(&self, model: &StoredModel) -> Result<(), StoreError> {
+        self.commit(true, |catalog| {
+            let mut changes = dataset::plan_put_model(catalog, model)?;
+            changes.push(Change::SetActiveModel {
+                profile_id: model.profile_id.clone(),
+                model_id: model.id.clone(),
+            });
+            Ok(changes)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.commit(true, |catalog| {
+            dataset::plan_put_checkpoint(catalog, checkpoint)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn latest_checkpoint(&self, profile: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let tx = self.begin_read(&[CHECKPOINTS]).await?;
+        tx.get(CHECKPOINTS, profile)
+            .await?
+            .map(|r| {
+                from_record::<CheckpointRecord>(r, CHECKPOINTS)
+                    .map(CheckpointRecord::into_checkpoint)
+            })
+            .transpose()
+    }
+
+    async fn delete_checkpoint(&self, profile: &str) -> Result<bool, StoreError> {
+        self.commit(true, |catalog| {
+            Ok(dataset::plan_delete_checkpoint(catalog, profile))
+        })
+        .await
+    }
+
+    async fn put_run(&self, run: &TrainingRun) -> Result<(), StoreError> {
+        self.commit(true, |catalog| dataset::plan_put_run(catalog, run))
+            .await
+            .map(drop)
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<TrainingRun>, StoreError> {
+        let tx = self.begin_read(&[RUNS]).await?;
+        tx.get(RUNS, id)
+            .await?
+            .map(|r| from_record(r, RUNS))
+            .transpose()
+    }
+
+    async fn list_runs(&self, profile: &str) -> Result<Vec<TrainingRun>, StoreError> {
+        let tx = self.begin_read(&[RUNS]).await?;
+        let mut runs = tx
+            .get_all_where(RUNS, BY_PROFILE, JsValue::from_str(profile))
+            .await?
+            .into_iter()
+            .map(|r| from_record::<TrainingRun>(r, RUNS))
+            .collect::<Result<Vec<_>, _>>()?;
+        sort_runs(&mut runs);
+        Ok(runs)
+    }
+
+    async fn delete_run(&self, id: &str) -> Result<bool, StoreError> {
+        self.commit(true, |catalog| Ok(dataset::plan_delete_run(catalog, id)))
+            .await
+    }
+
+    async fn settings(&self) -> Result<Settings, StoreError> {
+        let tx = self.begin_read(&[SETTINGS]).await?;
+        Ok(tx
+            .get(SETTINGS, SETTINGS_KEY)
+            .await?
+            .map(|r| from_record(r, SETTINGS))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    async fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
+        self.commit(false, |_| dataset::plan_put_settings(settings))
+            .await
+            .map(drop)
+    }
+
+    /// Payload bytes are summed record by record; the small records are counted by their
+    /// JSON size, as every store counts them.
+    async fn usage(&self) -> Result<StorageUsage, StoreError> {
+        let tx = self.begin_read(&ALL_STORES).await?;
+        let images = tx
+            .payload_bytes(IMAGES, &["encoded", "aligned_crop"])
+            .await?;
+        let models = tx.payload_bytes(MODELS, &["bytes"]).await?;
+        let checkpoints = tx
+            .payload_bytes(CHECKPOINTS, &["model_bytes", "optimiser_bytes"])
+            .await?;
+        let mut small = StoreContents::default();
+        read_small_records(&tx, &mut small).await?;
+        Ok(StorageUsage {
+            images,
+            models,
+            checkpoints,
+            other: small.usage().other,
+        })
+    }
+
+    async fn clear_all(&self) -> Result<(), StoreError> {
+        self.commit(false, |_| Ok(vec![Change::ClearAll]))
+            .await
+            .map(drop)
+    }
+
+    async fn export_contents(&self) -> Result<StoreContents, StoreError> {
+        let tx = self.begin_read(&ALL_STORES).await?;
+        let mut contents = StoreContents::default();
+        read_small_records(&tx, &mut contents).await?;
+        for record in tx.get_all(IMAGES).await? {
+            let image = from_record::<ImageRecord>(record, IMAGES)?.into_image();
+            contents.images.insert(image.id.clone(), image);
+        }
+        for record in tx.get_all(MODELS).await? {
+            let model = from_record::<ModelRecord>(record, MODELS)?.into_model();
+            contents.models.insert(model.id.clone(), model);
+        }
+        for record in tx.get_all(CHECKPOINTS).await? {
+            let checkpoint =
+                from_record::<CheckpointRecord>(record, CHECKPOINTS)?.into_checkpoint();
+            contents
+                .checkpoints
+                .insert(checkpoint.profile_id.clone(), checkpoint);
+        }
+        Ok(contents)
+    }
+
+    async fn import_contents(
+        &self,
+        contents: &StoreContents,
+        mode: ImportMode,
+    ) -> Result<(), StoreError> {
+        self.commit(true, |catalog| {
+            dataset::plan_import(catalog, contents, mode, &self.image_limits)
+        })
+        .await
+        .map(drop)
+    }
+}
+
+/// Profiles, active-model pointers, runs and settings: the records without payloads.
+async fn read_small_records(
+    tx: &ActiveTransaction,
+    contents: &mut StoreContents,
+) -> Result<(), StoreError> {
+    for record in tx.get_all(PROFILES).await? {
+        let profile: Profile = from_record(record, PROFILES)?;
+        contents.profiles.insert(profile.id.clone(), profile);
+    }
+    for record in tx.get_all(ACTIVE_MODELS).await? {
+        let pointer: ActiveModelRecord = from_record(record, ACTIVE_MODELS)?;
+        contents.active_models.insert(
+            pointer.profile_id.into_owned(),
+            pointer.model_id.into_owned(),
+        );
+    }
+    for record in tx.get_all(RUNS).await? {
+        let run: TrainingRun = from_record(record, RUNS)?;
+        contents.runs.insert(run.id.clone(), run);
+    }
+    contents.settings = tx
+        .get(SETTINGS, SETTINGS_KEY)
+        .await?
+        .map(|r| from_record(r, SETTINGS))
+        .transpose()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page helpers
+
+/// `navigator.storage`, in a window or a worker; `None` where the browser lacks it (insecure
+/// contexts, old browsers).
+fn storage_manager() -> Option<web_sys::StorageManager> {
+    let navigator = Reflect::get(&js_sys::global(), &JsValue::from_str("navigator")).ok()?;
+    let storage = Reflect::get(&navigator, &JsValue::from_str("storage")).ok()?;
+    storage.dyn_into::<web_sys::StorageManager>().ok()
+}
+
+/// What the browser says this origin uses and may use (`navigator.storage.estimate()`), or
+/// `None` where it cannot tell.
+pub async fn storage_usage() -> Option<StorageEstimate> {
+    let estimate = JsFuture::from(storage_manager()?.estimate().ok()?)
+        .await
+        .ok()?;
+    let estimate: web_sys::StorageEstimate = estimate.unchecked_into();
+    let bytes = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0).map(|v| v as u64);
+    Some(StorageEstimate {
+        usage: bytes(estimate.get_usage()).unwrap_or(0),
+        quota: bytes(estimate.get_quota())?,
+    })
+}
+
+/// The browser's answer to [`request_persistent_storage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PersistentStorage {
+    /// The browser will not evict the app's data under storage pressure.
+    Granted,
+    /// The data stays "best effort": the browser may evict it when the disk fills up.
+    Refused,
+    /// Not available here (workers cannot ask; some browsers lack the API).
+    Unsupported,
+}
+
+/// Asks the browser to keep the app's data even under storage pressure
+/// (`navigator.storage.persist()`; pages only, workers get `Unsupported`).
+pub async fn request_persistent_storage() -> PersistentStorage {
+    let Some(storage) = storage_manager() else {
+        return PersistentStorage::Unsupported;
+    };
+    let can_ask = Reflect::get(&storage, &JsValue::from_str("persist"))
+        .is_ok_and(|f| f.is_instance_of::<Function>());
+    let Some(request) = can_ask.then(|| storage.persist().ok()).flatten() else {
+        return PersistentStorage::Unsupported;
+    };
+    match JsFuture::from(request).await.map(|v| v.as_bool()) {
+        Ok(Some(true)) => PersistentStorage::Granted,
+        Ok(_) | Err(_) => PersistentStorage::Refused,
+    }
+}
+
+/// Deletes the database `name` (open connections of this app close themselves first; one
+/// held by another program's tab delays this until that tab closes).
+pub async fn delete_database(name: &str) -> Result<(), StoreError> {
+    let failed = |e: idb::Error| StoreError::WriteFailed {
+        detail: format!(
+            "deleting the database: {}",
+            BrowserFailure::from_idb(&e).detail()
+        ),
+    };
+    let factory = Factory::new().map_err(|e| StoreError::Unavailable {
+        detail: BrowserFailure::from_idb(&e).detail(),
+    })?;
+    factory.delete(name).map_err(failed)?.await.map_err(failed)
+}
+
+/// "Delete all my data": the app's Cache Storage caches, then the database. Caches go first so
+/// that a failure leaves the user's data (the database) as it was, and says so.
+pub async fn delete_all_data() -> Result<(), StoreError> {
+    delete_app_caches()
+        .await
+        .map_err(|detail| StoreError::WriteFailed {
+            detail: format!("deleting the app's cached files: {detail}"),
+        })?;
+    delete_database(DATABASE_NAME).await
+}
+
+/// Deletes the caches named `CACHE_NAME_PREFIX...`. `caches` is missing in insecure contexts:
+/// then there is nothing to delete. Reached through `Reflect` (no web-sys feature for it).
+async fn delete_app_caches() -> Result<(), String> {
+    let caches = Reflect::get(&js_sys::global(), &JsValue::from_str("caches"))
+        .map_err(|e| BrowserFailure::from_js(&e).detail())?;
+    if caches.is_undefined() || caches.is_null() {
+        return Ok(());
+    }
+    let call = |method: &str, args: &Array| -> Result<JsFuture, String> {
+        let function: Function = Reflect::get(&caches, &JsValue::from_str(method))
+            .and_then(|f| f.dyn_into::<Function>())
+            .map_err(|e| BrowserFailure::from_js(&e).detail())?;
+        let promise: Promise = Reflect::apply(&function, &caches, args)
+            .and_then(|p| p.dyn_into::<Promise>())
+            .map_err(|e| BrowserFailure::from_js(&e).detail())?;
+        Ok(JsFuture::from(promise))
+    };
+    let names: Array = call("keys", &Array::new())?
+        .await
+        .map_err(|e| BrowserFailure::from_js(&e).detail())?
+        .unchecked_into();
+    for name in names.iter().filter_map(|n| n.as_string()) {
+        if name.starts_with(CACHE_NAME_PREFIX) {
+            call("delete", &Array::of1(&JsValue::from_str(&name)))?
+                .await
+                .map_err(|e| BrowserFailure::from_js(&e).detail())?;
+        }
+    }
+    Ok(())
+}
