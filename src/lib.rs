@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod camera;
+pub mod eval;
 pub mod model;
 pub mod pipeline;
 pub mod protocol;

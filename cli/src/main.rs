@@ -14,6 +14,8 @@ use faceverify_cli::{
     default_weights_path, impostors, train, verify,
 };
 
+mod eval_command;
+
 const USAGE: &str = "usage:
   faceverify train --data DIR [--mode fine-tune|classic] [--epochs N] [--batch N] [--seed N]
                    [--lr X] [--pairs N] [--patience N|none] [--backend cpu|wgpu] [--out model.bin]
@@ -25,7 +27,11 @@ const USAGE: &str = "usage:
   faceverify verify --model M --refs DIR [--detection X] [--verification X]
                     [--backend cpu|wgpu] [--weights FILE] IMAGE...
   faceverify impostors --lfw DIR --out FILE [--clusters K] [--min-members N]
-                       [--backend cpu|wgpu] [--weights FILE]";
+                       [--backend cpu|wgpu] [--weights FILE]
+  faceverify eval --lfw DIR --pairs FILE [--crop detect|centre] [--fallback centre|lfw-framing]
+                  [--limit N] [--batch-size N] [--backend cpu|wgpu] [--models DIR] [--json FILE]
+      LFW's 10-fold verification protocol over a pairs file: accuracy, ROC AUC, EER,
+      TAR at FAR = 1e-3 and faces/s (see README).";
 
 /// Flags (`--name value` or `--name=value`) and positional arguments.
 struct Args {
@@ -269,6 +275,10 @@ fn run(raw: &[String]) -> Result<(), CliError> {
     let (command, rest) = raw
         .split_first()
         .ok_or_else(|| CliError::Usage(USAGE.into()))?;
+    if command == "eval" {
+        // The benchmark parses its own flags (see eval_command.rs).
+        return eval_command::run(rest).map_err(CliError::Usage);
+    }
     let args = Args::parse(rest)?;
     match command.as_str() {
         "train" => train_command(args),

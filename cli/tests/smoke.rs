@@ -143,3 +143,37 @@ fn usage_errors_exit_with_2_and_say_what_is_wrong() {
     ]);
     assert_eq!(absent.status.code(), Some(1));
 }
+
+#[test]
+fn eval_reports_lfw_accuracy_on_a_few_pairs() {
+    let lfw = lfw();
+    let pairs = lfw.parent().unwrap().join("lfw-pairs-dev.txt");
+    let out = faceverify(&[
+        "eval",
+        "--lfw",
+        lfw.to_str().unwrap(),
+        "--pairs",
+        pairs.to_str().unwrap(),
+        "--crop",
+        "detect",
+        "--limit",
+        "20",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accuracy: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy (10-fold): "))
+        .and_then(|l| l.split('%').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy line in:\n{stdout}"));
+    assert!(accuracy >= 85.0, "{stdout}");
+    assert!(
+        stdout.contains("ROC AUC:") && stdout.contains("TAR at FAR = 1e-3"),
+        "{stdout}"
+    );
+}
