@@ -189,8 +189,11 @@ const ANALYSE_IN_WORKER: &str = r#"
     const results = [];
     for (const url of urls) {
         const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+        const started = performance.now();
         worker.postMessage({ type: 'AnalysePhoto', bytes, crop: 'detect' });
-        results.push((await next('PhotoAnalysed')).analysis);
+        const analysis = (await next('PhotoAnalysed')).analysis;
+        analysis.ms = performance.now() - started;
+        results.push(analysis);
     }
     worker.terminate();
     return { backend: ready.backend, results, progress };
@@ -270,6 +273,12 @@ fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native
                 "{label}: browser and native descriptors differ by {distance}"
             );
         }
+        // Per-photo time in the worker (the first includes downloading and building the networks).
+        let times: Vec<String> = results
+            .iter()
+            .map(|r| format!("{:.0} ms", r["ms"].as_f64().unwrap_or(f64::NAN)))
+            .collect();
+        eprintln!("face pipeline in the worker on {label}: {}", times.join(", "));
         // The models were downloaded with progress (or came from the HTTP cache the second time).
         let progress = out["progress"].as_array().unwrap();
         assert!(
