@@ -278,7 +278,10 @@ fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native
             .iter()
             .map(|r| format!("{:.0} ms", r["ms"].as_f64().unwrap_or(f64::NAN)))
             .collect();
-        eprintln!("face pipeline in the worker on {label}: {}", times.join(", "));
+        eprintln!(
+            "face pipeline in the worker on {label}: {}",
+            times.join(", ")
+        );
         // The models were downloaded with progress (or came from the HTTP cache the second time).
         let progress = out["progress"].as_array().unwrap();
         assert!(
