@@ -260,6 +260,8 @@ async fn send_chosen_photo(page: Rc<Page>) {
 
 async fn open_camera(page: Rc<Page>) {
     page.element("camera-retry").set_hidden(true);
+    // The status line is styled as an error only when it reports one.
+    page.element("camera-status").set_class_name("");
     page.show("camera-status", "Asking for the camera…");
     let video: HtmlVideoElement = page.element("camera").unchecked_into();
     match start_stream(&video).await {
@@ -273,6 +275,7 @@ async fn open_camera(page: Rc<Page>) {
             page.element("camera-panel")
                 .set_attribute("data-camera", "error")
                 .ok();
+            page.element("camera-status").set_class_name("error");
             page.show("camera-status", &error.to_string());
             page.element("camera-retry")
                 .set_hidden(!error.retry_may_help());
