@@ -1,22 +1,27 @@
-//! A training self-check: a few forward + backward passes with Adam steps on a tiny siamese
-//! network, to prove that the whole training path (autodiff, optimiser, async loss readback)
+//! A training self-check: a few forward + backward passes with Adam steps of the product's
+//! `Siamese` network and `train_step` on a tiny tower, to prove that the whole training path (autodiff, optimiser, async loss readback)
 //! works on a device before the app trusts it with a real run. The page's diagnostics button
 //! and the browser tests run it on both backends.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::activation::{relu, sigmoid};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendError;
+use crate::model::siamese::Siamese;
+use crate::model::tower::{EmbeddingTower, ImageShape};
+use crate::train::pairs::PairLabel;
+use crate::train::step::{PairBatch, adam_optimizer, train_step};
 
 /// Image side of the check's inputs: small so the check takes milliseconds even on the CPU.
 const SIDE: usize = 16;
 const PAIRS: usize = 4;
+const EMBEDDING: usize = 8;
 
+/// A tiny tower, so the product's own `Siamese` network and training step run in miniature.
 #[derive(Module, Debug)]
 struct ProbeTower {
     conv: Conv2d,
@@ -29,10 +34,12 @@ impl ProbeTower {
             conv: Conv2dConfig::new([3, 4], [3, 3])
                 .with_stride([2, 2])
                 .init(device),
-            embed: LinearConfig::new(4 * 7 * 7, 8).init(device),
+            embed: LinearConfig::new(4 * 7 * 7, EMBEDDING).init(device),
         }
     }
+}
 
+impl EmbeddingTower for ProbeTower {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let features = relu(self.conv.forward(images));
         let [batch, channels, height, width] = features.dims();
@@ -41,20 +48,13 @@ impl ProbeTower {
                 .forward(features.reshape([batch, channels * height * width])),
         )
     }
-}
 
-/// Two images through one shared tower, L1 distance of the embeddings, a dense layer and a
-/// sigmoid: the shape of the product's network, in miniature.
-#[derive(Module, Debug)]
-struct ProbeSiamese {
-    tower: ProbeTower,
-    head: Linear,
-}
+    fn embedding_dim(&self) -> usize {
+        EMBEDDING
+    }
 
-impl ProbeSiamese {
-    fn forward(&self, left: Tensor<4>, right: Tensor<4>) -> Tensor<2> {
-        let distance = (self.tower.forward(left) - self.tower.forward(right)).abs();
-        sigmoid(self.head.forward(distance))
+    fn input_size(&self) -> ImageShape {
+        ImageShape::new(3, SIDE, SIDE)
     }
 }
 
@@ -82,25 +82,20 @@ fn image_batch(seed: f32, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, [PAIRS, 3, SIDE, SIDE]), device)
 }
 
-/// Binary cross-entropy on probabilities, clamped so log never sees 0.
-fn binary_cross_entropy(probabilities: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
-    let p = probabilities.clamp(1e-6, 1.0 - 1e-6);
-    let one = p.ones_like();
-    let loss = labels.clone() * p.clone().log() + (one.clone() - labels) * (one - p).log();
-    loss.mean().neg()
-}
-
 /// Runs `steps` Adam steps on fixed data on `device` and reports the first and last loss.
 pub async fn training_check(device: &Device, steps: usize) -> Result<TrainingCheck, BackendError> {
     let device = device.clone().autodiff();
     device.seed(7);
-    let mut model = ProbeSiamese {
-        tower: ProbeTower::new(&device),
-        head: LinearConfig::new(8, 1).init(&device),
-    };
-    let mut optimizer = AdamConfig::new().init();
+    let mut model = Siamese::new(ProbeTower::new(&device), &device);
+    let mut optimizer = adam_optimizer();
     let left = image_batch(0.0, &device);
     // Pairs 0 and 2 are "the same face" (a slightly shifted copy), 1 and 3 are different.
+    let labels = [
+        PairLabel::Same,
+        PairLabel::Different,
+        PairLabel::Same,
+        PairLabel::Different,
+    ];
     let right = {
         let near = left.clone() * 0.95 + 0.02;
         let far = image_batch(2.5, &device);
@@ -110,25 +105,15 @@ pub async fn training_check(device: &Device, steps: usize) -> Result<TrainingChe
         );
         near * same.clone() + far * (same.ones_like() - same)
     };
-    let labels = Tensor::<2>::from_data(
-        TensorData::new(vec![1.0f32, 0.0, 1.0, 0.0], [PAIRS, 1]),
-        &device,
-    );
 
     let mut losses = Vec::with_capacity(steps);
     for _ in 0..steps {
-        let loss = binary_cross_entropy(model.forward(left.clone(), right.clone()), labels.clone());
-        // Async readback: a synchronous read panics on WebGPU in the browser.
-        let value = loss
-            .clone()
-            .into_data_async()
-            .await
-            .map_err(|e| BackendError::Read(format!("{e:?}")))?
-            .try_to_vec::<f32>()
-            .map_err(|e| BackendError::Read(format!("{e:?}")))?[0];
-        losses.push(value);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(1e-2, model, grads);
+        let batch = PairBatch::new(left.clone(), right.clone(), &labels, &device);
+        // The product's training step: async readback only (a synchronous read panics on
+        // WebGPU in the browser).
+        let (updated, outcome) = train_step(model, &mut optimizer, batch, 1e-2).await;
+        model = updated;
+        losses.push(outcome.map_err(|e| BackendError::Read(e.to_string()))?.loss);
     }
     Ok(TrainingCheck {
         steps,
