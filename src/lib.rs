@@ -1,11 +1,11 @@
 //! faceverify: one-shot face verification that trains and runs entirely in the browser.
 //!
 //! The crate is a pure core that is tested natively (`model`, `vision`, `train`, `verify`,
-//! `store`, `backend`, `protocol`) and one thin browser layer (`web`, wasm only) that owns the
+//! `store`, `backend`, `protocol`, and `app`, the use cases that compose them) and one thin browser layer (`web`, wasm only) that owns the
 //! camera, IndexedDB, the worker's message loop and the wasm-bindgen exports.
 
+pub mod app;
 pub mod backend;
-pub mod camera;
 pub mod eval;
 pub mod model;
 pub mod pipeline;

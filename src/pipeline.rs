@@ -61,6 +61,11 @@ impl FacePipeline {
         })
     }
 
+    /// The face detector, for callers that only need the boxes (the live view).
+    pub fn detector(&self) -> &FaceDetector {
+        &self.detector
+    }
+
     /// Detects, aligns and embeds the largest face of `frame`.
     pub async fn analyse(
         &self,

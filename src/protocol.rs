@@ -5,13 +5,20 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::app::{
+    CaptureOutcome, FrameCheck, ImportReport, NamedFile, ProfileState, TrainOutcome, TrainRequest,
+    VerifyOutcome,
+};
 use crate::backend::{BackendPreference, BackendReport};
 use crate::pipeline::FaceAnalysis;
 use crate::selfcheck::TrainingCheck;
+use crate::store::{ImageRole, ImportMode, Profile, Settings};
+use crate::train::run::TrainingEvent;
 use crate::vision::align::CropMode;
+use crate::vision::frame::{Frame, FrameError};
 
 /// The pretrained networks' weight files, served beside the app (Trunk copies `models/`).
-pub const MODEL_FILES: [ModelFile; 2] = [
+pub const MODEL_FILES: [ModelFile; 3] = [
     ModelFile {
         name: "face detector",
         path: "models/blazeface.f16.bin",
@@ -19,6 +26,10 @@ pub const MODEL_FILES: [ModelFile; 2] = [
     ModelFile {
         name: "face descriptor network",
         path: "models/face_resnet.q8.bin",
+    },
+    ModelFile {
+        name: "impostor model",
+        path: "models/impostors.json",
     },
 ];
 
@@ -47,6 +58,88 @@ pub enum WorkerRequest {
         #[serde(default)]
         crop: CropMode,
     },
+    /// The live view: faces and hints for one camera frame. Answered by `FrameChecked`.
+    CheckFrame { frame: CameraFrame },
+    /// Everything the page shows for a profile (`None`: the first). Answered by `State`.
+    LoadState { profile: Option<String> },
+    /// Creates or renames a profile. Answered by `State` for it.
+    SaveProfile { profile: Profile },
+    /// Deletes a profile and all its data. Answered by `State`.
+    DeleteProfile { id: String },
+    /// Stores the largest face of a camera frame as a photo. Answered by `Captured`.
+    Capture {
+        profile: String,
+        role: ImageRole,
+        frame: CameraFrame,
+    },
+    /// Imports photos, folders' photos or zip / tar / tgz archives of photos as one batch.
+    /// Answered by `ImportProgress` messages, then `PhotosImported`.
+    ImportPhotos {
+        profile: String,
+        role: ImageRole,
+        files: Vec<NamedFile>,
+    },
+    /// Answered by `State`.
+    DeletePhoto { profile: String, id: String },
+    /// Moves a photo to another role (e.g. makes a positive one of the N verification photos).
+    /// Answered by `State`.
+    SetPhotoRole {
+        profile: String,
+        id: String,
+        role: ImageRole,
+    },
+    /// Trains the profile's model. Answered by `Training` messages, then `Trained`.
+    Train { request: TrainRequest },
+    /// Stops a running training at the next step, keeping its checkpoint. Handled at once,
+    /// even while a training request is being served.
+    CancelTraining,
+    /// Verifies the person in a camera frame against the profile's model. Answered by `Verified`.
+    Verify { profile: String, frame: CameraFrame },
+    /// Saves the settings (thresholds, backend, mode). Answered by `State`.
+    SaveSettings {
+        profile: Option<String>,
+        settings: Settings,
+    },
+    /// Everything as one archive file. Answered by `Exported`.
+    Export,
+    /// Restores an archive made by `Export`. Answered by `ArchiveImported`.
+    ImportArchive {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        mode: ImportMode,
+    },
+    /// Deletes the database and the app's caches. Answered by `AllDeleted`.
+    DeleteAll,
+}
+
+/// A camera frame as the page reads it from a canvas: RGBA, row by row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraFrame {
+    pub width: u32,
+    pub height: u32,
+    #[serde(with = "serde_bytes")]
+    pub rgba: Vec<u8>,
+}
+
+impl CameraFrame {
+    /// The RGB frame the core works on (alpha dropped).
+    pub fn to_frame(&self) -> Result<Frame, FrameError> {
+        let expected = self.width as usize * self.height as usize * 4;
+        if self.rgba.len() != expected {
+            return Err(FrameError::WrongLength {
+                width: self.width,
+                height: self.height,
+                expected,
+                found: self.rgba.len(),
+            });
+        }
+        let rgb = self
+            .rgba
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        Frame::new(self.width, self.height, rgb)
+    }
 }
 
 /// From the worker to the page.
@@ -55,8 +148,11 @@ pub enum WorkerRequest {
 pub enum WorkerResponse {
     /// The worker's wasm is loaded and it accepts requests.
     Loaded,
-    /// The device is chosen.
-    Ready { backend: BackendReport },
+    /// The device is chosen; `description` is one sentence for the person (which, and why).
+    Ready {
+        backend: BackendReport,
+        description: String,
+    },
     /// Result of `CheckTraining`.
     TrainingChecked {
         backend: BackendReport,
@@ -73,6 +169,38 @@ pub enum WorkerResponse {
         backend: BackendReport,
         analysis: FaceAnalysis,
     },
+    /// Result of `CheckFrame`.
+    FrameChecked { check: FrameCheck },
+    /// Result of `LoadState` and of the requests that change what the page shows.
+    State { state: Box<ProfileState> },
+    /// Result of `Capture`.
+    Captured {
+        role: ImageRole,
+        outcome: CaptureOutcome,
+    },
+    /// Progress of `ImportPhotos`: photos analysed so far.
+    ImportProgress { done: usize, total: usize },
+    /// Result of `ImportPhotos`: everything in `report.added` was stored in one transaction.
+    PhotosImported { report: ImportReport },
+    /// Progress of `Train`.
+    Training { event: TrainingEvent },
+    /// Result of `Train` (also when cancelled: `outcome.stop` says so).
+    Trained { outcome: Box<TrainOutcome> },
+    /// Result of `Verify`.
+    Verified { outcome: Box<VerifyOutcome> },
+    /// Result of `Export`: a tar archive.
+    Exported {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Result of `ImportArchive`: what was written.
+    ArchiveImported {
+        images: u64,
+        models: u64,
+        profiles: u64,
+    },
+    /// Result of `DeleteAll`.
+    AllDeleted,
     /// A request failed; `message` is for the person.
     Failed { request: String, message: String },
 }
@@ -101,6 +229,7 @@ mod tests {
                     detail: "no adapter".into(),
                 },
             },
+            description: "CPU: no WebGPU".into(),
         };
         let json = serde_json::to_string(&response).unwrap();
         assert!(
@@ -111,6 +240,21 @@ mod tests {
             serde_json::from_str::<WorkerResponse>(&json).unwrap(),
             response
         );
+    }
+
+    #[test]
+    fn a_camera_frame_drops_alpha_and_refuses_a_wrong_size() {
+        let frame = CameraFrame {
+            width: 2,
+            height: 1,
+            rgba: vec![1, 2, 3, 255, 4, 5, 6, 255],
+        };
+        assert_eq!(frame.to_frame().unwrap().pixels(), &[1, 2, 3, 4, 5, 6]);
+        let short = CameraFrame {
+            rgba: vec![1, 2, 3, 255],
+            ..frame
+        };
+        assert!(short.to_frame().is_err());
     }
 
     #[test]

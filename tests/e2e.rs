@@ -163,10 +163,29 @@ fn a_denied_camera_shows_what_to_do_and_the_page_still_works() {
             == serde_json::json!(true),
         "the Retry button is offered"
     );
-    // The rest of the app is unaffected.
+    // The rest of the app is unaffected: capturing waits for a camera, importing works.
     assert_eq!(backend_of(&session), "CPU");
     let (passed, text) = run_training_check(&session);
     assert_eq!(passed, "true", "{text}");
+    assert_eq!(
+        session.eval("return document.getElementById('capture-anchor').disabled;"),
+        serde_json::json!(true)
+    );
+    let photos: Vec<_> = [
+        "Colin_Powell/Colin_Powell_0001.jpg",
+        "Hugo_Chavez/Hugo_Chavez_0001.jpg",
+    ]
+    .iter()
+    .map(|p| shared_dir().join("data/lfw").join(p))
+    .collect();
+    session.upload("negative-files", &photos);
+    session.wait_for(
+        "Number(document.getElementById('counts').dataset.negative) === 2",
+        "two imported negatives",
+        STARTUP,
+    );
+    let status = session.text("import-status");
+    assert!(status.contains("Added 2 negatives"), "{status}");
 }
 
 /// Runs the app's own worker in the page: `Init` with `preference`, then `AnalysePhoto` for
@@ -188,7 +207,17 @@ const ANALYSE_IN_WORKER: &str = r#"
     const ready = await next('Ready');
     const results = [];
     for (const url of urls) {
-        const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+        // 'grey' is a uniform 320x240 PNG made here (the page's CSP allows no data: fetches).
+        let bytes;
+        if (url === 'grey') {
+            const canvas = new OffscreenCanvas(320, 240);
+            const g = canvas.getContext('2d');
+            g.fillStyle = 'rgb(128, 128, 128)';
+            g.fillRect(0, 0, 320, 240);
+            bytes = new Uint8Array(await (await canvas.convertToBlob({ type: 'image/png' })).arrayBuffer());
+        } else {
+            bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+        }
         const started = performance.now();
         worker.postMessage({ type: 'AnalysePhoto', bytes, crop: 'detect' });
         const analysis = (await next('PhotoAnalysed')).analysis;
@@ -198,19 +227,6 @@ const ANALYSE_IN_WORKER: &str = r#"
     worker.terminate();
     return { backend: ready.backend, results, progress };
 "#;
-
-fn uniform_grey_png_data_url() -> String {
-    let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
-        320,
-        240,
-        image::Rgb([128, 128, 128]),
-    ))
-    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-    .unwrap();
-    let hex: String = png.iter().map(|b| format!("%{b:02X}")).collect();
-    format!("data:image/png,{hex}")
-}
 
 fn native_pipeline() -> faceverify::pipeline::FacePipeline {
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
@@ -244,7 +260,7 @@ fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native
         .iter()
         .map(|p| format!("/shared/data/color/{p}"))
         .collect();
-    urls.push(uniform_grey_png_data_url());
+    urls.push("grey".into());
 
     for (preference, label) in [("webgpu", "Wgpu"), ("cpu", "Cpu")] {
         let script = ANALYSE_IN_WORKER

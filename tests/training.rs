@@ -391,7 +391,9 @@ fn cancellation_stops_between_steps_and_its_checkpoint_resumes_mid_epoch() {
     assert_eq!(recorder.steps, stop_after);
     assert_eq!(
         recorder.events.last(),
-        Some(&TrainingEvent::Stopped(StopReason::Cancelled))
+        Some(&TrainingEvent::Stopped {
+            reason: StopReason::Cancelled
+        })
     );
     let checkpoint = TrainingCheckpoint::from_bytes(recorder.checkpoints.last().unwrap()).unwrap();
     assert_eq!(

@@ -2,6 +2,27 @@
 // (`web::worker::worker_main`), which owns the Burn device and answers the page's requests.
 import init, { workerMain } from './faceverify.js';
 
+// Camera frames arrive as ImageBitmaps (the page transfers them without copying pixels); the
+// Rust side takes RGBA bytes. This listener is registered before the Rust one, so it turns
+// `frame.bitmap` into `frame.rgba` before Rust reads the message.
+const canvas = new OffscreenCanvas(1, 1);
+const context = canvas.getContext('2d', { willReadFrequently: true });
+self.addEventListener('message', (event) => {
+  const frame = event.data && event.data.frame;
+  if (!frame || !frame.bitmap) return;
+  const { bitmap } = frame;
+  if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+    canvas.width = bitmap.width;
+    canvas.height = bitmap.height;
+  }
+  context.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  frame.width = canvas.width;
+  frame.height = canvas.height;
+  frame.rgba = new Uint8Array(context.getImageData(0, 0, canvas.width, canvas.height).data.buffer);
+  delete frame.bitmap;
+});
+
 try {
   await init({ module_or_path: new URL('./faceverify_bg.wasm', import.meta.url) });
   workerMain();

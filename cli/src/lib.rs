@@ -229,7 +229,9 @@ impl TrainingObserver for ConsoleObserver {
                 stats.precision.unwrap_or(f64::NAN),
                 stats.recall.unwrap_or(f64::NAN),
             ),
-            TrainingEvent::Stopped(StopReason::EarlyStopped { best_epoch }) => println!(
+            TrainingEvent::Stopped {
+                reason: StopReason::EarlyStopped { best_epoch },
+            } => println!(
                 "stopped early: the test loss has not improved since epoch {}",
                 best_epoch + 1
             ),

@@ -14,6 +14,8 @@ use faceverify_cli::{
     default_weights_path, impostors, train, verify,
 };
 
+mod bench;
+mod bench_command;
 mod eval_command;
 
 const USAGE: &str = "usage:
@@ -31,7 +33,11 @@ const USAGE: &str = "usage:
   faceverify eval --lfw DIR --pairs FILE [--crop detect|centre] [--fallback centre|lfw-framing]
                   [--limit N] [--batch-size N] [--backend cpu|wgpu] [--models DIR] [--json FILE]
       LFW's 10-fold verification protocol over a pairs file: accuracy, ROC AUC, EER,
-      TAR at FAR = 1e-3 and faces/s (see README).";
+      TAR at FAR = 1e-3 and faces/s (see README).
+  faceverify bench [--backend cpu|wgpu|all] [--runs N] [--warmup N] [--slow-runs N]
+                   [--koch-pairs N] [--shared DIR] [--models DIR] [--only NAME]
+      Times the face pipeline, the Koch tower and fine-tune time-to-ready, one line per
+      figure (see docs/BENCH.md; `cargo xtask bench` adds sizes and the browser's figures).";
 
 /// Flags (`--name value` or `--name=value`) and positional arguments.
 struct Args {
@@ -278,6 +284,9 @@ fn run(raw: &[String]) -> Result<(), CliError> {
     if command == "eval" {
         // The benchmark parses its own flags (see eval_command.rs).
         return eval_command::run(rest).map_err(CliError::Usage);
+    }
+    if command == "bench" {
+        return bench_command::run(rest).map_err(CliError::Usage);
     }
     let args = Args::parse(rest)?;
     match command.as_str() {

@@ -121,6 +121,11 @@ pub struct RunSettings {
     pub calibration_references: usize,
     /// At most this many genuine and this many impostor probes in the calibration.
     pub calibration_probes: usize,
+    /// Checkpoints at the end of an epoch are skipped until this many milliseconds (of the
+    /// run's clock) have passed since the last one; the last epoch's, and a cancelled run's,
+    /// are always written. 0 = every epoch. Fine-tune epochs take milliseconds, while a
+    /// checkpoint in IndexedDB costs two transactions.
+    pub checkpoint_interval_ms: f64,
 }
 
 impl Default for RunSettings {
@@ -133,6 +138,7 @@ impl Default for RunSettings {
             target_false_accept_rate: 0.01,
             calibration_references: 20,
             calibration_probes: 50,
+            checkpoint_interval_ms: 0.0,
         }
     }
 }
@@ -175,6 +181,11 @@ impl CancelFlag {
     /// Raises the flag: the loop checkpoints and returns [`StopReason::Cancelled`].
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Lowers the flag again, for the next run (clones see it lowered too).
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 
     /// Whether the flag is raised.
@@ -266,7 +277,7 @@ pub enum TrainingEvent {
         bytes: usize,
     },
     /// The run stopped.
-    Stopped(StopReason),
+    Stopped { reason: StopReason },
 }
 
 /// What the caller plugs into the loop: yielding, progress and checkpoint storage.
@@ -301,6 +312,8 @@ pub struct TrainingPosition {
     /// The seed every random choice came from.
     pub seed: u64,
     /// Fingerprint of the train/test pairs, so a checkpoint is not resumed on other data.
+    /// A hex string in JSON: a 64-bit hash does not fit a JavaScript number (IndexedDB).
+    #[serde(with = "hex_u64")]
     pub split_fingerprint: u64,
     /// One row per finished epoch.
     pub history: Vec<EpochStats>,
@@ -316,6 +329,20 @@ pub struct TrainingPosition {
     pub epochs_without_improvement: usize,
     /// Set once the run has stopped for good (completed or stopped early).
     pub finished: Option<StopReason>,
+}
+
+/// A `u64` as a hex string, for values that use all 64 bits.
+mod hex_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{value:016x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        u64::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
+    }
 }
 
 impl TrainingPosition {
@@ -662,6 +689,7 @@ impl<M: PairModel> Trainer<M> {
         let config = self.settings.training.clone();
         let steps_per_epoch = batches_per_epoch(self.split.train.len(), config.batch_size);
         let started_ms = (control.clock)();
+        let mut last_checkpoint_ms: Option<f64> = None;
         let mut steps_this_session = 0usize;
         let mut examples_this_session = 0usize;
 
@@ -676,7 +704,9 @@ impl<M: PairModel> Trainer<M> {
             while self.position.next_batch < batches.len() {
                 if control.cancel.is_cancelled() {
                     self.save_checkpoint(observer).await?;
-                    observer.on_event(&TrainingEvent::Stopped(StopReason::Cancelled));
+                    observer.on_event(&TrainingEvent::Stopped {
+                        reason: StopReason::Cancelled,
+                    });
                     return Ok(StopReason::Cancelled);
                 }
                 let pairs: Vec<LabelledPair<usize>> = batches[self.position.next_batch]
@@ -760,16 +790,22 @@ impl<M: PairModel> Trainer<M> {
                 position.finished = Some(StopReason::Completed);
             }
             observer.on_event(&TrainingEvent::Epoch(stats));
-            self.save_checkpoint(observer).await?;
+            let now = (control.clock)();
+            let due = last_checkpoint_ms
+                .is_none_or(|last| now - last >= self.settings.checkpoint_interval_ms);
+            if due || self.position.finished.is_some() {
+                self.save_checkpoint(observer).await?;
+                last_checkpoint_ms = Some(now);
+            }
             observer.yield_now().await;
             if let Some(reason) = self.position.finished {
-                observer.on_event(&TrainingEvent::Stopped(reason));
+                observer.on_event(&TrainingEvent::Stopped { reason });
                 return Ok(reason);
             }
         }
         let reason = StopReason::Completed;
         self.position.finished = Some(reason);
-        observer.on_event(&TrainingEvent::Stopped(reason));
+        observer.on_event(&TrainingEvent::Stopped { reason });
         Ok(reason)
     }
 

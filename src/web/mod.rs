@@ -1,8 +1,9 @@
-//! The browser layer: the page (camera, drawing, controls), the worker's message loop, and the
-//! wasm-bindgen exports of the `pkg/` package. Everything here is thin glue over the core.
+//! The browser layer: the worker's message loop (it owns the Burn device and IndexedDB), and
+//! the wasm-bindgen exports of the `pkg/` package. Everything here is thin glue over the core.
+//! The page itself (`www/app.js`) is plain JavaScript that draws and talks to the worker, so
+//! the main thread never compiles or runs this module.
 
 pub mod idb_store;
-mod page;
 mod worker;
 
 use wasm_bindgen::prelude::*;
@@ -11,16 +12,10 @@ use crate::backend::{self, BackendPreference};
 
 pub use worker::worker_main;
 
-/// Runs when the module is instantiated, in the page and in the worker alike. Only a page
-/// that carries the app's root element starts the app, so other web apps can import `pkg/`.
+/// Runs when the module is instantiated: panics reach the console with their message.
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
-    if let Some(document) = web_sys::window().and_then(|w| w.document())
-        && document.get_element_by_id(page::APP_ROOT_ID).is_some()
-    {
-        page::start();
-    }
 }
 
 /// The library's version, for apps that import `pkg/`.

@@ -9,10 +9,18 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use wasm_bindgen_futures::JsFuture;
 
+use super::idb_store::{self, IdbStore};
+use crate::app::{self, AppError, NewPhoto, RunIds, Verifier};
 use crate::backend::{self, BackendPreference, SelectedBackend};
 use crate::pipeline::FacePipeline;
-use crate::protocol::{MODEL_FILES, ModelFile, WorkerRequest, WorkerResponse};
+use crate::protocol::{CameraFrame, MODEL_FILES, ModelFile, WorkerRequest, WorkerResponse};
 use crate::selfcheck;
+use crate::store::archive;
+use crate::store::validate::ArchiveLimits;
+use crate::store::{ImageSource, Store};
+use crate::train::impostors::ImpostorModel;
+use crate::train::run::{CancelFlag, RunControl};
+use crate::verify::policy::VerificationPolicy;
 
 /// What the worker keeps between requests.
 #[derive(Default)]
@@ -20,6 +28,13 @@ struct WorkerState {
     backend: Option<SelectedBackend>,
     /// Built on first use, on the chosen device; dropped when the device changes.
     pipeline: Option<FacePipeline>,
+    impostors: Option<ImpostorModel>,
+    /// Opened on first use; closed to delete everything.
+    store: Option<IdbStore>,
+    /// The loaded model and embedded references of one profile, valid while `generation` is.
+    verifier: Option<(String, u64, Verifier)>,
+    /// Bumped by every change to photos or models, so cached references are rebuilt.
+    generation: u64,
 }
 
 impl WorkerState {
@@ -29,20 +44,51 @@ impl WorkerState {
         }
         self.backend.as_ref().expect("chosen above")
     }
+
+    async fn pipeline(&mut self, scope: &DedicatedWorkerGlobalScope) -> Result<(), String> {
+        if self.pipeline.is_none() {
+            let device = self.backend().await.device.clone();
+            self.pipeline = Some(load_pipeline(scope, &device).await?);
+        }
+        Ok(())
+    }
+
+    async fn store(&mut self) -> Result<&IdbStore, String> {
+        if self.store.is_none() {
+            self.store = Some(IdbStore::open_default().await.map_err(|e| e.to_string())?);
+        }
+        Ok(self.store.as_ref().expect("opened above"))
+    }
+
+    fn changed(&mut self) {
+        self.generation += 1;
+        self.verifier = None;
+    }
 }
 
 /// Entry point called by `worker.js` once the wasm is instantiated in the worker.
 #[wasm_bindgen(js_name = workerMain)]
 pub fn worker_main() -> Result<(), JsValue> {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().dyn_into()?;
-    // Requests go through a queue so that a long one (training) never interleaves with the next.
+    // Requests go through a queue so that a long one (training) never interleaves with the
+    // next. Cancelling is the exception: it must reach a training that is running.
     let (sender, receiver) = mpsc::unbounded::<JsValue>();
+    let cancel = CancelFlag::new();
+    let cancel_from_page = cancel.clone();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        let _ = sender.unbounded_send(event.data());
+        let data = event.data();
+        let kind = js_sys::Reflect::get(&data, &"type".into())
+            .ok()
+            .and_then(|t| t.as_string());
+        if kind.as_deref() == Some("CancelTraining") {
+            cancel_from_page.cancel();
+        } else {
+            let _ = sender.unbounded_send(data);
+        }
     });
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    spawn_local(serve(scope.clone(), receiver));
+    spawn_local(serve(scope.clone(), receiver, cancel));
     post(&scope, &WorkerResponse::Loaded);
     Ok(())
 }
@@ -58,11 +104,24 @@ fn post(scope: &DedicatedWorkerGlobalScope, response: &WorkerResponse) {
     }
 }
 
-async fn serve(scope: DedicatedWorkerGlobalScope, mut requests: mpsc::UnboundedReceiver<JsValue>) {
+async fn serve(
+    scope: DedicatedWorkerGlobalScope,
+    mut requests: mpsc::UnboundedReceiver<JsValue>,
+    cancel: CancelFlag,
+) {
     let mut state = WorkerState::default();
     while let Some(data) = requests.next().await {
         let response = match serde_wasm_bindgen::from_value::<WorkerRequest>(data) {
-            Ok(request) => handle(&scope, request, &mut state).await,
+            Ok(request) => {
+                let name = request_name(&request);
+                match handle(&scope, request, &mut state, &cancel).await {
+                    Ok(response) => response,
+                    Err(message) => WorkerResponse::Failed {
+                        request: name.into(),
+                        message,
+                    },
+                }
+            }
             Err(e) => WorkerResponse::Failed {
                 request: "unknown".into(),
                 message: format!("The worker received a message it does not understand: {e}"),
@@ -72,57 +131,414 @@ async fn serve(scope: DedicatedWorkerGlobalScope, mut requests: mpsc::UnboundedR
     }
 }
 
+fn request_name(request: &WorkerRequest) -> &'static str {
+    match request {
+        WorkerRequest::Init { .. } => "Init",
+        WorkerRequest::CheckTraining { .. } => "CheckTraining",
+        WorkerRequest::AnalysePhoto { .. } => "AnalysePhoto",
+        WorkerRequest::CheckFrame { .. } => "CheckFrame",
+        WorkerRequest::LoadState { .. } => "LoadState",
+        WorkerRequest::SaveProfile { .. } => "SaveProfile",
+        WorkerRequest::DeleteProfile { .. } => "DeleteProfile",
+        WorkerRequest::Capture { .. } => "Capture",
+        WorkerRequest::ImportPhotos { .. } => "ImportPhotos",
+        WorkerRequest::DeletePhoto { .. } => "DeletePhoto",
+        WorkerRequest::SetPhotoRole { .. } => "SetPhotoRole",
+        WorkerRequest::Train { .. } => "Train",
+        WorkerRequest::CancelTraining => "CancelTraining",
+        WorkerRequest::Verify { .. } => "Verify",
+        WorkerRequest::SaveSettings { .. } => "SaveSettings",
+        WorkerRequest::Export => "Export",
+        WorkerRequest::ImportArchive { .. } => "ImportArchive",
+        WorkerRequest::DeleteAll => "DeleteAll",
+    }
+}
+
+/// Milliseconds since the epoch (records' times) and for rates (the loop's clock).
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// A fresh record id: time plus randomness, unique across profiles and devices.
+fn new_id(prefix: &str) -> String {
+    let mut random = [0u8; 8];
+    let _ = getrandom::fill(&mut random);
+    format!(
+        "{prefix}-{:x}-{}",
+        now_ms() as u64,
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// Lets the worker's event loop run (incoming messages are queued, a cancel is seen).
+fn yield_to_event_loop() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match set_timeout {
+            Some(f) => {
+                let _ = f.call2(&JsValue::NULL, &resolve, &JsValue::from(0));
+            }
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    });
+    Box::pin(async move {
+        let _ = JsFuture::from(promise).await;
+    })
+}
+
+fn frame_of(frame: &CameraFrame) -> Result<crate::vision::frame::Frame, String> {
+    frame
+        .to_frame()
+        .map_err(|e| format!("The camera picture could not be read: {e}"))
+}
+
+fn app_message(error: AppError) -> String {
+    let text = error.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!(
+            "{}{}.",
+            first.to_uppercase(),
+            chars.as_str().trim_end_matches('.')
+        ),
+        None => "Something went wrong.".into(),
+    }
+}
+
+async fn state_response(
+    state: &mut WorkerState,
+    profile: Option<&str>,
+) -> Result<WorkerResponse, String> {
+    let store = state.store().await?;
+    let loaded = app::profile_state(store, profile)
+        .await
+        .map_err(app_message)?;
+    Ok(WorkerResponse::State {
+        state: Box::new(loaded),
+    })
+}
+
 async fn handle(
     scope: &DedicatedWorkerGlobalScope,
     request: WorkerRequest,
     state: &mut WorkerState,
-) -> WorkerResponse {
-    match request {
+    cancel: &CancelFlag,
+) -> Result<WorkerResponse, String> {
+    Ok(match request {
         WorkerRequest::Init { preference } => {
             let selected = backend::select(preference).await;
             let report = selected.report.clone();
             state.backend = Some(selected);
             state.pipeline = None;
-            WorkerResponse::Ready { backend: report }
+            state.verifier = None;
+            WorkerResponse::Ready {
+                description: report.describe(),
+                backend: report,
+            }
         }
         WorkerRequest::CheckTraining { steps } => {
             let selected = state.backend().await;
-            match selfcheck::training_check(&selected.device, steps).await {
-                Ok(check) => WorkerResponse::TrainingChecked {
-                    backend: selected.report.clone(),
-                    check,
-                },
-                Err(e) => WorkerResponse::Failed {
-                    request: "CheckTraining".into(),
-                    message: format!(
+            let check = selfcheck::training_check(&selected.device, steps)
+                .await
+                .map_err(|e| {
+                    format!(
                         "The training self-check failed on {}: {e}",
                         selected.report.kind.label()
-                    ),
-                },
+                    )
+                })?;
+            WorkerResponse::TrainingChecked {
+                backend: selected.report.clone(),
+                check,
             }
         }
         WorkerRequest::AnalysePhoto { bytes, crop } => {
-            let failed = |message: String| WorkerResponse::Failed {
-                request: "AnalysePhoto".into(),
-                message,
-            };
             let report = state.backend().await.report.clone();
-            if state.pipeline.is_none() {
-                match load_pipeline(scope, &state.backend().await.device).await {
-                    Ok(pipeline) => state.pipeline = Some(pipeline),
-                    Err(message) => return failed(message),
-                }
-            }
+            state.pipeline(scope).await?;
             let pipeline = state.pipeline.as_ref().expect("loaded above");
-            match pipeline.analyse_encoded(&bytes, crop).await {
-                Ok(analysis) => WorkerResponse::PhotoAnalysed {
-                    backend: report,
-                    analysis,
-                },
-                Err(e) => failed(format!("The photo could not be analysed: {e}")),
+            let analysis = pipeline
+                .analyse_encoded(&bytes, crop)
+                .await
+                .map_err(|e| format!("The photo could not be analysed: {e}"))?;
+            WorkerResponse::PhotoAnalysed {
+                backend: report,
+                analysis,
             }
         }
-    }
+        WorkerRequest::CheckFrame { frame } => {
+            let frame = frame_of(&frame)?;
+            state.pipeline(scope).await?;
+            let pipeline = state.pipeline.as_ref().expect("loaded above");
+            let check = app::check_frame(pipeline, &frame)
+                .await
+                .map_err(app_message)?;
+            WorkerResponse::FrameChecked { check }
+        }
+        WorkerRequest::LoadState { profile } => state_response(state, profile.as_deref()).await?,
+        WorkerRequest::SaveProfile { profile } => {
+            let name = profile.name.trim();
+            if name.is_empty() || name.chars().count() > 60 {
+                return Err("A profile needs a name of 1 to 60 characters.".into());
+            }
+            state
+                .store()
+                .await?
+                .put_profile(&profile)
+                .await
+                .map_err(|e| e.to_string())?;
+            state_response(state, Some(&profile.id)).await?
+        }
+        WorkerRequest::DeleteProfile { id } => {
+            state
+                .store()
+                .await?
+                .delete_profile(&id)
+                .await
+                .map_err(|e| e.to_string())?;
+            state.changed();
+            state_response(state, None).await?
+        }
+        WorkerRequest::Capture {
+            profile,
+            role,
+            frame,
+        } => {
+            let frame = frame_of(&frame)?;
+            state.pipeline(scope).await?;
+            state.store().await?;
+            let photo = NewPhoto {
+                id: new_id("img"),
+                profile,
+                role,
+                source: ImageSource::Camera,
+                created: now_ms() as u64,
+            };
+            let (Some(store), Some(pipeline)) = (&state.store, &state.pipeline) else {
+                unreachable!("opened above");
+            };
+            let outcome = app::capture(store, pipeline, &frame, photo)
+                .await
+                .map_err(app_message)?;
+            state.changed();
+            WorkerResponse::Captured { role, outcome }
+        }
+        WorkerRequest::ImportPhotos {
+            profile,
+            role,
+            files,
+        } => {
+            state.pipeline(scope).await?;
+            state.store().await?;
+            let (Some(store), Some(pipeline)) = (&state.store, &state.pipeline) else {
+                unreachable!("opened above");
+            };
+            let mut progress = |done: usize, total: usize| {
+                post(scope, &WorkerResponse::ImportProgress { done, total })
+            };
+            let report = app::import_photos(
+                store,
+                pipeline,
+                files,
+                &profile,
+                role,
+                now_ms() as u64,
+                &mut || new_id("img"),
+                &mut progress,
+                yield_to_event_loop,
+            )
+            .await
+            .map_err(app_message)?;
+            state.changed();
+            WorkerResponse::PhotosImported { report }
+        }
+        WorkerRequest::DeletePhoto { profile, id } => {
+            state
+                .store()
+                .await?
+                .delete_image(&id)
+                .await
+                .map_err(|e| e.to_string())?;
+            state.changed();
+            state_response(state, Some(&profile)).await?
+        }
+        WorkerRequest::SetPhotoRole { profile, id, role } => {
+            let store = state.store().await?;
+            let mut image = store
+                .get_image(&id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("That photo no longer exists.")?;
+            image.role = role;
+            store.put_image(&image).await.map_err(|e| e.to_string())?;
+            state.changed();
+            state_response(state, Some(&profile)).await?
+        }
+        WorkerRequest::Train { request } => {
+            state.pipeline(scope).await?;
+            state.store().await?;
+            if state.impostors.is_none() {
+                let bytes = download(scope, MODEL_FILES[2]).await?;
+                let text = String::from_utf8(bytes).map_err(|e| e.to_string())?;
+                state.impostors = Some(ImpostorModel::from_json(&text).map_err(|e| {
+                    format!("The app's impostor model is damaged ({e}). Reload the page.")
+                })?);
+            }
+            let device = state.backend().await.device.clone();
+            let (Some(store), Some(pipeline)) = (&state.store, &state.pipeline) else {
+                unreachable!("opened above");
+            };
+            // A cancel sent while no run was active belongs to nothing.
+            cancel.reset();
+            let control = RunControl {
+                clock: now_ms,
+                cancel: cancel.clone(),
+            };
+            let ids = RunIds {
+                run_id: new_id("run"),
+                model_id: new_id("model"),
+                now: now_ms() as u64,
+            };
+            let mut on_event = |event: &crate::train::run::TrainingEvent| {
+                post(
+                    scope,
+                    &WorkerResponse::Training {
+                        event: event.clone(),
+                    },
+                )
+            };
+            let outcome = app::train(
+                store,
+                pipeline,
+                state.impostors.as_ref(),
+                &device,
+                &request,
+                ids,
+                &control,
+                &mut on_event,
+                yield_to_event_loop,
+            )
+            .await;
+            // The flag is shared with the page's handler: lower it for the next run.
+            cancel.reset();
+            let outcome = outcome.map_err(app_message)?;
+            if let Some(model) = &outcome.model {
+                // The calibrated thresholds become the sliders' values.
+                if let Ok(policy) =
+                    serde_json::from_value::<VerificationPolicy>(model.metrics["policy"].clone())
+                {
+                    let mut settings = store.settings().await.map_err(|e| e.to_string())?;
+                    settings.detection_threshold = policy.detection.value();
+                    settings.verification_threshold = policy.verification.value();
+                    store
+                        .put_settings(&settings)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            state.changed();
+            WorkerResponse::Trained {
+                outcome: Box::new(outcome),
+            }
+        }
+        WorkerRequest::CancelTraining => {
+            // Normally handled before queueing; reaching here means no run was active.
+            return Err("No training is running.".into());
+        }
+        WorkerRequest::Verify { profile, frame } => {
+            let frame = frame_of(&frame)?;
+            state.pipeline(scope).await?;
+            state.store().await?;
+            let device = state.backend().await.device.clone();
+            let generation = state.generation;
+            let settings = state
+                .store
+                .as_ref()
+                .expect("opened above")
+                .settings()
+                .await
+                .map_err(|e| e.to_string())?;
+            let current =
+                matches!(&state.verifier, Some((p, g, _)) if *p == profile && *g == generation);
+            if !current {
+                state.verifier = None;
+                let (Some(store), Some(pipeline)) = (&state.store, &state.pipeline) else {
+                    unreachable!("opened above");
+                };
+                let verifier = Verifier::load(store, pipeline, &profile, &device)
+                    .await
+                    .map_err(app_message)?;
+                state.verifier = Some((profile.clone(), generation, verifier));
+            }
+            let policy = VerificationPolicy::from_values(
+                settings.detection_threshold,
+                settings.verification_threshold,
+            )
+            .map_err(|e| format!("The saved thresholds are invalid: {e}"))?;
+            let (Some(pipeline), Some((_, _, verifier))) = (&state.pipeline, &state.verifier)
+            else {
+                unreachable!("loaded above");
+            };
+            let outcome = app::verify_frame(pipeline, verifier, &frame, &policy)
+                .await
+                .map_err(app_message)?;
+            WorkerResponse::Verified {
+                outcome: Box::new(outcome),
+            }
+        }
+        WorkerRequest::SaveSettings { profile, settings } => {
+            VerificationPolicy::from_values(
+                settings.detection_threshold,
+                settings.verification_threshold,
+            )
+            .map_err(|e| format!("Thresholds must lie between 0 and 1: {e}"))?;
+            state
+                .store()
+                .await?
+                .put_settings(&settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            state_response(state, profile.as_deref()).await?
+        }
+        WorkerRequest::Export => {
+            let bytes = archive::export_archive(state.store().await?)
+                .await
+                .map_err(|e| e.to_string())?;
+            WorkerResponse::Exported { bytes }
+        }
+        WorkerRequest::ImportArchive { bytes, mode } => {
+            let report = archive::import_archive(
+                state.store().await?,
+                &bytes,
+                mode,
+                &ArchiveLimits::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            state.changed();
+            WorkerResponse::ArchiveImported {
+                images: report.counts.images,
+                models: report.counts.models,
+                profiles: report.counts.profiles,
+            }
+        }
+        WorkerRequest::DeleteAll => {
+            // The database cannot be deleted while this worker holds it open.
+            if let Some(store) = state.store.take() {
+                store.close();
+            }
+            state.changed();
+            idb_store::delete_all_data()
+                .await
+                .map_err(|e| e.to_string())?;
+            WorkerResponse::AllDeleted
+        }
+    })
 }
 
 /// Downloads both networks (reporting progress) and builds the pipeline on `device`.
@@ -130,7 +546,7 @@ async fn load_pipeline(
     scope: &DedicatedWorkerGlobalScope,
     device: &burn::prelude::Device,
 ) -> Result<FacePipeline, String> {
-    let [detector, tower] = MODEL_FILES;
+    let [detector, tower, _] = MODEL_FILES;
     let detector_bytes = download(scope, detector).await?;
     let tower_bytes = download(scope, tower).await?;
     FacePipeline::from_bytes(&detector_bytes, &tower_bytes, device).map_err(|e| {

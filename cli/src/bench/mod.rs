@@ -1,0 +1,460 @@
+//! The benchmark suite behind `cargo xtask bench`, written once and driven twice: natively by
+//! `faceverify bench` (`cli/src/bench_command.rs`, pollster, `std::time`) and in the browser by
+//! `tests/bench_browser.rs` (wasm-bindgen-test in a worker, `performance.now()`), which includes
+//! this folder with `#[path]`. Everything here is async and reads tensors back asynchronously,
+//! as WebGPU in a browser requires; every timed run ends with its results read back, so GPU
+//! work is inside the time.
+//!
+//! The figures (see `docs/BENCH.md`):
+//! - the face pipeline: BlazeFace on a 640×480 frame, alignment, one 128-d descriptor, and a
+//!   whole frame → decision against 50 cached reference embeddings (fine-tune mode's head);
+//! - the Koch tower: one embedding, a 50-reference verification (one probe embedded, scored
+//!   against 50 cached embeddings in one batch), one training step with Adam;
+//! - fine-tune time-to-ready: 30 anchor and 30 positive photos through the pipeline, impostor
+//!   samples from the bundled model, a fine-tune run to its end and the calibration.
+
+pub mod figures;
+
+use burn::prelude::*;
+use faceverify::model::face_resnet::EMBEDDING_DIM;
+use faceverify::model::koch::{KOCH_EMBEDDING_DIM, KOCH_INPUT, KochTowerConfig};
+use faceverify::model::siamese::Siamese;
+use faceverify::pipeline::FacePipeline;
+use faceverify::train::impostors::ImpostorModel;
+use faceverify::train::pairs::{PairLabel, SeededRng};
+use faceverify::train::run::{
+    FineTuneInputs, RunControl, RunSettings, SilentObserver, fine_tune_trainer, seeded_head,
+};
+use faceverify::train::step::{PairBatch, adam_optimizer, train_step};
+use faceverify::verify::policy::{ReferenceEmbeddings, VerificationPolicy, verify_probe};
+use faceverify::vision::align::{CropMode, FaceTemplate, align_face};
+use faceverify::vision::detect::FaceDetector;
+use faceverify::vision::frame::Frame;
+
+use self::figures::{FINE_TUNE_CAPTURES, REFERENCES, Summary, names};
+
+/// Impostor samples added to the negatives, as `faceverify train` does by default.
+pub const IMPOSTOR_SAMPLES: usize = 200;
+/// Most pairs per class in fine-tune mode (`faceverify_cli::FINE_TUNE_MAX_PAIRS`).
+pub const FINE_TUNE_MAX_PAIRS: usize = 400;
+
+/// One measured figure, for the driver to print.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Full name, e.g. `native.cpu.detect_640x480`.
+    pub name: String,
+    pub summary: Summary,
+    /// `ms` for times.
+    pub unit: &'static str,
+    /// The arithmetic of one run, for compute-bound figures.
+    pub flops: Option<f64>,
+}
+
+/// The inputs: weights and photos, read by the driver (files natively, fetch in the browser).
+pub struct Data {
+    /// `models/blazeface.f16.bin`.
+    pub detector_weights: Vec<u8>,
+    /// `models/face_resnet.q8.bin`.
+    pub tower_weights: Vec<u8>,
+    /// `models/impostors.json`.
+    pub impostors_json: String,
+    /// A colour photo of one face, as a 640×480 camera frame; `None` skips the figures that
+    /// need it (the driver says why).
+    pub frame: Option<Frame>,
+    /// `2 × FINE_TUNE_CAPTURES` photos of one person (anchors, then positives); empty skips
+    /// the fine-tune figure.
+    pub captures: Vec<Frame>,
+}
+
+/// How many runs, and which figures.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Unmeasured runs before the measured ones (kernel compilation, allocation).
+    pub warmup: usize,
+    /// Measured runs of the quick figures.
+    pub runs: usize,
+    /// Warm-up and measured runs of the Koch training step.
+    pub koch_step_warmup: usize,
+    pub koch_step_runs: usize,
+    /// Warm-up and measured runs of fine-tune time-to-ready (60 photos through the pipeline
+    /// and a whole fine-tune run each).
+    pub ready_warmup: usize,
+    pub ready_runs: usize,
+    /// Pairs of the Koch training step (16, the tutorial's batch).
+    pub koch_pairs: usize,
+    /// `Some(reason)`: skip the Koch figures (the device cannot hold the network).
+    pub koch_skip: Option<String>,
+    /// Also time the alignment (CPU work: once per platform is enough).
+    pub align: bool,
+    /// Only figures whose name contains this.
+    pub only: Option<String>,
+}
+
+/// Where the suite reports: measured figures and one-line notes (skips and their reasons).
+pub trait Sink {
+    fn figure(&mut self, record: Record);
+    fn note(&mut self, line: &str);
+}
+
+fn err<E: std::fmt::Display>(context: &str) -> impl Fn(E) -> String + '_ {
+    move |e| format!("{context}: {e}")
+}
+
+/// `warmup` unmeasured then `runs` measured executions of `body` (an expression that may
+/// `.await` and `?`), in milliseconds of `clock`.
+macro_rules! measure {
+    ($clock:expr, $warmup:expr, $runs:expr, $body:expr) => {{
+        let mut samples = Vec::new();
+        for i in 0..($warmup + $runs) {
+            let started = $clock();
+            $body;
+            let elapsed = $clock() - started;
+            if i >= $warmup {
+                samples.push(elapsed);
+            }
+        }
+        Summary::of(&samples)
+    }};
+}
+
+/// A photo as a 640×480 camera frame: scaled to fit, centred on grey (a webcam's framing of a
+/// person, without cropping the face away).
+pub fn camera_frame(photo: &[u8]) -> Result<Frame, String> {
+    let image = image::load_from_memory(photo).map_err(|e| format!("decoding the photo: {e}"))?;
+    let fitted = image.resize(640, 480, image::imageops::FilterType::Triangle);
+    let mut canvas = image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128]));
+    let (x, y) = (
+        (640 - fitted.width()) as i64 / 2,
+        (480 - fitted.height()) as i64 / 2,
+    );
+    image::imageops::overlay(&mut canvas, &fitted.to_rgb8(), x, y);
+    Ok(Frame::from_image(&image::DynamicImage::ImageRgb8(canvas)))
+}
+
+/// Decodes an encoded photo (JPEG, PNG) as it is.
+pub fn decode(photo: &[u8]) -> Result<Frame, String> {
+    let image = image::load_from_memory(photo).map_err(|e| format!("decoding a photo: {e}"))?;
+    Ok(Frame::from_image(&image))
+}
+
+fn wanted(plan: &Plan, name: &str) -> bool {
+    plan.only.as_deref().is_none_or(|only| name.contains(only))
+}
+
+async fn read(tensor: Tensor<1>) -> Result<Vec<f32>, String> {
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|e| format!("reading back: {e}"))?
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("reading back: {e:?}"))
+}
+
+/// `count` deterministic 3×100×100 images in 0..1 (the Koch figures' content does not change
+/// their cost).
+fn koch_images(count: usize, phase: f32, device: &Device) -> Tensor<4> {
+    let [c, h, w] = KOCH_INPUT.as_array();
+    let values: Vec<f32> = (0..count * c * h * w)
+        .map(|i| (i as f32 * 0.013 + phase).sin() * 0.5 + 0.5)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [count, c, h, w]), device)
+}
+
+/// A 100×100 crop as the Koch tower's input `[1, 3, 100, 100]` in 0..1.
+fn koch_input(crop: &Frame, device: &Device) -> Tensor<4> {
+    let plane = 100 * 100;
+    let mut values = vec![0f32; 3 * plane];
+    for (i, pixel) in crop.pixels().chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            values[c * plane + i] = f32::from(pixel[c]) / 255.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [1, 3, 100, 100]), device)
+}
+
+/// Runs every figure on `device`, naming them `<prefix>.<figure>`; `clock` reads milliseconds.
+pub async fn run(
+    prefix: &str,
+    device: &Device,
+    data: &Data,
+    plan: &Plan,
+    clock: fn() -> f64,
+    sink: &mut dyn Sink,
+) -> Result<(), String> {
+    let name = |figure: &str| format!("{prefix}.{figure}");
+    let report = |sink: &mut dyn Sink, figure: &str, summary: Summary, flops: Option<f64>| {
+        sink.figure(Record {
+            name: name(figure),
+            summary,
+            unit: "ms",
+            flops,
+        })
+    };
+    let (warmup, runs) = (plan.warmup, plan.runs);
+
+    let detector = FaceDetector::from_bytes(&data.detector_weights, device)
+        .map_err(err("loading BlazeFace"))?;
+    let pipeline = FacePipeline::from_bytes(&data.detector_weights, &data.tower_weights, device)
+        .map_err(err("loading the face pipeline"))?;
+    let impostors =
+        ImpostorModel::from_json(&data.impostors_json).map_err(err("the impostor model"))?;
+    let template = FaceTemplate::dlib_150();
+    let policy = VerificationPolicy::default();
+
+    // ---- The face pipeline on a camera frame.
+    let mut koch_probe = None;
+    match &data.frame {
+        None => sink.note(&format!(
+            "{prefix}: skipped {}, {}, {}, {}: no photo (../shared/data/color is missing)",
+            names::DETECT,
+            names::ALIGN,
+            names::EMBED,
+            names::FRAME_TO_DECISION
+        )),
+        Some(frame) => {
+            let face = detector
+                .detect_largest(frame)
+                .await
+                .map_err(err("detecting"))?
+                .face
+                .ok_or("the benchmark photo shows no face the detector finds")?;
+            if wanted(plan, names::DETECT) {
+                let summary = measure!(clock, warmup, runs, {
+                    detector.detect(frame).await.map_err(err("detecting"))?
+                });
+                report(
+                    sink,
+                    names::DETECT,
+                    summary,
+                    Some(figures::blazeface_flops(1)),
+                );
+            }
+            let crop = align_face(frame, &face, &template).map_err(err("aligning"))?;
+            if plan.align && wanted(plan, names::ALIGN) {
+                let summary = measure!(clock, warmup, runs, {
+                    align_face(frame, &face, &template).map_err(err("aligning"))?
+                });
+                report(sink, names::ALIGN, summary, None);
+            }
+            if wanted(plan, names::EMBED) {
+                let summary = measure!(clock, warmup, runs, {
+                    pipeline
+                        .embed_aligned(std::slice::from_ref(&crop))
+                        .await
+                        .map_err(err("embedding"))?
+                });
+                report(
+                    sink,
+                    names::EMBED,
+                    summary,
+                    Some(figures::face_resnet_flops(1)),
+                );
+            }
+            if wanted(plan, names::FRAME_TO_DECISION) {
+                // Fine-tune mode's verification: the tower on the device, the 129-parameter
+                // head and the 50 cached references on the CPU (where the head trains).
+                let cpu = Device::flex();
+                let head = seeded_head(EMBEDDING_DIM, 7, &cpu);
+                let references = impostors.sample(REFERENCES, 11);
+                let references = Tensor::<2>::from_data(
+                    TensorData::new(references.concat(), [REFERENCES, EMBEDDING_DIM]),
+                    &cpu,
+                );
+                let summary = measure!(clock, warmup, runs, {
+                    let analysis = pipeline
+                        .analyse(frame, CropMode::Detect)
+                        .await
+                        .map_err(err("analysing the frame"))?;
+                    let embedding = analysis.embedding.ok_or("no face in the frame")?;
+                    let probe = Tensor::<2>::from_data(
+                        TensorData::new(embedding, [1, EMBEDDING_DIM]),
+                        &cpu,
+                    );
+                    let scores =
+                        read(head.score_against_references(probe, references.clone())).await?;
+                    policy.decide(scores).map_err(err("deciding"))?
+                });
+                report(
+                    sink,
+                    names::FRAME_TO_DECISION,
+                    summary,
+                    Some(
+                        figures::blazeface_flops(1)
+                            + figures::face_resnet_flops(1)
+                            + figures::head_flops(REFERENCES),
+                    ),
+                );
+            }
+            koch_probe =
+                Some(align_face(frame, &face, &FaceTemplate::koch_100()).map_err(err("aligning"))?);
+        }
+    }
+
+    // ---- The Koch tower.
+    let koch_step = names::koch_train_step(plan.koch_pairs);
+    let koch_figures = [names::KOCH_EMBED, names::KOCH_VERIFY, koch_step.as_str()];
+    if let Some(reason) = &plan.koch_skip {
+        sink.note(&format!(
+            "{prefix}: skipped {}: {reason}",
+            koch_figures.join(", ")
+        ));
+    } else if koch_figures.iter().any(|f| wanted(plan, f)) {
+        let model = Siamese::new(KochTowerConfig::new().init(device), device);
+        let probe = match &koch_probe {
+            Some(crop) => koch_input(crop, device),
+            None => koch_images(1, 0.5, device),
+        };
+        if wanted(plan, names::KOCH_EMBED) {
+            let summary = measure!(clock, warmup, runs, {
+                read(model.embed(probe.clone()).reshape([KOCH_EMBEDDING_DIM])).await?
+            });
+            report(
+                sink,
+                names::KOCH_EMBED,
+                summary,
+                Some(figures::koch_forward_flops(1)),
+            );
+        }
+        if wanted(plan, names::KOCH_VERIFY) {
+            // Cached reference embeddings: sigmoid outputs in (0, 1); their values do not
+            // change the cost.
+            let mut rng = SeededRng::new(5);
+            let cached: Vec<f32> = (0..REFERENCES * KOCH_EMBEDDING_DIM)
+                .map(|_| rng.uniform(0.0, 1.0) as f32)
+                .collect();
+            let references = ReferenceEmbeddings::new(Tensor::from_data(
+                TensorData::new(cached, [REFERENCES, KOCH_EMBEDDING_DIM]),
+                device,
+            ))
+            .map_err(err("references"))?;
+            let summary = measure!(clock, warmup, runs, {
+                verify_probe(&model, probe.clone(), &references, &policy)
+                    .await
+                    .map_err(err("verifying"))?
+            });
+            report(
+                sink,
+                names::KOCH_VERIFY,
+                summary,
+                Some(figures::koch_verify_flops(REFERENCES)),
+            );
+        }
+        drop(model);
+        if wanted(plan, &koch_step) {
+            let autodiff = device.clone().autodiff();
+            let mut model = Some(Siamese::new(
+                KochTowerConfig::new().init(&autodiff),
+                &autodiff,
+            ));
+            let mut optimizer = adam_optimizer();
+            let pairs = plan.koch_pairs;
+            let labels: Vec<PairLabel> = (0..pairs)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        PairLabel::Same
+                    } else {
+                        PairLabel::Different
+                    }
+                })
+                .collect();
+            let first = koch_images(pairs, 0.0, &autodiff);
+            let second = koch_images(pairs, 1.3, &autodiff);
+            let summary = measure!(clock, plan.koch_step_warmup, plan.koch_step_runs, {
+                let batch = PairBatch::new(first.clone(), second.clone(), &labels, &autodiff);
+                let current = model.take().expect("the model is back after each step");
+                let (updated, outcome) = train_step(current, &mut optimizer, batch, 1e-4).await;
+                model = Some(updated);
+                let outcome = outcome.map_err(err("the training step"))?;
+                if !outcome.loss.is_finite() {
+                    return Err(format!("the Koch training loss is {}", outcome.loss));
+                }
+            });
+            report(
+                sink,
+                &koch_step,
+                summary,
+                Some(figures::koch_train_step_flops(pairs)),
+            );
+        }
+    }
+
+    // ---- Fine-tune time-to-ready.
+    let ready_figures = [
+        names::FINE_TUNE_READY,
+        names::FINE_TUNE_EMBED,
+        names::FINE_TUNE_TRAIN,
+    ];
+    if data.captures.len() < 2 * FINE_TUNE_CAPTURES {
+        sink.note(&format!(
+            "{prefix}: skipped {}: needs {} photos of one person (../shared/data/lfw is missing)",
+            names::FINE_TUNE_READY,
+            2 * FINE_TUNE_CAPTURES
+        ));
+    } else if ready_figures.iter().any(|f| wanted(plan, f)) {
+        let mut embed_ms = Vec::new();
+        let mut train_ms = Vec::new();
+        let mut total_ms = Vec::new();
+        for i in 0..plan.ready_warmup + plan.ready_runs {
+            let started = clock();
+            let mut embeddings = Vec::with_capacity(data.captures.len());
+            for photo in &data.captures {
+                // As the page will: detect and align each capture; the centre crop when the
+                // detector finds no face.
+                let mut analysis = pipeline
+                    .analyse(photo, CropMode::Detect)
+                    .await
+                    .map_err(err("analysing a capture"))?;
+                if analysis.embedding.is_none() {
+                    analysis = pipeline
+                        .analyse(photo, CropMode::Centre)
+                        .await
+                        .map_err(err("analysing a capture"))?;
+                }
+                embeddings.push(analysis.embedding.ok_or("a capture gave no embedding")?);
+            }
+            let embedded = clock();
+            let positives = embeddings.split_off(FINE_TUNE_CAPTURES);
+            let inputs = FineTuneInputs {
+                anchors: embeddings,
+                positives,
+                negatives: Vec::new(),
+                impostors: impostors.sample(IMPOSTOR_SAMPLES, 42),
+            };
+            let mut settings = RunSettings::fine_tune();
+            settings.training.pairs_per_class =
+                Some((FINE_TUNE_CAPTURES * FINE_TUNE_CAPTURES).clamp(1, FINE_TUNE_MAX_PAIRS));
+            let mut trainer =
+                fine_tune_trainer(&inputs, settings).map_err(err("starting fine-tune"))?;
+            trainer
+                .run(&RunControl::new(clock), &mut SilentObserver)
+                .await
+                .map_err(err("fine-tuning"))?;
+            let report = trainer.final_report().await.map_err(err("calibrating"))?;
+            if !report.test_loss.is_finite() {
+                return Err(format!("the fine-tune test loss is {}", report.test_loss));
+            }
+            let done = clock();
+            if i >= plan.ready_warmup {
+                embed_ms.push(embedded - started);
+                train_ms.push(done - embedded);
+                total_ms.push(done - started);
+            }
+        }
+        let photos = 2 * FINE_TUNE_CAPTURES;
+        let embed_flops = figures::blazeface_flops(photos) + figures::face_resnet_flops(photos);
+        report(
+            sink,
+            names::FINE_TUNE_READY,
+            Summary::of(&total_ms),
+            Some(embed_flops),
+        );
+        report(
+            sink,
+            names::FINE_TUNE_EMBED,
+            Summary::of(&embed_ms),
+            Some(embed_flops),
+        );
+        report(sink, names::FINE_TUNE_TRAIN, Summary::of(&train_ms), None);
+    }
+    Ok(())
+}

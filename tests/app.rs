@@ -1,0 +1,571 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The app's use cases (`faceverify::app`) natively, on a `MemoryStore` and the CPU backend:
+//! the same code the browser worker runs. Photos come from `../shared/data` (never copied into
+//! the repository); tests that need them panic with a clear message when it is missing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use faceverify::app::{
+    self, CaptureOutcome, ExpandLimits, FrameHint, NamedFile, NewPhoto, RunIds, TrainRequest,
+    Verifier, VerifyOutcome,
+};
+use faceverify::pipeline::FacePipeline;
+use faceverify::store::{
+    FaultInjector, ImageRole, ImageSource, MemoryStore, RunStatus, Store, TrainingMode,
+};
+use faceverify::train::impostors::ImpostorModel;
+use faceverify::train::run::{RunControl, StopReason, TrainingEvent, no_clock};
+use faceverify::verify::policy::VerificationPolicy;
+use faceverify::vision::frame::Frame;
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shared(relative: &str) -> PathBuf {
+    let path = crate_dir().join("../shared/data").join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: these tests need ../shared beside the repository",
+        path.display()
+    );
+    path
+}
+
+fn pipeline() -> FacePipeline {
+    let models = crate_dir().join("models");
+    FacePipeline::from_bytes(
+        &std::fs::read(models.join("blazeface.f16.bin")).unwrap(),
+        &std::fs::read(models.join("face_resnet.q8.bin")).unwrap(),
+        &Device::flex(),
+    )
+    .unwrap()
+}
+
+fn impostors() -> ImpostorModel {
+    ImpostorModel::from_json(
+        &std::fs::read_to_string(crate_dir().join("models/impostors.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn lfw(person: &str, number: u32) -> PathBuf {
+    shared(&format!("lfw/{person}/{person}_{number:04}.jpg"))
+}
+
+fn frame(path: &Path) -> Frame {
+    Frame::from_image(&image::open(path).unwrap())
+}
+
+fn photo(id: &str, role: ImageRole) -> NewPhoto {
+    NewPhoto {
+        id: id.into(),
+        profile: "me".into(),
+        role,
+        source: ImageSource::Camera,
+        created: 1,
+    }
+}
+
+fn block<F: std::future::Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
+
+fn with_profile() -> MemoryStore {
+    let store = MemoryStore::new();
+    block(store.put_profile(&faceverify::store::Profile {
+        id: "me".into(),
+        name: "Me".into(),
+    }))
+    .unwrap();
+    store
+}
+
+/// Captures 5 anchors and 5 positives of George W. Bush and 5 negatives of other people.
+fn enrol(store: &MemoryStore, pipeline: &FacePipeline) {
+    let others = [
+        ("Colin_Powell", 1),
+        ("Gerhard_Schroeder", 1),
+        ("Hugo_Chavez", 1),
+        ("Donald_Rumsfeld", 1),
+        ("Ariel_Sharon", 1),
+    ];
+    for i in 1..=5 {
+        for (role, number) in [(ImageRole::Anchor, i), (ImageRole::Positive, i + 5)] {
+            let outcome = block(app::capture(
+                store,
+                pipeline,
+                &frame(&lfw("George_W_Bush", number)),
+                photo(&format!("{role:?}-{i}"), role),
+            ))
+            .unwrap();
+            assert!(
+                matches!(outcome, CaptureOutcome::Stored { .. }),
+                "{outcome:?}"
+            );
+        }
+    }
+    for (i, (person, number)) in others.iter().enumerate() {
+        block(app::capture(
+            store,
+            pipeline,
+            &frame(&lfw(person, *number)),
+            photo(&format!("neg-{i}"), ImageRole::Negative),
+        ))
+        .unwrap();
+    }
+}
+
+fn request(resume: bool) -> TrainRequest {
+    TrainRequest {
+        profile: "me".into(),
+        mode: TrainingMode::FineTune,
+        epochs: Some(20),
+        batch_size: None,
+        seed: 7,
+        resume,
+    }
+}
+
+fn ids(n: u32) -> RunIds {
+    RunIds {
+        run_id: format!("run-{n}"),
+        model_id: format!("model-{n}"),
+        now: 1000 + u64::from(n),
+    }
+}
+
+#[test]
+fn capture_train_and_verify_on_a_memory_store() {
+    let store = with_profile();
+    let pipeline = pipeline();
+    enrol(&store, &pipeline);
+    let stored = block(store.list_images("me", None)).unwrap();
+    assert!(stored.len() >= 12, "{} photos stored", stored.len());
+    assert!(stored.iter().all(|i| i.aligned_crop.is_some()));
+
+    let mut events = Vec::new();
+    let outcome = block(app::train(
+        &store,
+        &pipeline,
+        Some(&impostors()),
+        &Device::flex(),
+        &request(false),
+        ids(1),
+        &RunControl::new(no_clock),
+        &mut |e: &TrainingEvent| events.push(e.clone()),
+        app::no_yield,
+    ))
+    .unwrap();
+    assert_ne!(outcome.stop, StopReason::Cancelled);
+    let report = outcome.report.as_ref().unwrap();
+    assert!(report.evaluation.auc > 0.9, "AUC {}", report.evaluation.auc);
+    // Every event the page receives is JSON (serde-wasm-bindgen's rules are JSON's).
+    for event in &events {
+        serde_json::to_string(event).unwrap_or_else(|e| panic!("{event:?}: {e}"));
+    }
+    assert!(events.iter().any(|e| matches!(e, TrainingEvent::Epoch(_))));
+
+    // Saved, activated, the run closed with its history, the checkpoint gone.
+    let model = outcome.model.unwrap();
+    assert_eq!(block(store.active_model_id("me")).unwrap(), Some(model.id));
+    let run = block(store.get_run("run-1")).unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Finished);
+    assert_eq!(run.epochs.len(), report.history.len());
+    assert!(block(store.latest_checkpoint("me")).unwrap().is_none());
+
+    let verifier = block(Verifier::load(&store, &pipeline, "me", &Device::flex())).unwrap();
+    assert_eq!(
+        verifier.reference_count(),
+        10,
+        "anchors + positives stand in for verification photos"
+    );
+    let policy = VerificationPolicy::default();
+    let decide = |path: &Path| match block(app::verify_frame(
+        &pipeline,
+        &verifier,
+        &frame(path),
+        &policy,
+    ))
+    .unwrap()
+    {
+        VerifyOutcome::Decision { result, .. } => Some(result.verified),
+        VerifyOutcome::NoFace { .. } => None,
+    };
+    for number in [101, 102, 103] {
+        assert_eq!(
+            decide(&lfw("George_W_Bush", number)),
+            Some(true),
+            "Bush {number}"
+        );
+    }
+    for number in [2, 3, 4] {
+        assert_eq!(
+            decide(&lfw("Colin_Powell", number)),
+            Some(false),
+            "Powell {number}"
+        );
+    }
+    let grey = Frame::uniform(640, 480, [128, 128, 128]).unwrap();
+    assert!(matches!(
+        block(app::verify_frame(&pipeline, &verifier, &grey, &policy)).unwrap(),
+        VerifyOutcome::NoFace { .. }
+    ));
+
+    // The page's state shows it all.
+    let state = block(app::profile_state(&store, Some("me"))).unwrap();
+    assert_eq!(state.images.len(), stored.len());
+    assert!(state.model.is_some() && state.checkpoint.is_none());
+    serde_json::to_string(&state).unwrap();
+}
+
+#[test]
+fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
+    let store = with_profile();
+    let pipeline = pipeline();
+    enrol(&store, &pipeline);
+    let control = RunControl::new(no_clock);
+    let cancel = control.cancel.clone();
+    let mut steps = 0;
+    let outcome = block(app::train(
+        &store,
+        &pipeline,
+        Some(&impostors()),
+        &Device::flex(),
+        &request(false),
+        ids(1),
+        &control,
+        &mut |e: &TrainingEvent| {
+            if matches!(e, TrainingEvent::Step(_)) {
+                steps += 1;
+                if steps == 25 {
+                    cancel.cancel();
+                }
+            }
+        },
+        app::no_yield,
+    ))
+    .unwrap();
+    assert_eq!(outcome.stop, StopReason::Cancelled);
+    assert!(outcome.model.is_none());
+    assert!(block(store.active_model_id("me")).unwrap().is_none());
+    let checkpoint = block(store.latest_checkpoint("me"))
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(checkpoint.run_id, "run-1");
+    assert_eq!(
+        block(store.get_run("run-1")).unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
+    let state = block(app::profile_state(&store, Some("me"))).unwrap();
+    assert_eq!(state.checkpoint.unwrap().mode, Some(TrainingMode::FineTune));
+
+    let resumed = block(app::train(
+        &store,
+        &pipeline,
+        Some(&impostors()),
+        &Device::flex(),
+        &request(true),
+        ids(2),
+        &RunControl::new(no_clock),
+        &mut |_: &TrainingEvent| {},
+        app::no_yield,
+    ))
+    .unwrap();
+    let (epoch, batch) = resumed.resumed_from.expect("resumed");
+    assert_eq!(
+        (epoch as u32, batch as u64),
+        (checkpoint.epoch, checkpoint.position)
+    );
+    assert!(resumed.model.is_some());
+    // The resumed run continues the same run record.
+    assert_eq!(
+        block(store.get_run("run-1")).unwrap().unwrap().status,
+        RunStatus::Finished
+    );
+}
+
+#[test]
+fn training_refuses_with_too_few_photos() {
+    let store = with_profile();
+    let error = block(app::train(
+        &store,
+        &pipeline(),
+        None,
+        &Device::flex(),
+        &request(false),
+        ids(1),
+        &RunControl::new(no_clock),
+        &mut |_: &TrainingEvent| {},
+        app::no_yield,
+    ))
+    .unwrap_err();
+    assert!(error.to_string().contains("anchor"), "{error}");
+}
+
+#[test]
+fn a_frame_without_a_face_stores_nothing() {
+    let store = with_profile();
+    let grey = Frame::uniform(640, 480, [128, 128, 128]).unwrap();
+    let outcome = block(app::capture(
+        &store,
+        &pipeline(),
+        &grey,
+        photo("x", ImageRole::Anchor),
+    ))
+    .unwrap();
+    assert_eq!(outcome, CaptureOutcome::NoFace);
+    assert!(block(store.list_images("me", None)).unwrap().is_empty());
+}
+
+#[test]
+fn live_hints_say_what_is_wrong_with_a_frame() {
+    let pipeline = pipeline();
+    let check = |frame: &Frame| block(app::check_frame(&pipeline, frame)).unwrap().hints;
+    let portrait = image::open(shared("color/obama.jpg")).unwrap();
+    let good = check(&Frame::from_image(&portrait));
+    assert!(good.is_empty(), "{good:?}");
+
+    let grey = Frame::uniform(640, 480, [128, 128, 128]).unwrap();
+    assert_eq!(check(&grey), vec![FrameHint::NoFace]);
+
+    let mut dim = portrait.to_rgb8();
+    for p in dim.pixels_mut() {
+        p.0 = p.0.map(|v| v / 5);
+    }
+    let dark = Frame::from_image(&image::DynamicImage::ImageRgb8(dim));
+    let hints = check(&dark);
+    assert!(
+        hints.iter().any(|h| matches!(h, FrameHint::TooDark { .. })),
+        "{hints:?}"
+    );
+
+    let blurred = Frame::from_image(&portrait.blur(6.0));
+    let hints = check(&blurred);
+    assert!(
+        hints
+            .iter()
+            .any(|h| matches!(h, FrameHint::TooBlurred { .. })),
+        "{hints:?}"
+    );
+
+    // The portrait shrunk into a corner of a camera frame.
+    let small = portrait.resize(400, 400, image::imageops::FilterType::Triangle);
+    let mut canvas = image::RgbImage::from_pixel(640, 480, image::Rgb([200, 200, 200]));
+    image::imageops::overlay(&mut canvas, &small.to_rgb8(), 20, 20);
+    let hints = check(&Frame::from_image(&image::DynamicImage::ImageRgb8(canvas)));
+    assert!(
+        hints
+            .iter()
+            .any(|h| matches!(h, FrameHint::TooSmall { .. })),
+        "{hints:?}"
+    );
+
+    let two = check(&frame(&shared("color/two_people.jpg")));
+    assert!(
+        two.contains(&FrameHint::SeveralFaces { count: 2 }),
+        "{two:?}"
+    );
+}
+
+#[test]
+fn lfw_photos_are_sharp_enough() {
+    // The blur threshold must not refuse the (upscaled, soft) photos the fake cameras show.
+    let pipeline = pipeline();
+    for (person, number) in [
+        ("George_W_Bush", 1),
+        ("George_W_Bush", 101),
+        ("Colin_Powell", 1),
+    ] {
+        let check = block(app::check_frame(&pipeline, &frame(&lfw(person, number)))).unwrap();
+        assert!(
+            !check
+                .hints
+                .iter()
+                .any(|h| matches!(h, FrameHint::TooBlurred { .. })),
+            "{person} {number}: {:?}",
+            check.hints
+        );
+    }
+}
+
+fn named(name: &str, bytes: Vec<u8>) -> NamedFile {
+    NamedFile {
+        name: name.into(),
+        bytes,
+    }
+}
+
+#[test]
+fn an_import_skips_what_is_not_a_face_photo_and_stores_the_rest_at_once() {
+    let store = with_profile();
+    let pipeline = pipeline();
+    let good = std::fs::read(lfw("Jacques_Chirac", 1)).unwrap();
+    let truncated = good[..good.len() / 2].to_vec();
+    let mut grey = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 64, image::Rgb([128; 3])))
+        .write_to(
+            &mut std::io::Cursor::new(&mut grey),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    let files = vec![
+        named("blair.jpg", good.clone()),
+        named("notes.txt", b"not a photo".to_vec()),
+        named("cut.jpg", truncated),
+        named("grey.png", grey),
+    ];
+    let mut n = 0;
+    let mut progress = Vec::new();
+    let report = block(app::import_photos(
+        &store,
+        &pipeline,
+        files,
+        "me",
+        ImageRole::Negative,
+        5,
+        &mut || {
+            n += 1;
+            format!("imp-{n}")
+        },
+        &mut |done, total| progress.push((done, total)),
+        app::no_yield,
+    ))
+    .unwrap();
+    assert_eq!(report.added.len(), 1);
+    let reasons: Vec<(&str, &str)> = report
+        .skipped
+        .iter()
+        .map(|s| (s.name.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|(n, r)| *n == "grey.png" && r.contains("no face")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(n, r)| *n == "cut.jpg" && r.contains("truncated")),
+        "{reasons:?}"
+    );
+    assert_eq!(progress.last(), Some(&(4, 4)));
+    assert_eq!(
+        block(store.list_images("me", Some(ImageRole::Negative)))
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A failure while writing the batch leaves nothing behind.
+    let faults = FaultInjector::new();
+    let failing = with_profile().with_faults(faults.clone());
+    faults.fail_write(2);
+    let files = vec![
+        named("a.jpg", good.clone()),
+        named("b.jpg", std::fs::read(lfw("Colin_Powell", 1)).unwrap()),
+    ];
+    let result = block(app::import_photos(
+        &failing,
+        &pipeline,
+        files,
+        "me",
+        ImageRole::Negative,
+        5,
+        &mut || {
+            n += 1;
+            format!("imp-{n}")
+        },
+        &mut |_, _| {},
+        app::no_yield,
+    ));
+    assert!(result.is_err());
+    assert!(block(failing.list_images("me", None)).unwrap().is_empty());
+}
+
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, *bytes).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in files {
+        writer
+            .start_file(*name, zip::write::FileOptions::default())
+            .unwrap();
+        writer.write_all(bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[test]
+fn archives_are_opened_sampled_and_bombs_refused() {
+    let photo = b"\xFF\xD8\xFF fake jpeg bytes \xFF\xD9".to_vec();
+    let many: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|i| {
+            (
+                format!("lfw/Person_{i:02}/Person_{i:02}_0001.jpg"),
+                photo.clone(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = many
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let mut with_junk = refs.clone();
+    with_junk.push(("lfw/README.txt", b"text"));
+    let files = vec![
+        named("lfw.tgz", gzip(&tar_of(&with_junk))),
+        named("more.zip", zip_of(&refs[..5])),
+        named("single.jpg", photo.clone()),
+    ];
+    let limits = ExpandLimits {
+        max_photos: 11,
+        ..ExpandLimits::default()
+    };
+    let (photos, skipped, found) = app::expand_files(files, &limits);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(
+        found, 35,
+        "30 in the tgz + 5 in the zip, the text file ignored"
+    );
+    assert_eq!(photos.len(), 11, "sampled down to the limit");
+    assert_eq!(photos.iter().filter(|p| p.name == "single.jpg").count(), 1);
+    // Evenly spread: the sample covers the first and last people of the archive.
+    assert!(photos.iter().any(|p| p.name.contains("Person_00")));
+    assert!(photos.iter().any(|p| p.name.contains("Person_2")));
+
+    // A small zip that inflates past the limit.
+    let zeros = vec![0u8; 4 << 20];
+    let bomb = zip_of(&[("a.jpg", &zeros), ("b.jpg", &zeros)]);
+    assert!(bomb.len() < 100_000);
+    let tight = ExpandLimits {
+        max_photos: 10,
+        max_uncompressed_bytes: 6 << 20,
+    };
+    let (photos, skipped, _) = app::expand_files(vec![named("bomb.zip", bomb)], &tight);
+    assert!(photos.is_empty());
+    assert!(skipped[0].reason.contains("zip bomb"), "{skipped:?}");
+    let (_, skipped, _) =
+        app::expand_files(vec![named("broken.zip", b"PK nonsense".to_vec())], &tight);
+    assert!(skipped[0].reason.contains("zip"), "{skipped:?}");
+}

@@ -1,0 +1,230 @@
+#![cfg(target_arch = "wasm32")]
+//! The browser half of `cargo xtask bench`: the benchmark suite of `faceverify bench`
+//! (`cli/src/bench/`, included below) on WebGPU and on the wasm CPU backend, in a dedicated
+//! worker of headless Chromium like the app's model code. Not a test: `cargo xtask test` skips
+//! files named `bench_*`, and the figures only mean something through `cargo xtask bench`,
+//! which copies the photos to `target/bench-data/` (the test runner serves the crate's folder)
+//! and runs this with `--nocapture` to read the lines it logs:
+//!
+//! ```text
+//! figure=browser.webgpu.detect_640x480 median=… min=… max=… runs=3 unit=ms
+//! flops=browser.webgpu.detect_640x480 value=…
+//! ```
+//!
+//! Runs are few: headless Chromium's WebGPU is SwiftShader, a software renderer on the CPU.
+//! The Koch training step runs at 16 pairs on the CPU backend and at one pair on WebGPU
+//! (SwiftShader needs ~30 s for one pair and ~90 s for two).
+
+#[allow(dead_code)]
+#[path = "../cli/src/bench/mod.rs"]
+mod bench;
+
+use bench::figures;
+use bench::{Data, Plan, Record, Sink};
+use burn::prelude::Device;
+use faceverify::backend;
+use faceverify::model::koch::{DeviceBufferLimits, check_koch_fits};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::{Response, WorkerGlobalScope};
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+/// Where `cargo xtask bench` puts the photos (relative to the crate root, which the runner
+/// serves).
+const DATA: &str = "/target/bench-data";
+
+fn scope() -> WorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+/// `performance.now()`: milliseconds, finer than `Date.now()`.
+fn clock() -> f64 {
+    scope()
+        .performance()
+        .map_or_else(js_sys::Date::now, |p| p.now())
+}
+
+/// The bytes at `path` on the runner's server; `None` for a 404.
+async fn fetch(path: &str) -> Result<Option<Vec<u8>>, String> {
+    let response: Response = JsFuture::from(scope().fetch_with_str(path))
+        .await
+        .map_err(|e| format!("fetching {path}: {e:?}"))?
+        .unchecked_into();
+    if !response.ok() {
+        return Ok(None);
+    }
+    let buffer = JsFuture::from(
+        response
+            .array_buffer()
+            .map_err(|e| format!("reading {path}: {e:?}"))?,
+    )
+    .await
+    .map_err(|e| format!("reading {path}: {e:?}"))?;
+    Ok(Some(js_sys::Uint8Array::new(&buffer).to_vec()))
+}
+
+async fn required(path: &str) -> Vec<u8> {
+    fetch(path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} is missing"))
+}
+
+struct Console;
+
+impl Sink for Console {
+    fn figure(&mut self, record: Record) {
+        console_log!(
+            "{}",
+            figures::figure_line(&record.name, &record.summary, record.unit)
+        );
+        if let Some(flops) = record.flops {
+            console_log!("{}", figures::flops_line(&record.name, flops));
+        }
+    }
+
+    fn note(&mut self, line: &str) {
+        console_log!("bench: {line}");
+    }
+}
+
+/// The weights (`models/`) and the photos `cargo xtask bench` copied, or notes on what is
+/// missing.
+async fn data() -> Data {
+    let mut frame = None;
+    let mut captures = Vec::new();
+    match fetch(&format!("{DATA}/manifest.txt")).await.unwrap() {
+        None => console_log!(
+            "bench: browser: no {DATA}/manifest.txt (run through `cargo xtask bench`, which \
+             copies the photos from ../shared): the photo figures are skipped"
+        ),
+        Some(manifest) => {
+            for line in String::from_utf8_lossy(&manifest).lines() {
+                match line.split_once(' ') {
+                    Some(("frame", file)) => {
+                        let bytes = required(&format!("{DATA}/{file}")).await;
+                        frame = Some(bench::camera_frame(&bytes).unwrap());
+                    }
+                    Some(("capture", file)) => {
+                        let bytes = required(&format!("{DATA}/{file}")).await;
+                        captures.push(bench::decode(&bytes).unwrap());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Data {
+        detector_weights: required("/models/blazeface.f16.bin").await,
+        tower_weights: required("/models/face_resnet.q8.bin").await,
+        impostors_json: String::from_utf8(required("/models/impostors.json").await).unwrap(),
+        frame,
+        captures,
+    }
+}
+
+/// The buffer limits of the page's WebGPU adapter, as in tests/browser.rs.
+async fn adapter_limits() -> Option<DeviceBufferLimits> {
+    use js_sys::{Function, Promise, Reflect};
+    let gpu = Reflect::get(&scope().navigator(), &"gpu".into()).ok()?;
+    if gpu.is_undefined() || gpu.is_null() {
+        return None;
+    }
+    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = JsFuture::from(promise).await.ok()?;
+    if adapter.is_undefined() || adapter.is_null() {
+        return None;
+    }
+    let limits = Reflect::get(&adapter, &"limits".into()).ok()?;
+    let limit = |name: &str| {
+        Reflect::get(&limits, &name.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .map(|v| v as u64)
+    };
+    Some(DeviceBufferLimits {
+        max_storage_buffer_binding_size: limit("maxStorageBufferBindingSize")?,
+        max_buffer_size: limit("maxBufferSize")?,
+    })
+}
+
+#[wasm_bindgen_test]
+async fn bench_the_wasm_cpu_backend() {
+    let data = data().await;
+    let plan = Plan {
+        warmup: 1,
+        runs: 3,
+        // ~40 s a step at 16 pairs in wasm: no warm-up (nothing to compile on the CPU).
+        koch_step_warmup: 0,
+        koch_step_runs: 2,
+        koch_pairs: 16,
+        koch_skip: None,
+        ready_warmup: 0,
+        ready_runs: 2,
+        align: true,
+        only: None,
+    };
+    let started = clock();
+    bench::run(
+        "browser.cpu",
+        &Device::flex(),
+        &data,
+        &plan,
+        clock,
+        &mut Console,
+    )
+    .await
+    .unwrap();
+    console_log!(
+        "bench: browser.cpu: done in {:.1} s",
+        (clock() - started) / 1e3
+    );
+}
+
+#[wasm_bindgen_test]
+async fn bench_webgpu() {
+    let gpu = match backend::wgpu_device().await {
+        Ok(gpu) => gpu,
+        Err(reason) => {
+            console_log!("bench: browser.webgpu: skipped, no WebGPU adapter ({reason})");
+            return;
+        }
+    };
+    let data = data().await;
+    let koch_pairs = 1;
+    let koch_skip = match adapter_limits().await {
+        None => Some("the adapter's limits could not be read".to_string()),
+        Some(limits) => check_koch_fits(&limits, koch_pairs)
+            .err()
+            .map(|e| format!("{e} (adapter limits: {limits:?})")),
+    };
+    let plan = Plan {
+        warmup: 1,
+        runs: 3,
+        // One warm-up step compiles the training kernels (~30 s on SwiftShader), one is timed.
+        koch_step_warmup: 1,
+        koch_step_runs: 1,
+        koch_pairs,
+        koch_skip,
+        // The pipeline's kernels are compiled by then: no warm-up, one run of 60 photos.
+        ready_warmup: 0,
+        ready_runs: 1,
+        // CPU work: timed once, in the CPU backend's run.
+        align: false,
+        only: None,
+    };
+    let started = clock();
+    bench::run("browser.webgpu", &gpu, &data, &plan, clock, &mut Console)
+        .await
+        .unwrap();
+    console_log!(
+        "bench: browser.webgpu: done in {:.1} s",
+        (clock() - started) / 1e3
+    );
+}

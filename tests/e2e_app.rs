@@ -1,0 +1,449 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! End-to-end flows of the app a person uses, in headless Chromium with the fake camera clips
+//! of `../shared/camera`: enrol from one clip, train, then verify other clips after restarting
+//! the browser on the same profile (Chromium reads its fake camera clip only at start).
+//! `#[ignore]`d in a plain `cargo test`; `cargo xtask test` runs them on the built app.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::{ChromeDriver, Session, StaticServer, dist_dir, shared_dir};
+
+const STARTUP: Duration = Duration::from_secs(180);
+const TRAINING: Duration = Duration::from_secs(900);
+
+fn browser_args(clip: &str, webgpu: bool) -> Vec<String> {
+    let clip = shared_dir().join("camera").join(clip);
+    assert!(clip.is_file(), "missing camera clip {}", clip.display());
+    let mut args = vec![
+        "--use-fake-ui-for-media-stream".into(),
+        "--use-fake-device-for-media-stream".into(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
+    ];
+    if webgpu {
+        args.push("--enable-unsafe-webgpu".into());
+    }
+    args
+}
+
+fn temp_profile(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "faceverify-e2e-{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Opens the app and waits until the worker is ready and the camera is live.
+fn open_app(session: &Session, url: &str, backend: &str) {
+    session.goto(url);
+    let chosen = session.wait_for(
+        "document.getElementById('backend-status').dataset.backend",
+        "the worker to choose its backend",
+        STARTUP,
+    );
+    assert_eq!(chosen, backend, "{}", session.text("backend-status"));
+    session.wait_for(
+        "document.getElementById('camera-panel').dataset.camera === 'live'",
+        "the camera to go live",
+        STARTUP,
+    );
+}
+
+fn count(session: &Session, role: &str) -> u64 {
+    session
+        .eval(&format!(
+            "return Number(document.getElementById('counts').dataset.{role});"
+        ))
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// A burst of `photos` captures over `seconds` seconds as `role`, through the page's controls.
+fn burst(session: &Session, role: &str, photos: u32, seconds: u32) -> u64 {
+    let before = count(session, role);
+    session.eval(&format!(
+        "document.getElementById('burst-count').value = {photos};
+         document.getElementById('burst-seconds').value = {seconds};
+         document.getElementById('burst-role').value = '{role}';"
+    ));
+    session.wait_for(
+        "!document.getElementById('burst-start').disabled",
+        "the burst button",
+        STARTUP,
+    );
+    session.click("burst-start");
+    session.wait_for(
+        "document.getElementById('burst-stop').hidden === false",
+        "the burst to start",
+        STARTUP,
+    );
+    session.wait_for(
+        "document.getElementById('burst-stop').hidden",
+        "the burst to finish",
+        STARTUP,
+    );
+    count(session, role) - before
+}
+
+/// Other people's photos from LFW (not the two men of the camera clips).
+fn negative_photos(count: usize) -> Vec<PathBuf> {
+    let lfw = shared_dir().join("data/lfw");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&lfw)
+        .unwrap_or_else(|e| panic!("{}: {e}", lfw.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            !name.starts_with("George_W_Bush") && !name.starts_with("Colin_Powell")
+        })
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .step_by(names.len() / count)
+        .take(count)
+        .filter_map(|dir| {
+            std::fs::read_dir(dir)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|e| e == "jpg"))
+        })
+        .collect()
+}
+
+const WATCH_LONG_TASKS: &str = "
+    window.faceverifyLongTasks = [];
+    new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) window.faceverifyLongTasks.push(Math.round(entry.duration));
+    }).observe({ type: 'longtask' });
+    return true;";
+
+fn long_tasks(session: &Session) -> Vec<u64> {
+    serde_json::from_value(session.eval("return window.faceverifyLongTasks || [];"))
+        .unwrap_or_default()
+}
+
+fn train(session: &Session, mode: &str, epochs: Option<u32>) -> String {
+    let epochs = epochs.map_or("''".to_string(), |e| e.to_string());
+    session.eval(&format!(
+        "const mode = document.getElementById('train-mode');
+         mode.value = '{mode}'; mode.dispatchEvent(new Event('change'));
+         document.getElementById('train-epochs').value = {epochs};"
+    ));
+    session.wait_for(
+        "!document.getElementById('train-start').disabled",
+        "the train button",
+        STARTUP,
+    );
+    session.click("train-start");
+    session.wait_for(
+        "document.getElementById('train-cancel').disabled === false",
+        "training to start",
+        STARTUP,
+    );
+    session.wait_for(
+        "document.getElementById('train-cancel').disabled",
+        "training to finish",
+        TRAINING,
+    );
+    session.text("train-status")
+}
+
+/// Clicks Verify and returns the verdict (`verified`, `not-verified`, `no-face`, `error`).
+fn verify(session: &Session) -> (String, String) {
+    session.eval("document.getElementById('verdict').dataset.verdict = 'pending';");
+    session.wait_for(
+        "!document.getElementById('verify-once').disabled",
+        "the verify button",
+        STARTUP,
+    );
+    session.click("verify-once");
+    let verdict = session.wait_for(
+        "(v => v !== 'pending' && v)(document.getElementById('verdict').dataset.verdict)",
+        "a verdict",
+        STARTUP,
+    );
+    (
+        verdict.as_str().unwrap().to_string(),
+        format!(
+            "{} {}",
+            session.text("verdict"),
+            session.text("verdict-detail")
+        ),
+    )
+}
+
+/// Restarts the browser on `profile` with another clip and verifies three times, half a second
+/// apart (the clips show a new photo every 0.5 s).
+fn verdicts_for(
+    driver: &ChromeDriver,
+    profile: &Path,
+    url: &str,
+    clip: &str,
+    webgpu: bool,
+) -> Vec<(String, String)> {
+    let session = driver.session_with_profile(&browser_args(clip, webgpu), profile);
+    open_app(&session, url, if webgpu { "WebGPU" } else { "CPU" });
+    session.wait_for(
+        "!document.getElementById('verify-once').disabled",
+        "the stored model to be loaded",
+        STARTUP,
+    );
+    // The browser was closed and reopened on the same profile: the photos are all there.
+    assert!(
+        count(&session, "anchor") >= 4 && count(&session, "negative") >= 6,
+        "{}",
+        session.text("counts")
+    );
+    (0..3)
+        .map(|_| {
+            let verdict = verify(&session);
+            std::thread::sleep(Duration::from_millis(500));
+            verdict
+        })
+        .collect()
+}
+
+fn screenshot(session: &Session, name: &str) {
+    if let Ok(dir) = std::env::var("FACEVERIFY_SCREENSHOTS") {
+        let _ = std::fs::create_dir_all(&dir);
+        session.screenshot(&Path::new(&dir).join(name));
+    }
+}
+
+fn enrol_train_verify(webgpu: bool) {
+    let label = if webgpu { "webgpu" } else { "cpu" };
+    let backend = if webgpu { "WebGPU" } else { "CPU" };
+    let started = Instant::now();
+    let server = StaticServer::start_with_shared(dist_dir());
+    let url = server.url("/");
+    let driver = ChromeDriver::start();
+    let profile = temp_profile(label);
+
+    {
+        let session =
+            driver.session_with_profile(&browser_args("person-a.mjpeg", webgpu), &profile);
+        open_app(&session, &url, backend);
+        let anchors = burst(&session, "anchor", 6, 3);
+        let positives = burst(&session, "positive", 6, 3);
+        assert!(
+            anchors >= 4 && positives >= 4,
+            "{anchors} anchors, {positives} positives: {}",
+            session.text("capture-status")
+        );
+        session.upload("negative-files", &negative_photos(8));
+        session.wait_for(
+            "Number(document.getElementById('counts').dataset.negative) >= 6",
+            "the negatives to be imported",
+            STARTUP,
+        );
+        eprintln!(
+            "[{label}] enrolled in {:.0?}: {anchors} anchors, {positives} positives, {} negatives",
+            started.elapsed(),
+            count(&session, "negative")
+        );
+
+        session.eval(WATCH_LONG_TASKS);
+        let trained_at = Instant::now();
+        let status = train(&session, "fine_tune", None);
+        assert!(status.starts_with("Done"), "{status}");
+        eprintln!(
+            "[{label}] fine-tune: {status} ({:.1?}); long tasks on the main thread: {:?}",
+            trained_at.elapsed(),
+            long_tasks(&session)
+        );
+        screenshot(&session, &format!("{label}-trained.png"));
+        let report = session.text("metrics-table");
+        assert!(report.contains("Precision"), "{report}");
+
+        // A reload keeps everything: the model is loaded from IndexedDB.
+        session.eval("location.reload();");
+        open_app(&session, &url, backend);
+        session.wait_for(
+            "/Trained/.test(document.getElementById('train-status').textContent)",
+            "the stored model after a reload",
+            STARTUP,
+        );
+    }
+
+    let genuine = verdicts_for(&driver, &profile, &url, "person-a-later.mjpeg", webgpu);
+    eprintln!("[{label}] person-a-later: {genuine:?}");
+    let impostor = verdicts_for(&driver, &profile, &url, "person-b.mjpeg", webgpu);
+    eprintln!("[{label}] person-b: {impostor:?}");
+    let empty = verdicts_for(&driver, &profile, &url, "no-face.mjpeg", webgpu);
+    assert!(
+        genuine.iter().all(|(v, _)| v == "verified"),
+        "the same man later must be VERIFIED: {genuine:?}"
+    );
+    assert!(
+        impostor.iter().all(|(v, _)| v == "not-verified"),
+        "another man must be NOT VERIFIED: {impostor:?}"
+    );
+    assert!(
+        empty.iter().all(|(v, _)| v == "no-face"),
+        "an empty frame is never a decision: {empty:?}"
+    );
+    eprintln!("[{label}] the whole flow took {:.0?}", started.elapsed());
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn enrol_train_reload_and_verify_on_the_cpu_backend() {
+    enrol_train_verify(false);
+}
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn enrol_train_reload_and_verify_on_webgpu() {
+    enrol_train_verify(true);
+}
+
+const CACHED_FILES: &str = "
+    const names = await caches.keys();
+    let count = 0;
+    for (const name of names) count += (await (await caches.open(name)).keys()).length;
+    return { controlled: Boolean(navigator.serviceWorker.controller), count };";
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn offline_after_the_first_load_with_no_request_after_load() {
+    let server = StaticServer::start(dist_dir());
+    let url = server.url("/");
+    let driver = ChromeDriver::start();
+    let profile = temp_profile("offline");
+    let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
+    open_app(&session, &url, "CPU");
+    // The service worker takes the page over and caches the shell, the wasm and the models.
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let cached = session.eval_async(CACHED_FILES);
+        if cached["controlled"] == true && cached["count"].as_u64() >= Some(12) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service worker did not cache the app: {cached}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(burst(&session, "anchor", 3, 2) >= 2);
+    assert!(burst(&session, "positive", 3, 2) >= 2);
+    let status = train(&session, "fine_tune", None);
+    assert!(status.starts_with("Done"), "{status}");
+
+    // After load, using the app sends nothing anywhere: verify, then verify continuously.
+    server.requests.lock().unwrap().clear();
+    session.eval(WATCH_LONG_TASKS);
+    let (verdict, detail) = verify(&session);
+    assert_eq!(verdict, "verified", "{detail}");
+    session.click("verify-continuous");
+    std::thread::sleep(Duration::from_secs(6));
+    session.click("verify-continuous");
+    let tasks = long_tasks(&session);
+    eprintln!("[offline] long tasks on the main thread during continuous verification: {tasks:?}");
+    let requests = server.requests.lock().unwrap().clone();
+    assert!(requests.is_empty(), "requests after load: {requests:?}");
+    assert!(
+        tasks.iter().all(|&t| t <= 50),
+        "main-thread tasks over 50 ms: {tasks:?}"
+    );
+
+    // The network goes away; a reload still starts the app, which still verifies.
+    drop(server);
+    session.eval("location.reload();");
+    open_app(&session, &url, "CPU");
+    let (verdict, detail) = verify(&session);
+    assert_eq!(verdict, "verified", "offline: {detail}");
+    drop(session);
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_store() {
+    let server = StaticServer::start(dist_dir());
+    let url = server.url("/");
+    let driver = ChromeDriver::start();
+    let profile = temp_profile("classic");
+    let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
+    open_app(&session, &url, "CPU");
+    burst(&session, "anchor", 4, 2);
+    burst(&session, "positive", 4, 2);
+    session.upload("negative-files", &negative_photos(6));
+    session.wait_for(
+        "Number(document.getElementById('counts').dataset.negative) >= 4",
+        "the negatives to be imported",
+        STARTUP,
+    );
+    let started = Instant::now();
+    let status = train(&session, "classic", Some(1));
+    eprintln!("[classic] {status} ({:.1?})", started.elapsed());
+    assert!(status.starts_with("Done"), "{status}");
+    let report = session.text("metrics-table");
+    assert!(
+        report.contains("Precision") && report.contains("ROC AUC"),
+        "{report}"
+    );
+    let (verdict, detail) = verify(&session);
+    assert!(
+        verdict == "verified" || verdict == "not-verified",
+        "a decision: {verdict} {detail}"
+    );
+
+    // A reload in the middle of a run loses nothing: its checkpoint resumes it.
+    session.eval(
+        "const mode = document.getElementById('train-mode');
+         mode.value = 'fine_tune'; mode.dispatchEvent(new Event('change'));
+         document.getElementById('train-epochs').value = 40;",
+    );
+    session.click("train-start");
+    session.wait_for(
+        "/Checkpoint saved/.test(document.getElementById('train-progress').title)",
+        "the first checkpoint",
+        TRAINING,
+    );
+    session.eval("location.reload();");
+    open_app(&session, &url, "CPU");
+    session.wait_for(
+        "!document.getElementById('train-resume').hidden",
+        "the Resume button after a reload",
+        STARTUP,
+    );
+    session.eval("document.getElementById('train-epochs').value = 40;");
+    session.click("train-resume");
+    session.wait_for(
+        "document.getElementById('train-cancel').disabled === false",
+        "the resumed run to start",
+        STARTUP,
+    );
+    session.wait_for(
+        "document.getElementById('train-cancel').disabled",
+        "the resumed run to finish",
+        TRAINING,
+    );
+    let status = session.text("train-status");
+    assert!(status.contains("Resumed from epoch"), "{status}");
+
+    // "Delete all my data", confirmed, empties the store and the caches, also after a reload.
+    session.eval("window.confirm = () => true;");
+    session.click("delete-all");
+    session.wait_for(
+        "/deleted/.test(document.getElementById('data-status').textContent)",
+        "everything to be deleted",
+        STARTUP,
+    );
+    let empty = "['anchor','positive','negative','verification'].every(r => document.getElementById('counts').dataset[r] === '0')";
+    session.wait_for(empty, "no photos left", STARTUP);
+    session.eval("location.reload();");
+    open_app(&session, &url, "CPU");
+    session.wait_for(empty, "no photos after a reload", STARTUP);
+    let status = session.text("train-status");
+    assert!(status.contains("Not trained"), "{status}");
+    drop(session);
+    let _ = std::fs::remove_dir_all(&profile);
+}

@@ -1,0 +1,426 @@
+//! `cargo xtask bench`: the app's figures, one line each (see docs/BENCH.md).
+//!
+//! 1. Native: `faceverify bench` (release build) on the flex CPU backend and on wgpu, with the
+//!    theoretical floor of each compute-bound figure.
+//! 2. Sizes: the model files and the app's wasm (raw, gzip -9, brotli 11) from the last Trunk
+//!    build in `dist/`.
+//! 3. Browser: `tests/bench_browser.rs` (the same suite) in headless Chromium on WebGPU and on
+//!    the wasm CPU backend; its console lines come back through wasm-bindgen-test-runner's
+//!    `--nocapture`. The photos it needs are copied from `../shared` into `target/bench-data/`,
+//!    which the runner serves (it serves the crate's folder).
+//!
+//! Every figure line is printed as it is measured, then all of them again at the end.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::{CHROMEDRIVER, Result, WASM_TARGET, cargo, root};
+
+const USAGE: &str = "usage: cargo xtask bench [--skip-native] [--skip-browser] [-- ARGS]
+  ARGS go to `faceverify bench` (e.g. -- --runs 3 --backend cpu); see docs/BENCH.md";
+
+/// The person whose LFW photos stand in for the user's captures (as in `faceverify bench`).
+const FINE_TUNE_PERSON: &str = "George_W_Bush";
+const FINE_TUNE_PHOTOS: usize = 60;
+/// Wasm-bindgen-test's limit for the whole browser run: the wasm CPU backend's Koch steps and
+/// SwiftShader's WebGPU take minutes.
+const BROWSER_TIMEOUT_S: &str = "2400";
+
+struct Collected {
+    /// `figure=` lines, in order.
+    figures: Vec<String>,
+    /// `floor=` lines, in order.
+    floors: Vec<String>,
+    /// `bench:` notes (skips and their reasons).
+    notes: Vec<String>,
+}
+
+impl Collected {
+    fn take(&mut self, line: &str) {
+        for (key, list) in [
+            ("figure=", &mut self.figures),
+            ("floor=", &mut self.floors),
+            ("bench: ", &mut self.notes),
+        ] {
+            if let Some(at) = line.find(key) {
+                list.push(line[at..].trim_end().to_string());
+            }
+        }
+    }
+}
+
+/// Runs `command`, echoing its standard output line by line, and returns those lines.
+fn run_streaming(command: &mut Command) -> Result<Vec<String>> {
+    let line = format!("{command:?}").replace('"', "");
+    println!("xtask: $ {line}");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start `{line}`: {e}"))?;
+    let mut lines = Vec::new();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for text in BufReader::new(stdout).lines() {
+        let text = text.map_err(|e| format!("reading `{line}`: {e}"))?;
+        println!("{text}");
+        let _ = std::io::stdout().flush();
+        lines.push(text);
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for `{line}`: {e}"))?;
+    if status.success() {
+        Ok(lines)
+    } else {
+        Err(format!("`{line}` failed ({status})"))
+    }
+}
+
+fn size_line(name: &str, bytes: u64) -> String {
+    format!("figure=size.{name} median={bytes} min={bytes} max={bytes} runs=1 unit=bytes")
+}
+
+fn gzip_size(bytes: &[u8]) -> Result<u64> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .map(|out| out.len() as u64)
+        .map_err(|e| format!("gzip: {e}"))
+}
+
+/// Brotli at quality 11 through Node's zlib (Node is already needed by `cargo xtask test`).
+fn brotli_size(path: &Path) -> Result<u64> {
+    let script = "const z = require('zlib'); const b = require('fs').readFileSync(process.argv[1]); \
+                  process.stdout.write(String(z.brotliCompressSync(b, { params: { \
+                  [z.constants.BROTLI_PARAM_QUALITY]: 11, \
+                  [z.constants.BROTLI_PARAM_SIZE_HINT]: b.length } }).length))";
+    let out = Command::new("node")
+        .args(["-e", script])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("node: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "node: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("node printed no size: {e}"))
+}
+
+/// The sizes: model files, and the wasm of the last Trunk build.
+fn sizes(collected: &mut Collected) -> Result {
+    let mut emit = |line: String| {
+        println!("{line}");
+        collected.take(&line);
+    };
+    let models = root().join("models");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&models)
+        .map_err(|e| format!("{}: {e}", models.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "bin" || x == "json"))
+        .collect();
+    files.sort();
+    for file in files {
+        let bytes = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
+        let name = file.file_name().unwrap().to_string_lossy();
+        emit(size_line(&format!("model.{name}"), bytes));
+    }
+    let wasm = root().join("dist").join("faceverify_bg.wasm");
+    let Ok(bytes) = std::fs::read(&wasm) else {
+        emit(format!(
+            "bench: sizes: no {} (run `trunk build --release` or `cargo xtask test` first): \
+             wasm sizes skipped",
+            wasm.display()
+        ));
+        return Ok(());
+    };
+    emit(size_line("wasm.raw", bytes.len() as u64));
+    emit(size_line("wasm.gzip9", gzip_size(&bytes)?));
+    match brotli_size(&wasm) {
+        Ok(size) => emit(size_line("wasm.brotli11", size)),
+        Err(e) => emit(format!("bench: sizes: brotli skipped ({e})")),
+    }
+    Ok(())
+}
+
+/// Copies the photos the browser suite needs into `target/bench-data/` with a manifest; without
+/// `../shared` the folder stays empty and the suite skips those figures, saying so.
+fn stage_browser_data() -> Result<PathBuf> {
+    let dir = root().join("target").join("bench-data");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir.join("captures")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let shared = root().join("..").join("shared").join("data");
+    let mut manifest = String::new();
+    let frame = shared.join("color").join("obama.jpg");
+    if frame.is_file() {
+        std::fs::copy(&frame, dir.join("frame.jpg")).map_err(|e| e.to_string())?;
+        manifest.push_str("frame frame.jpg\n");
+    } else {
+        println!(
+            "bench: browser: no {}: the photo figures are skipped",
+            frame.display()
+        );
+    }
+    let person = shared.join("lfw").join(FINE_TUNE_PERSON);
+    if let Ok(entries) = std::fs::read_dir(&person) {
+        let mut photos: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+            .collect();
+        photos.sort();
+        for (i, photo) in photos.iter().take(FINE_TUNE_PHOTOS).enumerate() {
+            let name = format!("captures/{i:02}.jpg");
+            std::fs::copy(photo, dir.join(&name)).map_err(|e| e.to_string())?;
+            manifest.push_str(&format!("capture {name}\n"));
+        }
+    } else {
+        println!(
+            "bench: browser: no {}: fine-tune time-to-ready is skipped",
+            person.display()
+        );
+    }
+    std::fs::write(dir.join("manifest.txt"), manifest).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// `machine cores=… mhz=…` from the native run, else `/proc/cpuinfo`.
+fn cores_and_mhz(native: &[String]) -> (usize, f64) {
+    let from_native = native.iter().find_map(|line| {
+        let rest = line.strip_prefix("machine ")?;
+        let field = |key: &str| {
+            rest.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.parse::<f64>().ok())
+        };
+        Some((field("cores=")? as usize, field("mhz=")?))
+    });
+    from_native.unwrap_or_else(|| {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cores = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count()
+            .max(1);
+        let mhz = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("cpu MHz"))
+            .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
+            .fold(1000.0, f64::max);
+        (cores, mhz)
+    })
+}
+
+/// Floors of the browser figures from their `flops=` lines: the wasm CPU backend runs on one
+/// thread with 128-bit SIMD and no FMA (8 FLOP/cycle: a 4-lane multiply and a 4-lane add);
+/// SwiftShader runs shaders on every core, 4 lanes wide (8 FLOP/cycle/core assumed alike).
+fn browser_floors(lines: &[String], cores: usize, mhz: f64, collected: &mut Collected) {
+    let wasm_peak = mhz * 8.0 / 1e3;
+    let swiftshader_peak = cores as f64 * mhz * 8.0 / 1e3;
+    let assumption = format!(
+        "bench: browser floors assume {wasm_peak:.1} GFLOP/s for the wasm CPU backend (1 thread \
+         x {mhz:.0} MHz x 8 FLOP/cycle: SIMD128, 4 lanes, multiply and add, no FMA) and \
+         {swiftshader_peak:.1} GFLOP/s for WebGPU on SwiftShader ({cores} cores x {mhz:.0} MHz \
+         x 8 FLOP/cycle); a real GPU's peak is far higher"
+    );
+    println!("{assumption}");
+    collected.notes.push(assumption);
+    let median = |name: &str| {
+        collected.figures.iter().find_map(|f| {
+            let rest = f.strip_prefix("figure=")?;
+            let (figure, rest) = rest.split_once(' ')?;
+            (figure == name).then_some(())?;
+            rest.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("median=")?.parse::<f64>().ok())
+        })
+    };
+    let mut floors = Vec::new();
+    for line in lines {
+        let Some(at) = line.find("flops=") else {
+            continue;
+        };
+        let Some((name, value)) = line[at + "flops=".len()..].split_once(" value=") else {
+            continue;
+        };
+        let (Ok(flops), Some(median_ms)) = (value.trim().parse::<f64>(), median(name)) else {
+            continue;
+        };
+        let peak = if name.starts_with("browser.webgpu.") {
+            swiftshader_peak
+        } else {
+            wasm_peak
+        };
+        let floor_ms = flops / (peak * 1e9) * 1e3;
+        floors.push(format!(
+            "floor={name} flops={flops:.3e} peak_gflops={peak:.1} floor_ms={floor_ms:.3} \
+             of_median={:.1}%",
+            100.0 * floor_ms / median_ms
+        ));
+    }
+    for floor in floors {
+        println!("{floor}");
+        collected.floors.push(floor);
+    }
+}
+
+pub fn run(args: &[String]) -> Result {
+    let mut skip_native = false;
+    let mut skip_browser = false;
+    let mut passthrough: Vec<String> = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--skip-native" => skip_native = true,
+            "--skip-browser" => skip_browser = true,
+            "--" => passthrough.extend(iter.by_ref().cloned()),
+            "help" | "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("bench: unknown argument {other}\n{USAGE}")),
+        }
+    }
+
+    let started = Instant::now();
+    let mut collected = Collected {
+        figures: Vec::new(),
+        floors: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut timings = Vec::new();
+
+    let mut native = Vec::new();
+    if !skip_native {
+        println!("\nxtask: ==> native figures (faceverify bench, release build)");
+        let step = Instant::now();
+        native = run_streaming(
+            cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "faceverify-cli",
+                    "--",
+                    "bench",
+                ])
+                .args(&passthrough)
+                .env(
+                    "XDG_RUNTIME_DIR",
+                    std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+                ),
+        )?;
+        native.iter().for_each(|l| collected.take(l));
+        timings.push(("native", step.elapsed().as_secs_f64()));
+    }
+
+    println!("\nxtask: ==> sizes");
+    let step = Instant::now();
+    sizes(&mut collected)?;
+    timings.push(("sizes", step.elapsed().as_secs_f64()));
+
+    if !skip_browser {
+        println!(
+            "\nxtask: ==> browser figures (tests/bench_browser.rs in headless Chromium: WebGPU \
+             on SwiftShader, and the wasm CPU backend)"
+        );
+        let step = Instant::now();
+        let data = stage_browser_data()?;
+        println!("xtask: bench: photos staged in {}", data.display());
+        let mut command = cargo();
+        command
+            .args([
+                "test",
+                "--release",
+                "--target",
+                WASM_TARGET,
+                "--test",
+                "bench_browser",
+                "--",
+                "--nocapture",
+            ])
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            )
+            .env("CHROMEDRIVER", CHROMEDRIVER)
+            .env("WASM_BINDGEN_TEST_TIMEOUT", BROWSER_TIMEOUT_S);
+        let browser = run_streaming(&mut command)?;
+        browser.iter().for_each(|l| collected.take(l));
+        let (cores, mhz) = cores_and_mhz(&native);
+        browser_floors(&browser, cores, mhz, &mut collected);
+        timings.push(("browser", step.elapsed().as_secs_f64()));
+    }
+
+    println!("\nxtask: bench: every figure");
+    for line in collected
+        .figures
+        .iter()
+        .chain(&collected.floors)
+        .chain(&collected.notes)
+    {
+        println!("{line}");
+    }
+    println!("\nxtask: bench timings");
+    for (name, seconds) in &timings {
+        println!("  {seconds:>7.1} s  {name}");
+    }
+    println!("  {:>7.1} s  total", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_collected_wherever_the_runner_puts_them() {
+        let mut collected = Collected {
+            figures: Vec::new(),
+            floors: Vec::new(),
+            notes: Vec::new(),
+        };
+        collected.take("figure=browser.cpu.x median=1.000 min=1.000 max=1.000 runs=1 unit=ms");
+        collected.take("  floor=native.cpu.x flops=1e9 peak_gflops=1.0 floor_ms=1 of_median=1%");
+        collected.take("bench: native.wgpu: skipped");
+        collected.take("test bench_webgpu ... ok");
+        assert_eq!(collected.figures.len(), 1);
+        assert!(collected.floors[0].starts_with("floor=native.cpu.x"));
+        assert_eq!(collected.notes, vec!["bench: native.wgpu: skipped"]);
+    }
+
+    #[test]
+    fn browser_floors_use_the_figure_medians() {
+        let mut collected = Collected {
+            figures: vec![
+                "figure=browser.cpu.k median=100.000 min=1 max=1 runs=1 unit=ms".into(),
+                "figure=browser.webgpu.k median=10.000 min=1 max=1 runs=1 unit=ms".into(),
+            ],
+            floors: Vec::new(),
+            notes: Vec::new(),
+        };
+        let lines = vec![
+            "flops=browser.cpu.k value=8000000000".to_string(),
+            "flops=browser.webgpu.k value=16000000000".to_string(),
+        ];
+        browser_floors(&lines, 2, 1000.0, &mut collected);
+        // 8 GFLOP at 8 GFLOP/s = 1 s; 16 GFLOP at 16 GFLOP/s = 1 s.
+        assert!(
+            collected.floors[0].contains("floor_ms=1000.000"),
+            "{:?}",
+            collected.floors
+        );
+        assert!(collected.floors[0].contains("of_median=1000.0%"));
+        assert!(collected.floors[1].contains("peak_gflops=16.0"));
+        assert_eq!(
+            cores_and_mhz(&["machine cores=4 mhz=3000 flops_per_cycle=64".into()]),
+            (4, 3000.0)
+        );
+    }
+}
