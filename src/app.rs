@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::model::face_resnet::{EMBEDDING_DIM, INPUT_SIZE};
-use crate::model::koch::{KOCH_INPUT, KochTower, KochTowerConfig};
+use crate::model::koch::{
+    DeviceBufferLimits, KOCH_INPUT, KochTower, KochTowerConfig, check_koch_fits,
+};
 use crate::model::siamese::{Siamese, SiameseHead};
 use crate::pipeline::{FacePipeline, PipelineError};
 use crate::store::validate::{self, ImageLimits};
@@ -68,6 +70,10 @@ pub enum AppError {
         "classic mode trains on other people's faces too: import or capture at least {needed} negatives (it has {found})"
     )]
     NotEnoughNegatives { needed: usize, found: usize },
+    #[error(
+        "this GPU cannot hold the classic (Koch) network: {0}. Choose the CPU engine in the settings, or fine-tune mode"
+    )]
+    DeviceTooSmall(String),
     #[error("the stored model was made by a different version of the app ({0}); train again")]
     IncompatibleModel(String),
 }
@@ -686,6 +692,7 @@ pub async fn train<S: Store>(
     pipeline: &FacePipeline,
     impostors: Option<&ImpostorModel>,
     device: &Device,
+    device_limits: Option<&DeviceBufferLimits>,
     request: &TrainRequest,
     ids: RunIds,
     control: &RunControl,
@@ -803,6 +810,8 @@ pub async fn train<S: Store>(
                     found: negatives.len(),
                 });
             }
+            // Both images of every pair go through the tower in one batch.
+            koch_fits(device_limits, 2 * settings.training.batch_size)?;
             let size = KOCH_INPUT.width as u32;
             let table = |images: &[StoredImage]| -> Result<Vec<Vec<f32>>, AppError> {
                 Ok(ImageTable::from_frames(&crops(images, size)?, KOCH_INPUT)?.images)
@@ -1020,6 +1029,7 @@ impl Verifier {
         pipeline: &FacePipeline,
         profile: &str,
         device: &Device,
+        device_limits: Option<&DeviceBufferLimits>,
     ) -> Result<Self, AppError> {
         let stored = store
             .active_model(profile)
@@ -1048,6 +1058,7 @@ impl Verifier {
                 (VerifierNetwork::FineTune(head), table)
             }
             CLASSIC_TOWER_KIND => {
+                koch_fits(device_limits, references.len())?;
                 let network = load_module_record(
                     Siamese::new(KochTowerConfig::new().init(device), device),
                     &model.record,
@@ -1113,6 +1124,17 @@ impl Verifier {
             .try_into_vec::<f32>()
             .map_err(|e| VerificationError::Readback(format!("{e:?}")))?;
         Ok(policy.decide(scores)?)
+    }
+}
+
+/// Refuses, with the reason, a Koch network whose tensors exceed the device's buffer limits
+/// (`None`: the CPU backend, which has none): WebGPU would fail validation or lose the device.
+fn koch_fits(limits: Option<&DeviceBufferLimits>, images: usize) -> Result<(), AppError> {
+    match limits {
+        Some(limits) => check_koch_fits(limits, images)
+            .map(drop)
+            .map_err(|e| AppError::DeviceTooSmall(e.to_string())),
+        None => Ok(()),
     }
 }
 

@@ -152,6 +152,7 @@ fn capture_train_and_verify_on_a_memory_store() {
         &pipeline,
         Some(&impostors()),
         &Device::flex(),
+        None,
         &request(false),
         ids(1),
         &RunControl::new(no_clock),
@@ -176,7 +177,14 @@ fn capture_train_and_verify_on_a_memory_store() {
     assert_eq!(run.epochs.len(), report.history.len());
     assert!(block(store.latest_checkpoint("me")).unwrap().is_none());
 
-    let verifier = block(Verifier::load(&store, &pipeline, "me", &Device::flex())).unwrap();
+    let verifier = block(Verifier::load(
+        &store,
+        &pipeline,
+        "me",
+        &Device::flex(),
+        None,
+    ))
+    .unwrap();
     assert_eq!(
         verifier.reference_count(),
         10,
@@ -234,6 +242,7 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
         &pipeline,
         Some(&impostors()),
         &Device::flex(),
+        None,
         &request(false),
         ids(1),
         &control,
@@ -267,6 +276,7 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
         &pipeline,
         Some(&impostors()),
         &Device::flex(),
+        None,
         &request(true),
         ids(2),
         &RunControl::new(no_clock),
@@ -295,6 +305,7 @@ fn training_refuses_with_too_few_photos() {
         &pipeline(),
         None,
         &Device::flex(),
+        None,
         &request(false),
         ids(1),
         &RunControl::new(no_clock),
@@ -568,4 +579,37 @@ fn archives_are_opened_sampled_and_bombs_refused() {
     let (_, skipped, _) =
         app::expand_files(vec![named("broken.zip", b"PK nonsense".to_vec())], &tight);
     assert!(skipped[0].reason.contains("zip"), "{skipped:?}");
+}
+
+#[test]
+fn classic_mode_refuses_a_gpu_that_cannot_hold_the_koch_network() {
+    let store = with_profile();
+    let pipeline = pipeline();
+    enrol(&store, &pipeline);
+    let classic = TrainRequest {
+        mode: TrainingMode::Classic,
+        ..request(false)
+    };
+    let error = block(app::train(
+        &store,
+        &pipeline,
+        None,
+        &Device::flex(),
+        Some(&faceverify::model::koch::DeviceBufferLimits::WEBGPU_DEFAULTS),
+        &classic,
+        ids(1),
+        &RunControl::new(no_clock),
+        &mut |_: &TrainingEvent| {},
+        app::no_yield,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("cannot hold the classic") && error.contains("maxStorageBufferBindingSize"),
+        "{error}"
+    );
+    assert!(
+        block(store.list_runs("me")).unwrap().is_empty(),
+        "nothing started"
+    );
 }

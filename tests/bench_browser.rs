@@ -23,7 +23,7 @@ use bench::figures;
 use bench::{Data, Plan, Record, Sink};
 use burn::prelude::Device;
 use faceverify::backend;
-use faceverify::model::koch::{DeviceBufferLimits, check_koch_fits};
+use faceverify::model::koch::check_koch_fits;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -125,35 +125,6 @@ async fn data() -> Data {
     }
 }
 
-/// The buffer limits of the page's WebGPU adapter, as in tests/browser.rs.
-async fn adapter_limits() -> Option<DeviceBufferLimits> {
-    use js_sys::{Function, Promise, Reflect};
-    let gpu = Reflect::get(&scope().navigator(), &"gpu".into()).ok()?;
-    if gpu.is_undefined() || gpu.is_null() {
-        return None;
-    }
-    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
-        .ok()?
-        .dyn_into()
-        .ok()?;
-    let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
-    let adapter = JsFuture::from(promise).await.ok()?;
-    if adapter.is_undefined() || adapter.is_null() {
-        return None;
-    }
-    let limits = Reflect::get(&adapter, &"limits".into()).ok()?;
-    let limit = |name: &str| {
-        Reflect::get(&limits, &name.into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .map(|v| v as u64)
-    };
-    Some(DeviceBufferLimits {
-        max_storage_buffer_binding_size: limit("maxStorageBufferBindingSize")?,
-        max_buffer_size: limit("maxBufferSize")?,
-    })
-}
-
 #[wasm_bindgen_test]
 async fn bench_the_wasm_cpu_backend() {
     let data = data().await;
@@ -198,7 +169,7 @@ async fn bench_webgpu() {
     };
     let data = data().await;
     let koch_pairs = 1;
-    let koch_skip = match adapter_limits().await {
+    let koch_skip = match faceverify::web::webgpu_adapter_limits().await {
         None => Some("the adapter's limits could not be read".to_string()),
         Some(limits) => check_koch_fits(&limits, koch_pairs)
             .err()

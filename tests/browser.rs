@@ -96,7 +96,6 @@ use faceverify::train::run::{
 use faceverify::train::step::{
     EmbeddingPairBatch, PairBatch, adam_optimizer, targets_tensor, train_head_step, train_step,
 };
-use wasm_bindgen::JsCast;
 
 /// Pairs in the Koch step on the CPU backend: one "same" and one "different" pair.
 const KOCH_PAIRS_CPU: usize = 2;
@@ -126,44 +125,9 @@ fn max_abs_change(before: &[f32], after: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// The buffer limits of the page's WebGPU adapter (`navigator.gpu.requestAdapter()`), which
-/// Burn's wgpu runtime requests in full for its device; `None` when there is no adapter.
-async fn adapter_limits() -> Option<DeviceBufferLimits> {
-    use js_sys::{Function, Promise, Reflect};
-    let global = js_sys::global();
-    let gpu = Reflect::get(
-        &Reflect::get(&global, &"navigator".into()).ok()?,
-        &"gpu".into(),
-    )
-    .ok()?;
-    if gpu.is_undefined() || gpu.is_null() {
-        return None;
-    }
-    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
-        .ok()?
-        .dyn_into()
-        .ok()?;
-    let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
-    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
-    if adapter.is_undefined() || adapter.is_null() {
-        return None;
-    }
-    let limits = Reflect::get(&adapter, &"limits".into()).ok()?;
-    let limit = |name: &str| {
-        Reflect::get(&limits, &name.into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .map(|v| v as u64)
-    };
-    Some(DeviceBufferLimits {
-        max_storage_buffer_binding_size: limit("maxStorageBufferBindingSize")?,
-        max_buffer_size: limit("maxBufferSize")?,
-    })
-}
-
 /// The memory check's answer for this page's adapter at the Koch step's batch size.
 async fn koch_fits_this_adapter() -> Result<(), KochMemoryError> {
-    let limits = adapter_limits()
+    let limits = faceverify::web::webgpu_adapter_limits()
         .await
         .expect("webdriver.json enables WebGPU, so the adapter has limits");
     check_koch_fits(&limits, KOCH_PAIRS_WEBGPU).map(|_| ())
@@ -172,7 +136,7 @@ async fn koch_fits_this_adapter() -> Result<(), KochMemoryError> {
 #[wasm_bindgen_test]
 async fn the_koch_memory_check_answers_for_the_real_adapter() {
     let started = now_ms();
-    let limits = adapter_limits()
+    let limits = faceverify::web::webgpu_adapter_limits()
         .await
         .expect("webdriver.json enables WebGPU, so the adapter has limits");
     // WebGPU guarantees at least its defaults.

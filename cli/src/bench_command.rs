@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use burn::prelude::Device;
 use faceverify::backend;
-use faceverify::model::koch::{DeviceBufferLimits, check_koch_fits};
+use faceverify::model::koch::check_koch_fits;
 use faceverify::vision::frame::Frame;
 
 use crate::bench::figures::{self, FINE_TUNE_CAPTURES};
@@ -189,22 +189,6 @@ impl Peak {
     }
 }
 
-/// The buffer limits of the adapter wgpu picks (Burn's runtime requests the adapter's limits
-/// in full), for the Koch memory check.
-fn wgpu_buffer_limits() -> Option<DeviceBufferLimits> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        ..Default::default()
-    }))
-    .ok()?;
-    let limits = adapter.limits();
-    Some(DeviceBufferLimits {
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
-        max_buffer_size: limits.max_buffer_size,
-    })
-}
-
 fn clock_ms() -> f64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
@@ -329,7 +313,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         if *backend_name == "wgpu" {
             // The app's memory check decides, as it must before allocating: a device that
             // cannot bind the 144 MiB dense weight fails validation (a panic in Burn).
-            plan.koch_skip = match wgpu_buffer_limits() {
+            plan.koch_skip = match faceverify_cli::wgpu_buffer_limits() {
                 None => Some("the adapter's limits could not be read".into()),
                 Some(limits) => check_koch_fits(&limits, plan.koch_pairs)
                     .err()

@@ -114,6 +114,40 @@ impl BackendChoice {
     }
 }
 
+/// The buffer limits of the adapter wgpu picks (Burn's runtime requests the adapter's limits
+/// in full), for the Koch memory check; `None` without an adapter.
+pub fn wgpu_buffer_limits() -> Option<faceverify::model::koch::DeviceBufferLimits> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .ok()?;
+    let limits = adapter.limits();
+    Some(faceverify::model::koch::DeviceBufferLimits {
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_buffer_size: limits.max_buffer_size,
+    })
+}
+
+/// Refuses the Koch network on a wgpu device whose buffers cannot hold it (wgpu would fail
+/// validation and panic), with the memory check's reason.
+fn koch_fits(backend: BackendChoice, images: usize) -> Result<(), CliError> {
+    if backend != BackendChoice::Wgpu {
+        return Ok(());
+    }
+    match wgpu_buffer_limits() {
+        Some(limits) => faceverify::model::koch::check_koch_fits(&limits, images)
+            .map(drop)
+            .map_err(|e| {
+                CliError::Usage(format!(
+                    "this GPU cannot hold the classic (Koch) network: {e}; use --backend cpu"
+                ))
+            }),
+        None => Ok(()),
+    }
+}
+
 /// Milliseconds since the first call: the run loop's clock.
 pub fn clock_ms() -> f64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -393,6 +427,7 @@ pub fn train(options: &TrainOptions, quiet: bool) -> Result<TrainOutcome, CliErr
             )
         }
         TrainingMode::Classic => {
+            koch_fits(options.backend, 2 * settings.training.batch_size)?;
             let started = clock_ms();
             let autodiff = device.clone().autodiff();
             let table = |frames: &[Frame]| -> Result<Vec<Vec<f32>>, CliError> {
@@ -547,6 +582,7 @@ pub fn verify(options: &VerifyOptions) -> Result<Vec<ProbeDecision>, CliError> {
             }
         }
         CLASSIC_TOWER_KIND => {
+            koch_fits(options.backend, references.len())?;
             let network = load_module_record(
                 Siamese::new(KochTowerConfig::new().init(&device), &device),
                 &model.record,

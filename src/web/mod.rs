@@ -9,6 +9,7 @@ mod worker;
 use wasm_bindgen::prelude::*;
 
 use crate::backend::{self, BackendPreference};
+use crate::model::koch::DeviceBufferLimits;
 
 pub use worker::worker_main;
 
@@ -39,6 +40,37 @@ pub async fn select_backend(preference: String) -> Result<JsValue, JsValue> {
         &selected.report.describe().into(),
     )?;
     Ok(value)
+}
+
+/// The buffer limits of this browser's WebGPU adapter (the ones Burn's device gets), or `None`
+/// without WebGPU. For the Koch network's memory check (`model::koch::check_koch_fits`).
+pub async fn webgpu_adapter_limits() -> Option<DeviceBufferLimits> {
+    use js_sys::{Function, Promise, Reflect};
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let gpu = Reflect::get(&navigator, &"gpu".into()).ok()?;
+    if gpu.is_undefined() || gpu.is_null() {
+        return None;
+    }
+    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    if adapter.is_undefined() || adapter.is_null() {
+        return None;
+    }
+    let limits = Reflect::get(&adapter, &"limits".into()).ok()?;
+    let limit = |name: &str| {
+        Reflect::get(&limits, &name.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .map(|v| v as u64)
+    };
+    Some(DeviceBufferLimits {
+        max_storage_buffer_binding_size: limit("maxStorageBufferBindingSize")?,
+        max_buffer_size: limit("maxBufferSize")?,
+    })
 }
 
 /// Serialises to plain JS objects (never `Map`s), so page code and tests can read fields.

@@ -11,7 +11,8 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::idb_store::{self, IdbStore};
 use crate::app::{self, AppError, NewPhoto, RunIds, Verifier};
-use crate::backend::{self, BackendPreference, SelectedBackend};
+use crate::backend::{self, BackendKind, BackendPreference, SelectedBackend};
+use crate::model::koch::DeviceBufferLimits;
 use crate::pipeline::FacePipeline;
 use crate::protocol::{CameraFrame, MODEL_FILES, ModelFile, WorkerRequest, WorkerResponse};
 use crate::selfcheck;
@@ -151,6 +152,14 @@ fn request_name(request: &WorkerRequest) -> &'static str {
         WorkerRequest::Export => "Export",
         WorkerRequest::ImportArchive { .. } => "ImportArchive",
         WorkerRequest::DeleteAll => "DeleteAll",
+    }
+}
+
+/// The WebGPU adapter's buffer limits when the worker runs on WebGPU (the CPU has none).
+async fn device_limits(state: &mut WorkerState) -> Option<DeviceBufferLimits> {
+    match state.backend().await.report.kind {
+        BackendKind::Wgpu => super::webgpu_adapter_limits().await,
+        BackendKind::Cpu => None,
     }
 }
 
@@ -390,6 +399,7 @@ async fn handle(
                 })?);
             }
             let device = state.backend().await.device.clone();
+            let limits = device_limits(state).await;
             let (Some(store), Some(pipeline)) = (&state.store, &state.pipeline) else {
                 unreachable!("opened above");
             };
@@ -417,6 +427,7 @@ async fn handle(
                 pipeline,
                 state.impostors.as_ref(),
                 &device,
+                limits.as_ref(),
                 &request,
                 ids,
                 &control,
@@ -467,10 +478,11 @@ async fn handle(
                 matches!(&state.verifier, Some((p, g, _)) if *p == profile && *g == generation);
             if !current {
                 state.verifier = None;
+                let limits = device_limits(state).await;
                 let (Some(store), Some(pipeline)) = (&state.store, &state.pipeline) else {
                     unreachable!("opened above");
                 };
-                let verifier = Verifier::load(store, pipeline, &profile, &device)
+                let verifier = Verifier::load(store, pipeline, &profile, &device, limits.as_ref())
                     .await
                     .map_err(app_message)?;
                 state.verifier = Some((profile.clone(), generation, verifier));
