@@ -31,7 +31,9 @@ use crate::train::run::{
     TrainingCheckpoint, TrainingEvent, TrainingObserver, classic_trainer, fine_tune_trainer,
     load_module_record,
 };
-use crate::verify::policy::{VerificationError, VerificationPolicy, VerificationResult};
+use crate::verify::policy::{
+    VerificationError, VerificationPolicy, VerificationResult, read_scores,
+};
 use crate::vision::align::{FaceTemplate, align_face};
 use crate::vision::detect::Face;
 use crate::vision::frame::Frame;
@@ -1117,13 +1119,7 @@ impl Verifier {
                 network.score_against_references(probe, self.references.clone())
             }
         };
-        let scores = scores
-            .into_data_async()
-            .await
-            .map_err(|e| VerificationError::Readback(e.to_string()))?
-            .try_into_vec::<f32>()
-            .map_err(|e| VerificationError::Readback(format!("{e:?}")))?;
-        Ok(policy.decide(scores)?)
+        Ok(policy.decide(read_scores(scores).await?)?)
     }
 }
 

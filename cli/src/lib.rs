@@ -527,12 +527,7 @@ pub struct VerifyOptions {
 }
 
 async fn read_scores(scores: Tensor<1>) -> Result<Vec<f32>, CliError> {
-    Ok(scores
-        .into_data_async()
-        .await
-        .map_err(|e| VerificationError::Readback(e.to_string()))?
-        .try_into_vec::<f32>()
-        .map_err(|e| VerificationError::Readback(format!("{e:?}")))?)
+    Ok(faceverify::verify::policy::read_scores(scores).await?)
 }
 
 /// `faceverify verify`: each probe against every reference, the model's policy (or the given

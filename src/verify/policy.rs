@@ -231,13 +231,18 @@ pub async fn verify_probe<T: EmbeddingTower>(
     policy: &VerificationPolicy,
 ) -> Result<VerificationResult, VerificationError> {
     let scores = model.score_against_references(probe, references.embeddings.clone());
-    let scores = scores
+    policy.decide(read_scores(scores).await?)
+}
+
+/// Reads a probe's scores back from the device, asynchronously (WebGPU in a browser cannot
+/// read synchronously).
+pub async fn read_scores(scores: Tensor<1>) -> Result<Vec<f32>, VerificationError> {
+    scores
         .into_data_async()
         .await
         .map_err(|e| VerificationError::Readback(e.to_string()))?
         .try_into_vec::<f32>()
-        .map_err(|e| VerificationError::Readback(format!("{e:?}")))?;
-    policy.decide(scores)
+        .map_err(|e| VerificationError::Readback(format!("{e:?}")))
 }
 
 // Native only: the async functions are driven by pollster, a native-only dependency; the browser

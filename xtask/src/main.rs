@@ -3,7 +3,7 @@
 //! Plain std on purpose: the xtask must build in seconds on a bare machine, before anything
 //! else is installed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -62,7 +62,13 @@ type Result<T = (), E = String> = std::result::Result<T, E>;
 
 /// The repository root (the xtask lives in `<root>/xtask`).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets CARGO_MANIFEST_DIR for the process too. Prefer it to the compile-time
+    // value: clones that share a CARGO_TARGET_DIR (as .ci/run does) may run an xtask binary
+    // that another clone compiled, and it must act on the checkout it was started from.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask sits inside the repository")
         .to_path_buf()
