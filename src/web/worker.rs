@@ -36,6 +36,8 @@ struct WorkerState {
     verifier: Option<(String, u64, Verifier)>,
     /// Bumped by every change to photos or models, so cached references are rebuilt.
     generation: u64,
+    /// The saved thresholds, read once instead of on every verified frame.
+    policy: Option<VerificationPolicy>,
 }
 
 impl WorkerState {
@@ -63,6 +65,7 @@ impl WorkerState {
 
     fn changed(&mut self) {
         self.generation += 1;
+        self.policy = None;
         self.verifier = None;
     }
 }
@@ -467,13 +470,23 @@ async fn handle(
             state.store().await?;
             let device = state.backend().await.device.clone();
             let generation = state.generation;
-            let settings = state
-                .store
-                .as_ref()
-                .expect("opened above")
-                .settings()
-                .await
-                .map_err(|e| e.to_string())?;
+            if state.policy.is_none() {
+                let settings = state
+                    .store
+                    .as_ref()
+                    .expect("opened above")
+                    .settings()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                state.policy = Some(
+                    VerificationPolicy::from_values(
+                        settings.detection_threshold,
+                        settings.verification_threshold,
+                    )
+                    .map_err(|e| format!("The saved thresholds are invalid: {e}"))?,
+                );
+            }
+            let policy = state.policy.expect("read above");
             let current =
                 matches!(&state.verifier, Some((p, g, _)) if *p == profile && *g == generation);
             if !current {
@@ -487,11 +500,6 @@ async fn handle(
                     .map_err(app_message)?;
                 state.verifier = Some((profile.clone(), generation, verifier));
             }
-            let policy = VerificationPolicy::from_values(
-                settings.detection_threshold,
-                settings.verification_threshold,
-            )
-            .map_err(|e| format!("The saved thresholds are invalid: {e}"))?;
             let (Some(pipeline), Some((_, _, verifier))) = (&state.pipeline, &state.verifier)
             else {
                 unreachable!("loaded above");
@@ -504,7 +512,7 @@ async fn handle(
             }
         }
         WorkerRequest::SaveSettings { profile, settings } => {
-            VerificationPolicy::from_values(
+            let policy = VerificationPolicy::from_values(
                 settings.detection_threshold,
                 settings.verification_threshold,
             )
@@ -515,6 +523,7 @@ async fn handle(
                 .put_settings(&settings)
                 .await
                 .map_err(|e| e.to_string())?;
+            state.policy = Some(policy);
             state_response(state, profile.as_deref()).await?
         }
         WorkerRequest::Export => {

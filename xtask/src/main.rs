@@ -273,6 +273,39 @@ fn pkg() -> Result {
     Ok(())
 }
 
+/// Photos of `../shared/data` that `tests/browser_pipeline.rs` reads, copied into
+/// `target/test-data/` (wasm-bindgen-test's server serves the crate's folder, not `../shared`).
+/// The list is the fixture's (`tests/fixtures/pipeline_native.json`).
+fn stage_test_photos() -> Result {
+    let fixture = std::fs::read_to_string(root().join("tests/fixtures/pipeline_native.json"))
+        .map_err(|e| format!("reading the pipeline fixture: {e}"))?;
+    let shared = root().join("../shared/data");
+    let staged = root().join("target/test-data");
+    for name in fixture_photo_names(&fixture) {
+        let (from, to) = (shared.join(name), staged.join(name));
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::copy(&from, &to).map_err(|e| {
+            format!(
+                "{}: {e} (the browser tests need ../shared beside the repository)",
+                from.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The photos a pipeline fixture lists. It is JSON pretty-printed by serde_json, so every photo
+/// is a `"name": "<path>"` line (the xtask has no JSON parser on purpose: plain std).
+fn fixture_photo_names(fixture: &str) -> Vec<&str> {
+    fixture
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("\"name\": \""))
+        .map(|name| name.trim_end_matches([',', '"']))
+        .collect()
+}
+
 /// Integration tests that run in the browser: files in tests/ gated to wasm32, except the
 /// benchmark (`bench_*.rs`, run by `cargo xtask bench`).
 fn browser_tests() -> Result<Vec<String>> {
@@ -318,6 +351,7 @@ fn test() -> Result {
         step(
             "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on)",
             &mut || {
+                stage_test_photos()?;
                 let mut command = cargo();
                 command.args(["test", "--release", "--target", WASM_TARGET]);
                 for name in browser_tests()? {
@@ -375,4 +409,23 @@ fn test() -> Result {
         );
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_fixture_lists_its_photos() {
+        let fixture =
+            std::fs::read_to_string(root().join("tests/fixtures/pipeline_native.json")).unwrap();
+        assert_eq!(
+            fixture_photo_names(&fixture),
+            [
+                "color/obama.jpg",
+                "color/two_people.jpg",
+                "lfw/George_W_Bush/George_W_Bush_0001.jpg"
+            ]
+        );
+    }
 }
