@@ -503,7 +503,8 @@ async function importPhotos(fileList, role) {
 // ---------------------------------------------------------------------------------------------
 // Training
 
-const history = [];
+/// The running run's per-epoch rows, for the live chart.
+const epochRows = [];
 
 async function train(resume) {
   const epochs = Number($('train-epochs').value) || null;
@@ -519,8 +520,8 @@ async function train(resume) {
     resume,
   };
   app.training = true;
-  history.length = 0;
-  if (resume && app.state?.latest_run) history.push(...app.state.latest_run.epochs);
+  epochRows.length = 0;
+  if (resume && app.state?.latest_run) epochRows.push(...app.state.latest_run.epochs);
   setEnabled(['train-start', 'train-resume'], false);
   $('train-cancel').disabled = false;
   $('train-resume').hidden = true;
@@ -562,8 +563,8 @@ function onTrainingEvent(event) {
     const eta = event.eta_seconds != null ? `, about ${Math.ceil(event.eta_seconds)} s left` : '';
     $('train-status').textContent = `Epoch ${event.epoch + 1} of ${event.epochs}, step ${event.step} of ${event.steps_per_epoch}: loss ${event.epoch_loss.toFixed(4)}, precision ${pct(event.precision)}, recall ${pct(event.recall)}${rate}${eta}.`;
   } else if (event.event === 'epoch') {
-    history.push(event);
-    drawTrainingChart(history);
+    epochRows.push(event);
+    drawTrainingChart(epochRows);
   } else if (event.event === 'checkpoint') {
     $('train-progress').title = `Checkpoint saved (${formatBytes(event.bytes)})`;
   }
