@@ -9,86 +9,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use support::app::{
+    STARTUP, TRAINING, browser_args, burst, count, open_app, temp_profile, train, verify,
+};
 use support::{ChromeDriver, Session, StaticServer, dist_dir, shared_dir};
-
-const STARTUP: Duration = Duration::from_secs(180);
-const TRAINING: Duration = Duration::from_secs(900);
-
-fn browser_args(clip: &str, webgpu: bool) -> Vec<String> {
-    let clip = shared_dir().join("camera").join(clip);
-    assert!(clip.is_file(), "missing camera clip {}", clip.display());
-    let mut args = vec![
-        "--use-fake-ui-for-media-stream".into(),
-        "--use-fake-device-for-media-stream".into(),
-        format!("--use-file-for-fake-video-capture={}", clip.display()),
-    ];
-    if webgpu {
-        args.push("--enable-unsafe-webgpu".into());
-    }
-    args
-}
-
-fn temp_profile(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "faceverify-e2e-{name}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// Opens the app and waits until the worker is ready and the camera is live.
-fn open_app(session: &Session, url: &str, backend: &str) {
-    session.goto(url);
-    let chosen = session.wait_for(
-        "document.getElementById('backend-status').dataset.backend",
-        "the worker to choose its backend",
-        STARTUP,
-    );
-    assert_eq!(chosen, backend, "{}", session.text("backend-status"));
-    session.wait_for(
-        "document.getElementById('camera-panel').dataset.camera === 'live'",
-        "the camera to go live",
-        STARTUP,
-    );
-}
-
-fn count(session: &Session, role: &str) -> u64 {
-    session
-        .eval(&format!(
-            "return Number(document.getElementById('counts').dataset.{role});"
-        ))
-        .as_u64()
-        .unwrap_or(0)
-}
-
-/// A burst of `photos` captures over `seconds` seconds as `role`, through the page's controls.
-fn burst(session: &Session, role: &str, photos: u32, seconds: u32) -> u64 {
-    let before = count(session, role);
-    session.eval(&format!(
-        "document.getElementById('burst-count').value = {photos};
-         document.getElementById('burst-seconds').value = {seconds};
-         document.getElementById('burst-role').value = '{role}';"
-    ));
-    session.wait_for(
-        "!document.getElementById('burst-start').disabled",
-        "the burst button",
-        STARTUP,
-    );
-    session.click("burst-start");
-    session.wait_for(
-        "document.getElementById('burst-stop').hidden === false",
-        "the burst to start",
-        STARTUP,
-    );
-    session.wait_for(
-        "document.getElementById('burst-stop').hidden",
-        "the burst to finish",
-        STARTUP,
-    );
-    count(session, role) - before
-}
 
 /// Other people's photos from LFW (not the two men of the camera clips).
 fn negative_photos(count: usize) -> Vec<PathBuf> {
@@ -139,56 +63,6 @@ fn assert_main_thread_stays_responsive(tasks: &[u64]) {
 fn long_tasks(session: &Session) -> Vec<u64> {
     serde_json::from_value(session.eval("return window.faceverifyLongTasks || [];"))
         .unwrap_or_default()
-}
-
-fn train(session: &Session, mode: &str, epochs: Option<u32>) -> String {
-    let epochs = epochs.map_or("''".to_string(), |e| e.to_string());
-    session.eval(&format!(
-        "const mode = document.getElementById('train-mode');
-         mode.value = '{mode}'; mode.dispatchEvent(new Event('change'));
-         document.getElementById('train-epochs').value = {epochs};"
-    ));
-    session.wait_for(
-        "!document.getElementById('train-start').disabled",
-        "the train button",
-        STARTUP,
-    );
-    session.click("train-start");
-    session.wait_for(
-        "document.getElementById('train-cancel').disabled === false",
-        "training to start",
-        STARTUP,
-    );
-    session.wait_for(
-        "document.getElementById('train-cancel').disabled",
-        "training to finish",
-        TRAINING,
-    );
-    session.text("train-status")
-}
-
-/// Clicks Verify and returns the verdict (`verified`, `not-verified`, `no-face`, `error`).
-fn verify(session: &Session) -> (String, String) {
-    session.eval("document.getElementById('verdict').dataset.verdict = 'pending';");
-    session.wait_for(
-        "!document.getElementById('verify-once').disabled",
-        "the verify button",
-        STARTUP,
-    );
-    session.click("verify-once");
-    let verdict = session.wait_for(
-        "(v => v !== 'pending' && v)(document.getElementById('verdict').dataset.verdict)",
-        "a verdict",
-        STARTUP,
-    );
-    (
-        verdict.as_str().unwrap().to_string(),
-        format!(
-            "{} {}",
-            session.text("verdict"),
-            session.text("verdict-detail")
-        ),
-    )
 }
 
 /// Restarts the browser on `profile` with another clip and verifies three times, half a second

@@ -31,9 +31,14 @@ const pending = [];
 const PROGRESS = new Set(['ModelProgress', 'ImportProgress', 'Training']);
 
 function call(request, transfer = []) {
+  const started = performance.now();
   return new Promise((resolve, reject) => {
     pending.push({ resolve, reject, type: request.type });
     app.worker.postMessage(request, transfer);
+  }).finally(() => {
+    // The first round trip of each request type, for the Performance panel and the bench.
+    const name = `faceverify:request:${request.type}`;
+    if (!performance.getEntriesByName(name, 'measure').length) performance.measure(name, { start: started });
   });
 }
 
@@ -43,7 +48,7 @@ function startWorker() {
     show('worker-status', `The app's worker failed: ${event.message || 'unknown error'}. Reload the page.`);
   };
   app.worker.onmessage = ({ data }) => {
-    if (data.type === 'Loaded') return onLoaded();
+    if (data.type === 'Loaded') { mark('worker-loaded'); return onLoaded(); }
     if (PROGRESS.has(data.type)) return onProgress(data);
     const waiting = pending.shift();
     if (!waiting) {
@@ -53,6 +58,13 @@ function startWorker() {
     if (data.type === 'Failed') waiting.reject(new Error(data.message));
     else waiting.resolve(data);
   };
+}
+
+// User Timing marks of the start-up (devtools' Performance panel shows them, and `cargo xtask
+// bench` reads them): each is set once per page load, measured from navigation start.
+function mark(name) {
+  const full = `faceverify:${name}`;
+  if (!performance.getEntriesByName(full, 'mark').length) performance.mark(full);
 }
 
 function onProgress(data) {
@@ -147,6 +159,7 @@ async function initBackend(preference) {
   app.ready = false;
   try {
     const { backend, description } = await call({ type: 'Init', preference });
+    mark('backend-ready');
     const status = $('backend-status');
     status.dataset.backend = KIND_LABELS[backend.kind];
     status.textContent = description;
@@ -327,6 +340,7 @@ async function openCamera() {
     await video.play();
     show('camera-status', '');
     panel.dataset.camera = 'live';
+    mark('camera-live');
     app.cameraLive = true;
     updateCaptureButtons();
     updateVerifyButtons();
@@ -368,6 +382,8 @@ async function liveCheck() {
   if (!frame) { liveBusy = false; scheduleLiveCheck(300); return; }
   try {
     const { check } = await call({ type: 'CheckFrame', frame }, [frame.bitmap]);
+    // The first answered frame means the backend, the camera and both networks are up.
+    mark('ready');
     drawCheck(check);
   } catch (error) {
     $('frame-hint').textContent = errorText(error);
@@ -688,8 +704,12 @@ async function verifyOnce() {
   const frame = await grabFrame().catch(() => null);
   if (!frame) return;
   const verdict = $('verdict');
+  const started = performance.now();
   try {
     const { outcome } = await call({ type: 'Verify', profile: app.profile, frame }, [frame.bitmap]);
+    if (!performance.getEntriesByName('faceverify:first-verification', 'measure').length) {
+      performance.measure('faceverify:first-verification', { start: started });
+    }
     drawCheck(outcome.check);
     if (outcome.outcome === 'no_face') {
       verdict.dataset.verdict = 'no-face';

@@ -320,6 +320,18 @@ pub fn run(args: &[String]) -> Result {
         timings.push(("native", step.elapsed().as_secs_f64()));
     }
 
+    if !skip_browser {
+        // The sizes and the page-load figures are of the app as shipped: build it first.
+        println!("\nxtask: ==> build the app (trunk build --release)");
+        let step = Instant::now();
+        crate::run(
+            Command::new("trunk")
+                .args(["build", "--release"])
+                .current_dir(root()),
+        )?;
+        timings.push(("trunk build", step.elapsed().as_secs_f64()));
+    }
+
     println!("\nxtask: ==> sizes");
     let step = Instant::now();
     sizes(&mut collected)?;
@@ -356,6 +368,27 @@ pub fn run(args: &[String]) -> Result {
         let (cores, mhz) = cores_and_mhz(&native);
         browser_floors(&browser, cores, mhz, &mut collected);
         timings.push(("browser", step.elapsed().as_secs_f64()));
+
+        println!(
+            "\nxtask: ==> page load (tests/bench_load.rs: the built app in headless Chromium, \
+             cold and warm, CPU and WebGPU)"
+        );
+        let step = Instant::now();
+        let load = run_streaming(
+            cargo()
+                .args([
+                    "test",
+                    "--quiet",
+                    "--test",
+                    "bench_load",
+                    "--",
+                    "--include-ignored",
+                    "--nocapture",
+                ])
+                .env("FACEVERIFY_DIST", root().join("dist")),
+        )?;
+        load.iter().for_each(|l| collected.take(l));
+        timings.push(("page load", step.elapsed().as_secs_f64()));
     }
 
     println!("\nxtask: bench: every figure");
