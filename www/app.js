@@ -67,17 +67,25 @@ function mark(name) {
   if (!performance.getEntriesByName(full, 'mark').length) performance.mark(full);
 }
 
+const downloads = {};
+
 function onProgress(data) {
   if (data.type === 'ModelProgress') {
-    const done = data.total > 0 && data.loaded >= data.total;
+    // The worker downloads the networks at the same time: one bar for all of them.
+    downloads[data.name] = data;
+    const files = Object.values(downloads);
+    const loaded = files.reduce((sum, f) => sum + f.loaded, 0);
+    const total = files.every((f) => f.total > 0) ? files.reduce((sum, f) => sum + f.total, 0) : 0;
+    const done = files.every((f) => f.total > 0 && f.loaded >= f.total);
+    const names = files.filter((f) => !(f.total > 0 && f.loaded >= f.total)).map((f) => f.name).join(' and ');
     const mb = (b) => (b / 1e6).toFixed(1);
-    show('model-status', done ? '' : data.total > 0
-      ? `Downloading the ${data.name}: ${mb(data.loaded)} of ${mb(data.total)} MB…`
-      : `Downloading the ${data.name}: ${mb(data.loaded)} MB…`);
+    show('model-status', done ? '' : total > 0
+      ? `Downloading the ${names}: ${mb(loaded)} of ${mb(total)} MB…`
+      : `Downloading the ${names}: ${mb(loaded)} MB…`);
     const bar = $('model-progress');
     bar.hidden = done;
-    bar.max = data.total || 1;
-    bar.value = data.total ? data.loaded : 0;
+    bar.max = total || 1;
+    bar.value = total ? loaded : 0;
   } else if (data.type === 'ImportProgress') {
     const bar = $('import-progress');
     bar.hidden = false;

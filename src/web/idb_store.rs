@@ -37,6 +37,7 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{IdbDatabase, IdbTransaction};
 
 use crate::store::dataset::{self, Catalog, Change, StoreContents};
+use crate::store::exact_json;
 use crate::store::schema::object_store::{
     ACTIVE_MODELS, CHECKPOINTS, IMAGES, MODELS, PROFILES, RUNS, SETTINGS,
 };
@@ -278,10 +279,11 @@ fn from_record<T: DeserializeOwned>(value: JsValue, store: &str) -> Result<T, St
 }
 
 /// Reads a record through the browser's `JSON.stringify` and `serde_json`, leaving out the
-/// byte fields in `payloads` (their lengths are read apart). serde-wasm-bindgen reads a record
-/// one property at a time across the JS boundary, which measured 5 ms per epoch row of a
-/// training run: a 200-epoch run took 1 s to read, twice at every page load (the runs list and
-/// the storage usage). Values JSON cannot carry fall back to `from_record`.
+/// byte fields in `payloads` (read apart). serde-wasm-bindgen reads a record one property at a
+/// time across the JS boundary, and each crossing measured about 0.4 ms in Chromium (1,000
+/// `JsValue::from_f64` calls took 437 ms): a 200-epoch training run took 1 s to read, twice at
+/// every page load (the runs list and the storage usage). Values JSON cannot carry fall back to
+/// `from_record`.
 fn from_json_record<T: DeserializeOwned>(
     value: JsValue,
     store: &str,
@@ -299,7 +301,7 @@ fn from_json_record<T: DeserializeOwned>(
     let parsed = js_sys::JSON::stringify(&plain)
         .ok()
         .and_then(|text| text.as_string())
-        .and_then(|text| serde_json::from_str(&text).ok());
+        .and_then(|text| exact_json::from_str(&text).ok());
     match parsed {
         Some(record) => Ok(record),
         None => from_record(value, store),
@@ -430,6 +432,56 @@ impl ImageRecord<'_> {
             aligned_crop: self.aligned_crop.map(Cow::into_owned),
         }
     }
+}
+
+/// An image record's fields besides its payloads, read through JSON (`from_json_record`).
+#[derive(Deserialize)]
+struct ImageMetadata {
+    id: String,
+    profile_id: String,
+    role: ImageRole,
+    source: ImageSource,
+    created: Millis,
+    width: u32,
+    height: u32,
+}
+
+/// A byte field that is a `Uint8Array` (`Some(Some(bytes))`) or absent/`null` (`Some(None)`);
+/// `None` for any other shape, which only the serde reader understands.
+fn typed_payload(record: &JsValue, field: &str) -> Option<Option<Vec<u8>>> {
+    let value = Reflect::get(record, &JsValue::from_str(field)).ok()?;
+    if value.is_null() || value.is_undefined() {
+        Some(None)
+    } else {
+        value
+            .dyn_ref::<Uint8Array>()
+            .map(|bytes| Some(bytes.to_vec()))
+    }
+}
+
+/// Reads a photo record: the metadata through JSON and the payloads straight from their
+/// `Uint8Array`s (reading it with serde-wasm-bindgen took 11 ms a photo, so 0.5 s to list 50).
+/// Records of another shape (payloads as number arrays) take the serde reader.
+fn read_image(record: JsValue) -> Result<StoredImage, StoreError> {
+    let payloads = (
+        typed_payload(&record, "encoded"),
+        typed_payload(&record, "aligned_crop"),
+    );
+    let (Some(Some(encoded)), Some(aligned_crop)) = payloads else {
+        return from_record::<ImageRecord>(record, IMAGES).map(ImageRecord::into_image);
+    };
+    let meta: ImageMetadata = from_json_record(record, IMAGES, &["encoded", "aligned_crop"])?;
+    Ok(StoredImage {
+        id: meta.id,
+        profile_id: meta.profile_id,
+        role: meta.role,
+        source: meta.source,
+        created: meta.created,
+        width: meta.width,
+        height: meta.height,
+        encoded,
+        aligned_crop,
+    })
 }
 
 /// A model as stored: `StoredModel`'s fields, weights as a `Uint8Array`.
@@ -1390,10 +1442,7 @@ impl Store for IdbStore {
 
     async fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
         let tx = self.begin_read(&[IMAGES]).await?;
-        tx.get(IMAGES, id)
-            .await?
-            .map(|r| from_record::<ImageRecord>(r, IMAGES).map(ImageRecord::into_image))
-            .transpose()
+        tx.get(IMAGES, id).await?.map(read_image).transpose()
     }
 
     async fn list_images(
@@ -1418,7 +1467,7 @@ impl Store for IdbStore {
         };
         let mut images = records
             .into_iter()
-            .map(|r| from_record::<ImageRecord>(r, IMAGES).map(ImageRecord::into_image))
+            .map(read_image)
             .collect::<Result<Vec<_>, _>>()?;
         images.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         Ok(images)
@@ -1624,7 +1673,7 @@ impl Store for IdbStore {
         let mut contents = StoreContents::default();
         read_small_records(&tx, &mut contents).await?;
         for record in tx.get_all(IMAGES).await? {
-            let image = from_record::<ImageRecord>(record, IMAGES)?.into_image();
+            let image = read_image(record)?;
             contents.images.insert(image.id.clone(), image);
         }
         for record in tx.get_all(MODELS).await? {

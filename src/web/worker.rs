@@ -1,8 +1,11 @@
 //! The worker: owns the Burn device and does all model work, one request at a time, so the
 //! page's main thread only draws.
 
-use futures::StreamExt;
+use std::rc::Rc;
+
 use futures::channel::mpsc;
+use futures::future::{LocalBoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
@@ -23,9 +26,16 @@ use crate::train::impostors::ImpostorModel;
 use crate::train::run::{CancelFlag, RunControl};
 use crate::verify::policy::VerificationPolicy;
 
+/// The detector's and the tower's file bytes, downloaded once per worker.
+type NetworkFiles = Result<Rc<(Vec<u8>, Vec<u8>)>, String>;
+
 /// What the worker keeps between requests.
 #[derive(Default)]
 struct WorkerState {
+    /// The network files' download, started when the worker starts so that it overlaps with
+    /// reading the profile and choosing the backend (it was 100–250 ms of the first frame's
+    /// wait); kept for rebuilding the pipeline on another device.
+    network_files: Option<Shared<LocalBoxFuture<'static, NetworkFiles>>>,
     backend: Option<SelectedBackend>,
     /// Built on first use, on the chosen device; dropped when the device changes.
     pipeline: Option<FacePipeline>,
@@ -48,10 +58,35 @@ impl WorkerState {
         self.backend.as_ref().expect("chosen above")
     }
 
+    /// Starts downloading the network files, unless that is under way or done.
+    fn prefetch_networks(&mut self, scope: &DedicatedWorkerGlobalScope) {
+        if self.network_files.is_none() {
+            let download = download_networks(scope.clone()).boxed_local().shared();
+            // A shared future runs only while polled: this task drives it to the end.
+            spawn_local(download.clone().map(drop));
+            self.network_files = Some(download);
+        }
+    }
+
     async fn pipeline(&mut self, scope: &DedicatedWorkerGlobalScope) -> Result<(), String> {
         if self.pipeline.is_none() {
             let device = self.backend().await.device.clone();
-            self.pipeline = Some(load_pipeline(scope, &device).await?);
+            self.prefetch_networks(scope);
+            let files = self.network_files.clone().expect("started above").await;
+            let files = match files {
+                Ok(files) => files,
+                Err(message) => {
+                    // The next request downloads again (the network may be back).
+                    self.network_files = None;
+                    return Err(message);
+                }
+            };
+            let (detector, tower) = &*files;
+            self.pipeline = Some(FacePipeline::from_bytes(detector, tower, &device).map_err(|e| {
+                format!(
+                    "The app's model files are damaged ({e}). Reload the page to download them again."
+                )
+            })?);
         }
         Ok(())
     }
@@ -98,7 +133,7 @@ pub fn worker_main() -> Result<(), JsValue> {
 }
 
 fn post(scope: &DedicatedWorkerGlobalScope, response: &WorkerResponse) {
-    match super::to_js(response) {
+    match response_to_js(response) {
         Ok(value) => {
             if let Err(e) = scope.post_message(&value) {
                 web_sys::console::error_2(&"faceverify worker: postMessage failed".into(), &e);
@@ -108,12 +143,54 @@ fn post(scope: &DedicatedWorkerGlobalScope, response: &WorkerResponse) {
     }
 }
 
+/// A response as the page receives it. serde-wasm-bindgen builds a message value by value, and
+/// each value is a crossing of the JS boundary that measured about 0.4 ms in Chromium (1,000
+/// `JsValue::from_f64` took 437 ms): a profile whose last run has 200 epochs took most of a
+/// second to send. So responses go as one JSON text that the browser parses. Byte payloads must
+/// arrive as `Uint8Array`s, which JSON cannot carry: responses with photos or archives take
+/// serde-wasm-bindgen (one crossing per payload), and the profile state sets its crops apart.
+fn response_to_js(response: &WorkerResponse) -> Result<JsValue, JsValue> {
+    match response {
+        WorkerResponse::State { state } => state_to_js(state),
+        WorkerResponse::PhotoAnalysed { .. }
+        | WorkerResponse::Captured { .. }
+        | WorkerResponse::PhotosImported { .. }
+        | WorkerResponse::Exported { .. } => super::to_js(response),
+        _ => json_to_js(response),
+    }
+}
+
+fn json_to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    let text = serde_json::to_string(value).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    js_sys::JSON::parse(&text)
+}
+
+/// The state through JSON with empty crops, then each crop set as a `Uint8Array`.
+fn state_to_js(state: &app::ProfileState) -> Result<JsValue, JsValue> {
+    let mut without_crops = state.clone();
+    without_crops
+        .images
+        .iter_mut()
+        .for_each(|image| image.crop = Vec::new());
+    let value = json_to_js(&WorkerResponse::State {
+        state: Box::new(without_crops),
+    })?;
+    let state_value = js_sys::Reflect::get(&value, &"state".into())?;
+    let images: js_sys::Array = js_sys::Reflect::get(&state_value, &"images".into())?.dyn_into()?;
+    for (image, summary) in images.iter().zip(&state.images) {
+        let crop = js_sys::Uint8Array::from(summary.crop.as_slice());
+        js_sys::Reflect::set(&image, &"crop".into(), &crop)?;
+    }
+    Ok(value)
+}
+
 async fn serve(
     scope: DedicatedWorkerGlobalScope,
     mut requests: mpsc::UnboundedReceiver<JsValue>,
     cancel: CancelFlag,
 ) {
     let mut state = WorkerState::default();
+    state.prefetch_networks(&scope);
     while let Some(data) = requests.next().await {
         let response = match serde_wasm_bindgen::from_value::<WorkerRequest>(data) {
             Ok(request) => {
@@ -562,17 +639,12 @@ async fn handle(
     })
 }
 
-/// Downloads both networks (reporting progress) and builds the pipeline on `device`.
-async fn load_pipeline(
-    scope: &DedicatedWorkerGlobalScope,
-    device: &burn::prelude::Device,
-) -> Result<FacePipeline, String> {
+/// Downloads the detector's and the tower's files, both at once.
+async fn download_networks(scope: DedicatedWorkerGlobalScope) -> NetworkFiles {
     let [detector, tower, _] = MODEL_FILES;
-    let detector_bytes = download(scope, detector).await?;
-    let tower_bytes = download(scope, tower).await?;
-    FacePipeline::from_bytes(&detector_bytes, &tower_bytes, device).map_err(|e| {
-        format!("The app's model files are damaged ({e}). Reload the page to download them again.")
-    })
+    let (detector, tower) =
+        futures::future::join(download(&scope, detector), download(&scope, tower)).await;
+    Ok(Rc::new((detector?, tower?)))
 }
 
 /// Fetches a model file relative to the app's root, streaming it to report progress. The
