@@ -1228,7 +1228,8 @@ pub struct ProfileState {
     /// The latest run with its per-epoch history, for the charts.
     pub latest_run: Option<TrainingRun>,
     pub checkpoint: Option<CheckpointSummary>,
-    pub usage: crate::store::StorageUsage,
+    // No storage usage here: measuring it reads every stored payload (a third of a warm start's
+    // profile read), so the page asks for it apart (`Store::usage`), after start-up.
 }
 
 /// Reads the state of `profile` (or of the first profile, creating one when there is none).
@@ -1286,6 +1287,5 @@ pub async fn profile_state<S: Store>(
         model,
         latest_run,
         checkpoint,
-        usage: store.usage().await?,
     })
 }

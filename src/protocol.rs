@@ -1,6 +1,7 @@
 //! Messages between the page (main thread) and the worker that owns the Burn device.
 //!
-//! Serde enums, carried by `postMessage` through serde-wasm-bindgen. Errors cross this boundary
+//! Serde enums, carried by `postMessage` (requests through serde-wasm-bindgen; responses as JSON
+//! text the browser parses, see `web::worker::response_to_js`). Errors cross this boundary
 //! as user-facing strings; inside the core they stay typed.
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use crate::app::{
 use crate::backend::{BackendPreference, BackendReport};
 use crate::pipeline::FaceAnalysis;
 use crate::selfcheck::TrainingCheck;
-use crate::store::{ImageRole, ImportMode, Profile, Settings};
+use crate::store::{ImageRole, ImportMode, Profile, Settings, StorageUsage};
 use crate::train::run::TrainingEvent;
 use crate::vision::align::CropMode;
 use crate::vision::frame::{Frame, FrameError};
@@ -110,6 +111,9 @@ pub enum WorkerRequest {
     },
     /// Deletes the database and the app's caches. Answered by `AllDeleted`.
     DeleteAll,
+    /// Measures what is stored, by kind (it reads every payload, so `State` leaves it out).
+    /// Answered by `Usage`.
+    MeasureUsage,
 }
 
 /// A camera frame as the page reads it from a canvas: RGBA, row by row.
@@ -193,6 +197,8 @@ pub enum WorkerResponse {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// Result of `MeasureUsage`.
+    Usage { usage: StorageUsage },
     /// Result of `ImportArchive`: what was written.
     ArchiveImported {
         images: u64,

@@ -289,6 +289,12 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
         verdict == "verified" || verdict == "not-verified",
         "a decision: {verdict} {detail}"
     );
+    // The storage line is measured apart from the state (`MeasureUsage`): photos and a model.
+    session.wait_for(
+        "/photos [1-9].*models [1-9]/.test(document.getElementById('storage-usage').textContent)",
+        "the storage line to count the photos and the model",
+        STARTUP,
+    );
 
     // A reload in the middle of a run loses nothing: its checkpoint resumes it.
     session.eval(
@@ -337,6 +343,11 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
     session.eval("location.reload();");
     open_app(&session, &url, "CPU");
     session.wait_for(empty, "no photos after a reload", STARTUP);
+    session.wait_for(
+        "/photos 0 B, models 0 B/.test(document.getElementById('storage-usage').textContent)",
+        "the storage line to show nothing stored",
+        STARTUP,
+    );
     let status = session.text("train-status");
     assert!(status.contains("Not trained"), "{status}");
     drop(session);

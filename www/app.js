@@ -204,8 +204,28 @@ function renderState(state) {
   setSlider('verification', state.settings.verification_threshold);
   renderGalleries(state.images);
   renderModel(state);
-  renderUsage(state.usage);
+  measureUsage();
   updateVerifyButtons();
+}
+
+// Storage usage reads every stored payload, so it is asked for apart from the state: half a
+// second after the backend is ready (the first camera frame goes first) and after each change.
+let usageTimer = null;
+
+function measureUsage() {
+  clearTimeout(usageTimer);
+  usageTimer = setTimeout(async () => {
+    if (!app.ready) {
+      measureUsage();
+      return;
+    }
+    try {
+      const { usage } = await call({ type: 'MeasureUsage' });
+      renderUsage(usage);
+    } catch (error) {
+      $('storage-usage').textContent = `Storage use could not be measured: ${errorText(error)}`;
+    }
+  }, 500);
 }
 
 function setSlider(which, value) {

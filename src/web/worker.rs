@@ -219,6 +219,7 @@ fn request_name(request: &WorkerRequest) -> &'static str {
         WorkerRequest::AnalysePhoto { .. } => "AnalysePhoto",
         WorkerRequest::CheckFrame { .. } => "CheckFrame",
         WorkerRequest::LoadState { .. } => "LoadState",
+        WorkerRequest::MeasureUsage => "MeasureUsage",
         WorkerRequest::SaveProfile { .. } => "SaveProfile",
         WorkerRequest::DeleteProfile { .. } => "DeleteProfile",
         WorkerRequest::Capture { .. } => "Capture",
@@ -370,6 +371,14 @@ async fn handle(
             WorkerResponse::FrameChecked { check }
         }
         WorkerRequest::LoadState { profile } => state_response(state, profile.as_deref()).await?,
+        WorkerRequest::MeasureUsage => WorkerResponse::Usage {
+            usage: state
+                .store()
+                .await?
+                .usage()
+                .await
+                .map_err(|e| e.to_string())?,
+        },
         WorkerRequest::SaveProfile { profile } => {
             let name = profile.name.trim();
             if name.is_empty() || name.chars().count() > 60 {
