@@ -17,7 +17,7 @@ pub mod dataset;
 #[cfg(not(target_arch = "wasm32"))]
 mod dir;
 mod error;
-pub(crate) mod exact_json;
+pub mod exact_json;
 mod fault;
 mod memory;
 pub mod schema;
