@@ -6,11 +6,8 @@
 
 mod support;
 
-use std::time::Duration;
-
+use support::app::STARTUP;
 use support::{ChromeDriver, StaticServer, dist_dir, shared_dir};
-
-const STARTUP: Duration = Duration::from_secs(180);
 
 fn camera_args(clip: &str) -> Vec<String> {
     let clip = shared_dir().join("camera").join(clip);
