@@ -21,8 +21,8 @@ use crate::model::siamese::{Siamese, SiameseHead};
 use crate::pipeline::{FacePipeline, PipelineError};
 use crate::store::validate::{self, ImageLimits};
 use crate::store::{
-    ImageId, ImageRole, ImageSource, Millis, ModelSummary, ProfileId, RunStatus, Store, StoreError,
-    StoredImage, StoredModel, TrainingMode, TrainingRun,
+    ImageDescriptor, ImageId, ImageRole, ImageSource, Millis, ModelSummary, ProfileId, RunStatus,
+    Store, StoreError, StoredImage, StoredModel, TrainingMode, TrainingRun,
 };
 use crate::train::impostors::ImpostorModel;
 use crate::train::run::{
@@ -318,6 +318,7 @@ async fn photo_record(
         height: frame.height(),
         encoded: encode_jpeg(frame)?,
         aligned_crop: Some(encode_jpeg(&aligned)?),
+        descriptor: None,
     };
     Ok(Some((image, hints)))
 }
@@ -659,6 +660,71 @@ fn crops(images: &[StoredImage], size: u32) -> Result<Vec<Frame>, AppError> {
     images.iter().map(|i| decode_crop(i, size)).collect()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Stored descriptors
+
+/// Crops embedded per batch when descriptors are computed (the event loop runs in between).
+const DESCRIPTOR_BATCH: usize = 8;
+
+/// The descriptors of `images`' aligned crops, in order. The descriptor network is fixed, so a
+/// photo's descriptor never changes: the stored ones that this network made are read, the
+/// others computed and stored with their photos, so the next verifier or fine-tune run reads
+/// numbers instead of running the network.
+pub async fn image_descriptors<S: Store>(
+    store: &S,
+    pipeline: &FacePipeline,
+    images: &[StoredImage],
+    yield_now: YieldFn,
+) -> Result<Vec<Vec<f32>>, AppError> {
+    let tower = pipeline.tower_sha256();
+    let mut rows: Vec<Option<Vec<f32>>> = images
+        .iter()
+        .map(|i| i.descriptor.as_ref()?.values_for(tower, EMBEDDING_DIM))
+        .collect();
+    let missing: Vec<usize> = (0..images.len()).filter(|&i| rows[i].is_none()).collect();
+    let mut computed = Vec::with_capacity(missing.len());
+    for batch in missing.chunks(DESCRIPTOR_BATCH) {
+        let frames = batch
+            .iter()
+            .map(|&i| decode_crop(&images[i], INPUT_SIZE as u32))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (&i, values) in batch.iter().zip(pipeline.embed_aligned(&frames).await?) {
+            computed.push((i, ImageDescriptor::new(tower, &values)));
+            rows[i] = Some(values);
+        }
+        yield_now().await;
+    }
+    store_descriptors(store, images, computed).await;
+    Ok(rows
+        .into_iter()
+        .map(|row| row.expect("every missing descriptor was computed"))
+        .collect())
+}
+
+/// Writes computed descriptors onto their photos, re-read first so that a photo deleted,
+/// moved or re-cropped meanwhile (another tab) is neither brought back nor overwritten. Only a
+/// cache: when it cannot be written (a full quota), the next load computes them again.
+async fn store_descriptors<S: Store>(
+    store: &S,
+    images: &[StoredImage],
+    computed: Vec<(usize, ImageDescriptor)>,
+) {
+    let mut updated = Vec::with_capacity(computed.len());
+    for (i, descriptor) in computed {
+        if let Ok(Some(current)) = store.get_image(&images[i].id).await
+            && current.aligned_crop == images[i].aligned_crop
+        {
+            updated.push(StoredImage {
+                descriptor: Some(descriptor),
+                ..current
+            });
+        }
+    }
+    if !updated.is_empty() {
+        let _ = store.put_images(&updated).await;
+    }
+}
+
 /// The least a run needs, per role.
 pub const MIN_ANCHORS: usize = 1;
 pub const MIN_POSITIVES: usize = 1;
@@ -755,14 +821,8 @@ pub async fn train<S: Store>(
 
     let (tower_kind, counts, outcome) = match request.mode {
         TrainingMode::FineTune => {
-            let size = INPUT_SIZE as u32;
-            let embed = async |images: &[StoredImage]| -> Result<Vec<Vec<f32>>, AppError> {
-                let mut out = Vec::with_capacity(images.len());
-                for chunk in crops(images, size)?.chunks(8) {
-                    out.extend(pipeline.embed_aligned(chunk).await?);
-                    yield_now().await;
-                }
-                Ok(out)
+            let embed = async |images: &[StoredImage]| {
+                image_descriptors(store, pipeline, images, yield_now).await
             };
             let mut inputs = FineTuneInputs {
                 anchors: embed(&anchors).await?,
@@ -1025,13 +1085,15 @@ pub async fn reference_images<S: Store>(
 }
 
 impl Verifier {
-    /// Loads `profile`'s active model and embeds its references on `device`.
+    /// Loads `profile`'s active model and its references' embeddings on `device` (fine-tune
+    /// mode reads the stored descriptors; the Koch tower is trained, so it embeds them).
     pub async fn load<S: Store>(
         store: &S,
         pipeline: &FacePipeline,
         profile: &str,
         device: &Device,
         device_limits: Option<&DeviceBufferLimits>,
+        yield_now: YieldFn,
     ) -> Result<Self, AppError> {
         let stored = store
             .active_model(profile)
@@ -1049,9 +1111,7 @@ impl Verifier {
                 let head =
                     load_module_record(SiameseHead::new(EMBEDDING_DIM, device), &model.record)
                         .map_err(|e| AppError::IncompatibleModel(e.to_string()))?;
-                let rows = pipeline
-                    .embed_aligned(&crops(&references, INPUT_SIZE as u32)?)
-                    .await?;
+                let rows = image_descriptors(store, pipeline, &references, yield_now).await?;
                 let count = rows.len();
                 let table = Tensor::from_data(
                     TensorData::new(rows.concat(), [count, EMBEDDING_DIM]),

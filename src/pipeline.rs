@@ -6,6 +6,7 @@ use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::model::face_resnet::{self, EMBEDDING_DIM, FaceResNet, FaceResNetError};
+use crate::store::sha256_hex;
 use crate::vision::align::{self, AlignError, CropMode, FaceTemplate};
 use crate::vision::detect::{DetectError, Face, FaceDetector};
 use crate::vision::frame::Frame;
@@ -41,6 +42,8 @@ pub struct FaceAnalysis {
 pub struct FacePipeline {
     detector: FaceDetector,
     tower: FaceResNet,
+    /// SHA-256 (hex) of the tower's weight file: names the descriptors it makes.
+    tower_sha256: String,
     template: FaceTemplate,
     device: Device,
 }
@@ -56,9 +59,16 @@ impl FacePipeline {
         Ok(Self {
             detector: FaceDetector::from_bytes(detector_weights, device)?,
             tower: FaceResNet::from_bytes(tower_weights, device)?,
+            tower_sha256: sha256_hex(tower_weights),
             template: FaceTemplate::dlib_150(),
             device: device.clone(),
         })
+    }
+
+    /// SHA-256 (hex) of the descriptor network's weights: a stored descriptor is valid for
+    /// this pipeline only when it names the same network.
+    pub fn tower_sha256(&self) -> &str {
+        &self.tower_sha256
     }
 
     /// The face detector, for callers that only need the boxes (the live view).

@@ -13,11 +13,13 @@ use faceverify::app::{
 };
 use faceverify::pipeline::FacePipeline;
 use faceverify::store::{
-    FaultInjector, ImageRole, ImageSource, MemoryStore, RunStatus, Store, TrainingMode,
+    FaultInjector, ImageDescriptor, ImageRole, ImageSource, MemoryStore, RunStatus, Store,
+    StoredImage, TrainingMode,
 };
 use faceverify::train::impostors::ImpostorModel;
 use faceverify::train::run::{RunControl, StopReason, TrainingEvent, no_clock};
 use faceverify::verify::policy::VerificationPolicy;
+use faceverify::vision::align::CropMode;
 use faceverify::vision::frame::Frame;
 
 fn crate_dir() -> &'static Path {
@@ -137,6 +139,28 @@ fn ids(n: u32) -> RunIds {
     }
 }
 
+/// Trains `request` on the CPU backend with the bundled impostor model, ignoring the events.
+fn train_quietly(
+    store: &MemoryStore,
+    pipeline: &FacePipeline,
+    request: &TrainRequest,
+    ids: RunIds,
+) -> app::TrainOutcome {
+    block(app::train(
+        store,
+        pipeline,
+        Some(&impostors()),
+        &Device::flex(),
+        None,
+        request,
+        ids,
+        &RunControl::new(no_clock),
+        &mut |_: &TrainingEvent| {},
+        app::no_yield,
+    ))
+    .unwrap()
+}
+
 #[test]
 fn capture_train_and_verify_on_a_memory_store() {
     let store = with_profile();
@@ -183,6 +207,7 @@ fn capture_train_and_verify_on_a_memory_store() {
         "me",
         &Device::flex(),
         None,
+        app::no_yield,
     ))
     .unwrap();
     assert_eq!(
@@ -229,6 +254,166 @@ fn capture_train_and_verify_on_a_memory_store() {
     serde_json::to_string(&state).unwrap();
 }
 
+/// The descriptor of one LFW photo's face.
+fn descriptor_of(pipeline: &FacePipeline, path: &Path) -> Vec<f32> {
+    block(pipeline.analyse(&frame(path), CropMode::Detect))
+        .unwrap()
+        .embedding
+        .unwrap()
+}
+
+#[test]
+fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_another_network() {
+    let store = with_profile();
+    let pipeline = pipeline();
+    enrol(&store, &pipeline);
+    let images = block(store.list_images("me", None)).unwrap();
+    assert!(images.iter().all(|i| i.descriptor.is_none()));
+
+    // Computed from the stored crops, and stored with the photos, bit for bit.
+    let rows = block(app::image_descriptors(
+        &store,
+        &pipeline,
+        &images,
+        app::no_yield,
+    ))
+    .unwrap();
+    let crops: Vec<Frame> = images
+        .iter()
+        .map(|i| {
+            Frame::from_image(&image::load_from_memory(i.aligned_crop.as_ref().unwrap()).unwrap())
+        })
+        .collect();
+    assert_eq!(rows, block(pipeline.embed_aligned(&crops)).unwrap());
+    let stored = block(store.list_images("me", None)).unwrap();
+    for (image, row) in stored.iter().zip(&rows) {
+        let descriptor = image.descriptor.as_ref().expect("stored");
+        assert_eq!(descriptor.tower_sha256, pipeline.tower_sha256());
+        assert_eq!(
+            descriptor.values_for(pipeline.tower_sha256(), 128).as_ref(),
+            Some(row)
+        );
+    }
+
+    // Stored numbers are read, not recomputed: replaced ones come back as they are.
+    let planted = vec![0.25f32; 128];
+    let replaced: Vec<_> = stored
+        .iter()
+        .map(|i| StoredImage {
+            descriptor: Some(ImageDescriptor::new(pipeline.tower_sha256(), &planted)),
+            ..i.clone()
+        })
+        .collect();
+    block(store.put_images(&replaced)).unwrap();
+    let read = block(app::image_descriptors(
+        &store,
+        &pipeline,
+        &replaced,
+        app::no_yield,
+    ))
+    .unwrap();
+    assert!(read.iter().all(|row| *row == planted));
+
+    // Made by another network (or malformed): computed again and stored again.
+    let other_network: Vec<_> = stored
+        .iter()
+        .map(|i| StoredImage {
+            descriptor: Some(ImageDescriptor::new("another-network", &planted)),
+            ..i.clone()
+        })
+        .collect();
+    block(store.put_images(&other_network)).unwrap();
+    let renewed = block(app::image_descriptors(
+        &store,
+        &pipeline,
+        &other_network,
+        app::no_yield,
+    ))
+    .unwrap();
+    assert_eq!(renewed, rows);
+    let again = block(store.list_images("me", None)).unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|i| i.descriptor.as_ref().unwrap().tower_sha256 == pipeline.tower_sha256())
+    );
+
+    // A photo deleted while its descriptor was computed stays deleted.
+    let stale: Vec<_> = again
+        .iter()
+        .map(|i| StoredImage {
+            descriptor: None,
+            ..i.clone()
+        })
+        .collect();
+    assert!(block(store.delete_image(&stale[0].id)).unwrap());
+    block(app::image_descriptors(
+        &store,
+        &pipeline,
+        &stale,
+        app::no_yield,
+    ))
+    .unwrap();
+    assert!(block(store.get_image(&stale[0].id)).unwrap().is_none());
+    assert_eq!(
+        block(store.list_images("me", None)).unwrap().len(),
+        stale.len() - 1
+    );
+}
+
+#[test]
+fn a_verifier_reads_its_references_stored_descriptors() {
+    let store = with_profile();
+    let pipeline = pipeline();
+    enrol(&store, &pipeline);
+    train_quietly(&store, &pipeline, &request(false), ids(1));
+    let load = || {
+        block(Verifier::load(
+            &store,
+            &pipeline,
+            "me",
+            &Device::flex(),
+            None,
+            app::no_yield,
+        ))
+        .unwrap()
+    };
+    let policy = VerificationPolicy::default();
+    let verified = |verifier: &Verifier, path: &Path| match block(app::verify_frame(
+        &pipeline,
+        verifier,
+        &frame(path),
+        &policy,
+    ))
+    .unwrap()
+    {
+        VerifyOutcome::Decision { result, .. } => result.verified,
+        VerifyOutcome::NoFace { .. } => panic!("no face in {}", path.display()),
+    };
+    let verifier = load();
+    assert!(verified(&verifier, &lfw("George_W_Bush", 101)));
+    let references = block(app::reference_images(&store, "me")).unwrap();
+    assert!(
+        references.iter().all(|i| i.descriptor.is_some()),
+        "stored by training"
+    );
+
+    // Plant Colin Powell's descriptor on every reference: a verifier that reads the stored
+    // numbers (and does not embed the crops again) now takes Powell for the enrolled person.
+    let powell = descriptor_of(&pipeline, &lfw("Colin_Powell", 2));
+    let planted: Vec<_> = references
+        .iter()
+        .map(|i| StoredImage {
+            descriptor: Some(ImageDescriptor::new(pipeline.tower_sha256(), &powell)),
+            ..i.clone()
+        })
+        .collect();
+    block(store.put_images(&planted)).unwrap();
+    let verifier = load();
+    assert!(verified(&verifier, &lfw("Colin_Powell", 3)));
+    assert!(!verified(&verifier, &lfw("George_W_Bush", 101)));
+}
+
 #[test]
 fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
     let store = with_profile();
@@ -271,19 +456,7 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
     let state = block(app::profile_state(&store, Some("me"))).unwrap();
     assert_eq!(state.checkpoint.unwrap().mode, Some(TrainingMode::FineTune));
 
-    let resumed = block(app::train(
-        &store,
-        &pipeline,
-        Some(&impostors()),
-        &Device::flex(),
-        None,
-        &request(true),
-        ids(2),
-        &RunControl::new(no_clock),
-        &mut |_: &TrainingEvent| {},
-        app::no_yield,
-    ))
-    .unwrap();
+    let resumed = train_quietly(&store, &pipeline, &request(true), ids(2));
     let (epoch, batch) = resumed.resumed_from.expect("resumed");
     assert_eq!(
         (epoch as u32, batch as u64),

@@ -87,6 +87,7 @@ contract_cases!(
     import_contents_replace_and_merge,
     archive_round_trip_is_byte_identical,
     hostile_archives_change_nothing,
+    descriptors_round_trip_and_stay_out_of_archives,
 );
 
 #[test]

@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read;
 
+use super::sha256_hex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::dataset::{self, StoreContents};
@@ -302,13 +302,6 @@ fn describe_problems(problems: &[ArchiveProblem]) -> String {
 pub struct ImportReport {
     pub mode: ImportMode,
     pub counts: ArchiveCounts,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -737,6 +730,8 @@ fn build_contents(
             height: record.height,
             encoded,
             aligned_crop,
+            // Archives carry no descriptors (derived data): they are computed again on use.
+            descriptor: None,
         };
         record_problem(dataset::check_image_record(&image, image_limits), problems);
         if contents.images.contains_key(&image.id) {

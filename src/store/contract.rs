@@ -8,9 +8,9 @@ use std::future::Future;
 use super::archive::{self, ArchiveError};
 use super::validate::{ArchiveLimits, ModelFile, TensorDType, TensorSpec};
 use super::{
-    Checkpoint, EpochStats, FaultInjector, ImageRole, ImageSource, ImportMode, Profile, RunStatus,
-    Settings, Store, StoreContents, StoreError, StoredImage, StoredModel, TrainingMode,
-    TrainingRun,
+    Checkpoint, EpochStats, FaultInjector, ImageDescriptor, ImageRole, ImageSource, ImportMode,
+    Profile, RunStatus, Settings, Store, StoreContents, StoreError, StoredImage, StoredModel,
+    TrainingMode, TrainingRun,
 };
 
 /// Small, valid records for tests (encoded in memory with the `image` crate).
@@ -122,6 +122,7 @@ pub mod samples {
             height: 12,
             encoded: jpeg(16, 12, seed),
             aligned_crop: Some(png(8, 8, seed)),
+            descriptor: None,
         }
     }
 
@@ -266,6 +267,7 @@ where
     import_contents_replace_and_merge(&fresh().await).await;
     archive_round_trip_is_byte_identical(&fresh().await).await;
     hostile_archives_change_nothing(&fresh().await).await;
+    descriptors_round_trip_and_stay_out_of_archives(&fresh().await).await;
 }
 
 pub async fn starts_empty(store: &impl Store) {
@@ -695,6 +697,50 @@ pub async fn archive_round_trip_is_byte_identical(store: &impl Store) {
     .await
     .unwrap();
     assert_eq!(snapshot(store).await, before);
+}
+
+/// A photo's stored descriptor comes back bit for bit, can be replaced or dropped, and is
+/// left out of archives (derived data, computed again after an import).
+pub async fn descriptors_round_trip_and_stay_out_of_archives(store: &impl Store) {
+    store.put_profile(&profile("p")).await.unwrap();
+    let values = [0.1f32, -0.0, 1e-38, f32::MAX, -3.25, 7.0e-45];
+    let mut photo = image("with-descriptor", "p", ImageRole::Anchor, 1);
+    photo.descriptor = Some(ImageDescriptor::new("tower-a", &values));
+    store.put_image(&photo).await.unwrap();
+    let read = store.get_image(&photo.id).await.unwrap().unwrap();
+    assert_eq!(read, photo);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let descriptor = read.descriptor.as_ref().unwrap();
+    assert_eq!(
+        bits(&descriptor.values_for("tower-a", values.len()).unwrap()),
+        bits(&values)
+    );
+    assert_eq!(descriptor.values_for("tower-b", values.len()), None);
+    assert_eq!(descriptor.values_for("tower-a", values.len() + 1), None);
+    assert_eq!(
+        store.list_images("p", None).await.unwrap(),
+        vec![photo.clone()]
+    );
+
+    let archive_bytes = archive::export_archive(store).await.unwrap();
+    store.clear_all().await.unwrap();
+    archive::import_archive(
+        store,
+        &archive_bytes,
+        ImportMode::Replace,
+        &ArchiveLimits::default(),
+    )
+    .await
+    .unwrap();
+    let imported = store.get_image(&photo.id).await.unwrap().unwrap();
+    assert_eq!(imported.descriptor, None);
+    assert_eq!(
+        StoredImage {
+            descriptor: photo.descriptor.clone(),
+            ..imported
+        },
+        photo
+    );
 }
 
 /// Damaged or hostile archives are refused before anything is written.

@@ -22,15 +22,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::dataset::{self, Catalog, Change, StoreContents};
 use super::memory::change_name;
 use super::schema::{RawDatabase, SCHEMA_VERSION, SchemaVersion};
+use super::sha256_hex;
 use super::validate::ImageLimits;
 use super::{
-    Checkpoint, FaultInjector, ImageRole, ImageSource, ImportMode, Millis, ModelId, ModelSummary,
-    Profile, Settings, StorageUsage, Store, StoreError, StoredImage, StoredModel, TrainingRun,
+    Checkpoint, FaultInjector, ImageDescriptor, ImageRole, ImageSource, ImportMode, Millis,
+    ModelId, ModelSummary, Profile, Settings, StorageUsage, Store, StoreError, StoredImage,
+    StoredModel, TrainingRun,
 };
 
 /// The commit point of a version-2 directory.
@@ -58,6 +59,9 @@ struct ImageEntry {
     height: u32,
     encoded: BlobRef,
     aligned_crop: Option<BlobRef>,
+    /// Small (512 bytes) and derived: kept in the manifest rather than as a payload file.
+    #[serde(default)]
+    descriptor: Option<ImageDescriptor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,13 +197,6 @@ fn read_failed(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::ReadFailed {
         detail: format!("{}: {e}", path.display()),
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl DirStore {
@@ -367,6 +364,7 @@ impl DirStore {
                     height: i.height,
                     encoded,
                     aligned_crop,
+                    descriptor: i.descriptor,
                 };
                 next.images.insert(entry.id.clone(), entry);
             }
@@ -497,6 +495,7 @@ impl DirStore {
                 Some(crop) => Some(self.read_blob(crop)?),
                 None => None,
             },
+            descriptor: entry.descriptor.clone(),
         })
     }
 

@@ -136,6 +136,16 @@ pub trait Store {
 }
 
 /// Sorting shared by the implementations, so lists come out identical.
+/// SHA-256 of `bytes` as lowercase hex: names payload files, checks archive entries, and
+/// identifies the network a stored descriptor came from.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub(crate) fn sort_models(models: &mut [ModelSummary]) {
     models.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
 }

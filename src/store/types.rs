@@ -71,12 +71,56 @@ pub struct StoredImage {
     pub encoded: Vec<u8>,
     /// The aligned face crop as JPEG or PNG, when a face was found and aligned.
     pub aligned_crop: Option<Vec<u8>>,
+    /// The crop's face descriptor, kept so that loading a verifier or a fine-tune run reads
+    /// numbers instead of running the descriptor network again. Derived data: never exported,
+    /// and ignored when another version of the network made it.
+    #[serde(default)]
+    pub descriptor: Option<ImageDescriptor>,
+}
+
+/// A face descriptor and the network that computed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDescriptor {
+    /// SHA-256 (hex) of the descriptor network's weight file.
+    pub tower_sha256: String,
+    /// The values as little-endian `f32`s: bit-exact in every store, and one byte payload
+    /// rather than a number per value across the JS boundary.
+    #[serde(with = "serde_bytes")]
+    pub f32_le: Vec<u8>,
+}
+
+impl ImageDescriptor {
+    pub fn new(tower_sha256: &str, values: &[f32]) -> Self {
+        Self {
+            tower_sha256: tower_sha256.to_string(),
+            f32_le: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// The values, when this descriptor was made by the network `tower_sha256` and has
+    /// `dimension` finite values; `None` means "compute it again".
+    pub fn values_for(&self, tower_sha256: &str, dimension: usize) -> Option<Vec<f32>> {
+        if self.tower_sha256 != tower_sha256 || self.f32_le.len() != dimension * 4 {
+            return None;
+        }
+        let values: Vec<f32> = self
+            .f32_le
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        values.iter().all(|v| v.is_finite()).then_some(values)
+    }
 }
 
 impl StoredImage {
     /// Bytes this image occupies in storage (payloads only).
     pub fn payload_bytes(&self) -> u64 {
-        self.encoded.len() as u64 + self.aligned_crop.as_ref().map_or(0, |c| c.len() as u64)
+        self.encoded.len() as u64
+            + self.aligned_crop.as_ref().map_or(0, |c| c.len() as u64)
+            + self
+                .descriptor
+                .as_ref()
+                .map_or(0, |d| d.f32_le.len() as u64)
     }
 }
 

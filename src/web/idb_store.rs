@@ -44,9 +44,9 @@ use crate::store::schema::object_store::{
 use crate::store::schema::{self, MigrationAction, SCHEMA_VERSION, SETTINGS_KEY, SchemaVersion};
 use crate::store::validate::ImageLimits;
 use crate::store::{
-    Checkpoint, FaultInjector, ImageRole, ImageSource, ImportMode, Millis, ModelId, ModelSummary,
-    Profile, Settings, StorageUsage, Store, StoreError, StoredImage, StoredModel, TrainingRun,
-    sort_models, sort_runs,
+    Checkpoint, FaultInjector, ImageDescriptor, ImageRole, ImageSource, ImportMode, Millis,
+    ModelId, ModelSummary, Profile, Settings, StorageUsage, Store, StoreError, StoredImage,
+    StoredModel, TrainingRun, sort_models, sort_runs,
 };
 
 /// The app's database.
@@ -385,6 +385,9 @@ mod optional_js_bytes {
     }
 }
 
+/// The byte fields of a photo record.
+const IMAGE_PAYLOADS: &[&str] = &["encoded", "aligned_crop", "descriptor"];
+
 /// A photo as stored: `StoredImage`'s fields, payloads as `Uint8Array`. Borrowed when
 /// writing, owned when read back.
 #[derive(Serialize, Deserialize)]
@@ -400,6 +403,12 @@ struct ImageRecord<'a> {
     encoded: Cow<'a, [u8]>,
     #[serde(default, with = "optional_js_bytes")]
     aligned_crop: Option<Cow<'a, [u8]>>,
+    /// The network of the stored descriptor (`ImageDescriptor::tower_sha256`).
+    #[serde(default)]
+    descriptor_tower: Option<Cow<'a, str>>,
+    /// The descriptor's little-endian `f32`s, a payload like the photo.
+    #[serde(default, with = "optional_js_bytes")]
+    descriptor: Option<Cow<'a, [u8]>>,
 }
 
 impl<'a> From<&'a StoredImage> for ImageRecord<'a> {
@@ -414,6 +423,11 @@ impl<'a> From<&'a StoredImage> for ImageRecord<'a> {
             height: i.height,
             encoded: Cow::Borrowed(&i.encoded),
             aligned_crop: i.aligned_crop.as_deref().map(Cow::Borrowed),
+            descriptor_tower: i
+                .descriptor
+                .as_ref()
+                .map(|d| Cow::Borrowed(d.tower_sha256.as_str())),
+            descriptor: i.descriptor.as_ref().map(|d| Cow::Borrowed(&d.f32_le[..])),
         }
     }
 }
@@ -430,6 +444,10 @@ impl ImageRecord<'_> {
             height: self.height,
             encoded: self.encoded.into_owned(),
             aligned_crop: self.aligned_crop.map(Cow::into_owned),
+            descriptor: image_descriptor(
+                self.descriptor_tower.map(Cow::into_owned),
+                self.descriptor.map(Cow::into_owned),
+            ),
         }
     }
 }
@@ -444,6 +462,16 @@ struct ImageMetadata {
     created: Millis,
     width: u32,
     height: u32,
+    #[serde(default)]
+    descriptor_tower: Option<String>,
+}
+
+/// The stored descriptor when both its halves are there.
+fn image_descriptor(tower: Option<String>, f32_le: Option<Vec<u8>>) -> Option<ImageDescriptor> {
+    Some(ImageDescriptor {
+        tower_sha256: tower?,
+        f32_le: f32_le?,
+    })
 }
 
 /// A byte field that is a `Uint8Array` (`Some(Some(bytes))`) or absent/`null` (`Some(None)`);
@@ -466,11 +494,12 @@ fn read_image(record: JsValue) -> Result<StoredImage, StoreError> {
     let payloads = (
         typed_payload(&record, "encoded"),
         typed_payload(&record, "aligned_crop"),
+        typed_payload(&record, "descriptor"),
     );
-    let (Some(Some(encoded)), Some(aligned_crop)) = payloads else {
+    let (Some(Some(encoded)), Some(aligned_crop), Some(descriptor)) = payloads else {
         return from_record::<ImageRecord>(record, IMAGES).map(ImageRecord::into_image);
     };
-    let meta: ImageMetadata = from_json_record(record, IMAGES, &["encoded", "aligned_crop"])?;
+    let meta: ImageMetadata = from_json_record(record, IMAGES, IMAGE_PAYLOADS)?;
     Ok(StoredImage {
         id: meta.id,
         profile_id: meta.profile_id,
@@ -481,6 +510,7 @@ fn read_image(record: JsValue) -> Result<StoredImage, StoreError> {
         height: meta.height,
         encoded,
         aligned_crop,
+        descriptor: image_descriptor(meta.descriptor_tower, descriptor),
     })
 }
 
@@ -1645,9 +1675,7 @@ impl Store for IdbStore {
     /// JSON size, as every store counts them.
     async fn usage(&self) -> Result<StorageUsage, StoreError> {
         let tx = self.begin_read(&ALL_STORES).await?;
-        let images = tx
-            .payload_bytes(IMAGES, &["encoded", "aligned_crop"])
-            .await?;
+        let images = tx.payload_bytes(IMAGES, IMAGE_PAYLOADS).await?;
         let models = tx.payload_bytes(MODELS, &["bytes"]).await?;
         let checkpoints = tx
             .payload_bytes(CHECKPOINTS, &["model_bytes", "optimiser_bytes"])

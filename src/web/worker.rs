@@ -581,9 +581,16 @@ async fn handle(
                 let (Some(store), Some(pipeline)) = (&state.store, &state.pipeline) else {
                     unreachable!("opened above");
                 };
-                let verifier = Verifier::load(store, pipeline, &profile, &device, limits.as_ref())
-                    .await
-                    .map_err(app_message)?;
+                let verifier = Verifier::load(
+                    store,
+                    pipeline,
+                    &profile,
+                    &device,
+                    limits.as_ref(),
+                    yield_to_event_loop,
+                )
+                .await
+                .map_err(app_message)?;
                 state.verifier = Some((profile.clone(), generation, verifier));
             }
             let (Some(pipeline), Some((_, _, verifier))) = (&state.pipeline, &state.verifier)

@@ -4,7 +4,9 @@
 //!    theoretical floor of each compute-bound figure.
 //! 2. Sizes: the model files and the app's wasm (raw, gzip -9, brotli 11) from the last Trunk
 //!    build in `dist/`.
-//! 3. Browser: `tests/bench_browser.rs` (the same suite) in headless Chromium on WebGPU and on
+//! 3. Peers (`--peers`, `peers.rs`): face-api on the tfjs wasm backend in headless Chromium,
+//!    right before our browser figures, and the ratios ours / theirs after them.
+//! 4. Browser: `tests/bench_browser.rs` (the same suite) in headless Chromium on WebGPU and on
 //!    the wasm CPU backend; its console lines come back through wasm-bindgen-test-runner's
 //!    `--nocapture`. The photos it needs are copied from `../shared` into `target/bench-data/`,
 //!    which the runner serves (it serves the crate's folder).
@@ -18,7 +20,9 @@ use std::time::Instant;
 
 use crate::{CHROMEDRIVER, Result, WASM_TARGET, cargo, root};
 
-const USAGE: &str = "usage: cargo xtask bench [--skip-native] [--skip-browser] [-- ARGS]
+const USAGE: &str = "usage: cargo xtask bench [--skip-native] [--skip-browser] [--peers] [-- ARGS]
+  --peers  also time face-api 1.7.15 on tfjs-backend-wasm 4.22.0 in headless Chromium (npm
+           packages installed into target/peers/) and print ratio.<figure>= ours / theirs
   ARGS go to `faceverify bench` (e.g. -- --runs 3 --backend cpu); see docs/BENCH.md";
 
 /// The person whose LFW photos stand in for the user's captures (as in `faceverify bench`).
@@ -28,9 +32,12 @@ const FINE_TUNE_PHOTOS: usize = 60;
 /// SwiftShader's WebGPU take minutes.
 const BROWSER_TIMEOUT_S: &str = "2400";
 
+#[derive(Default)]
 struct Collected {
     /// `figure=` lines, in order.
     figures: Vec<String>,
+    /// `ratio.` lines (`--peers`), in order.
+    ratios: Vec<String>,
     /// `floor=` lines, in order.
     floors: Vec<String>,
     /// `bench:` notes (skips and their reasons).
@@ -52,7 +59,7 @@ impl Collected {
 }
 
 /// Runs `command`, echoing its standard output line by line, and returns those lines.
-fn run_streaming(command: &mut Command) -> Result<Vec<String>> {
+pub(crate) fn run_streaming(command: &mut Command) -> Result<Vec<String>> {
     let line = format!("{command:?}").replace('"', "");
     println!("xtask: $ {line}");
     let mut child = command
@@ -217,6 +224,18 @@ fn cores_and_mhz(native: &[String]) -> (usize, f64) {
     })
 }
 
+/// The median of figure `name` among `figure=` lines.
+pub(crate) fn median(figures: &[String], name: &str) -> Option<f64> {
+    figures.iter().find_map(|line| {
+        let rest = line.strip_prefix("figure=")?;
+        let (figure, fields) = rest.split_once(' ')?;
+        (figure == name).then_some(())?;
+        fields
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("median=")?.parse::<f64>().ok())
+    })
+}
+
 /// Floors of the browser figures from their `flops=` lines: the wasm CPU backend runs on one
 /// thread with 128-bit SIMD and no FMA (8 FLOP/cycle: a 4-lane multiply and a 4-lane add);
 /// SwiftShader runs shaders on every core, 4 lanes wide (8 FLOP/cycle/core assumed alike).
@@ -231,15 +250,7 @@ fn browser_floors(lines: &[String], cores: usize, mhz: f64, collected: &mut Coll
     );
     println!("{assumption}");
     collected.notes.push(assumption);
-    let median = |name: &str| {
-        collected.figures.iter().find_map(|f| {
-            let rest = f.strip_prefix("figure=")?;
-            let (figure, rest) = rest.split_once(' ')?;
-            (figure == name).then_some(())?;
-            rest.split_whitespace()
-                .find_map(|kv| kv.strip_prefix("median=")?.parse::<f64>().ok())
-        })
-    };
+    let median = |name: &str| median(&collected.figures, name);
     let mut floors = Vec::new();
     for line in lines {
         let Some(at) = line.find("flops=") else {
@@ -269,30 +280,46 @@ fn browser_floors(lines: &[String], cores: usize, mhz: f64, collected: &mut Coll
     }
 }
 
-pub fn run(args: &[String]) -> Result {
-    let mut skip_native = false;
-    let mut skip_browser = false;
-    let mut passthrough: Vec<String> = Vec::new();
+#[derive(Debug, Default, PartialEq)]
+struct Options {
+    skip_native: bool,
+    skip_browser: bool,
+    peers: bool,
+    /// Arguments for `faceverify bench`.
+    passthrough: Vec<String>,
+}
+
+/// The options, or None when help was asked for.
+fn parse_args(args: &[String]) -> Result<Option<Options>> {
+    let mut options = Options::default();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "--skip-native" => skip_native = true,
-            "--skip-browser" => skip_browser = true,
-            "--" => passthrough.extend(iter.by_ref().cloned()),
-            "help" | "--help" | "-h" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
+            "--skip-native" => options.skip_native = true,
+            "--skip-browser" => options.skip_browser = true,
+            "--peers" => options.peers = true,
+            "--" => options.passthrough.extend(iter.by_ref().cloned()),
+            "help" | "--help" | "-h" => return Ok(None),
             other => return Err(format!("bench: unknown argument {other}\n{USAGE}")),
         }
     }
+    Ok(Some(options))
+}
+
+pub fn run(args: &[String]) -> Result {
+    let Some(Options {
+        skip_native,
+        skip_browser,
+        peers,
+        passthrough,
+    }) = parse_args(args)?
+    else {
+        println!("{USAGE}");
+        return Ok(());
+    };
 
     let started = Instant::now();
-    let mut collected = Collected {
-        figures: Vec::new(),
-        floors: Vec::new(),
-        notes: Vec::new(),
-    };
+    let mut collected = Collected::default();
     let mut timings = Vec::new();
 
     let mut native = Vec::new();
@@ -336,6 +363,13 @@ pub fn run(args: &[String]) -> Result {
     let step = Instant::now();
     sizes(&mut collected)?;
     timings.push(("sizes", step.elapsed().as_secs_f64()));
+
+    if peers {
+        println!("\nxtask: ==> peers (face-api on the tfjs wasm backend in headless Chromium)");
+        let step = Instant::now();
+        crate::peers::run()?.iter().for_each(|l| collected.take(l));
+        timings.push(("peers", step.elapsed().as_secs_f64()));
+    }
 
     if !skip_browser {
         println!(
@@ -391,10 +425,18 @@ pub fn run(args: &[String]) -> Result {
         timings.push(("page load", step.elapsed().as_secs_f64()));
     }
 
+    if peers {
+        let (ratios, notes) = crate::peers::ratios(&collected.figures);
+        ratios.iter().chain(&notes).for_each(|l| println!("{l}"));
+        collected.ratios.extend(ratios);
+        collected.notes.extend(notes);
+    }
+
     println!("\nxtask: bench: every figure");
     for line in collected
         .figures
         .iter()
+        .chain(&collected.ratios)
         .chain(&collected.floors)
         .chain(&collected.notes)
     {
@@ -414,11 +456,7 @@ mod tests {
 
     #[test]
     fn lines_are_collected_wherever_the_runner_puts_them() {
-        let mut collected = Collected {
-            figures: Vec::new(),
-            floors: Vec::new(),
-            notes: Vec::new(),
-        };
+        let mut collected = Collected::default();
         collected.take("figure=browser.cpu.x median=1.000 min=1.000 max=1.000 runs=1 unit=ms");
         collected.take("  floor=native.cpu.x flops=1e9 peak_gflops=1.0 floor_ms=1 of_median=1%");
         collected.take("bench: native.wgpu: skipped");
@@ -435,8 +473,7 @@ mod tests {
                 "figure=browser.cpu.k median=100.000 min=1 max=1 runs=1 unit=ms".into(),
                 "figure=browser.webgpu.k median=10.000 min=1 max=1 runs=1 unit=ms".into(),
             ],
-            floors: Vec::new(),
-            notes: Vec::new(),
+            ..Collected::default()
         };
         let lines = vec![
             "flops=browser.cpu.k value=8000000000".to_string(),
@@ -455,5 +492,21 @@ mod tests {
             cores_and_mhz(&["machine cores=4 mhz=3000 flops_per_cycle=64".into()]),
             (4, 3000.0)
         );
+    }
+
+    #[test]
+    fn peers_is_a_flag_beside_the_skips() {
+        let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let options = parse_args(&args(&["--skip-native", "--skip-browser", "--peers"]))
+            .unwrap()
+            .unwrap();
+        assert!(options.skip_native && options.skip_browser && options.peers);
+        assert!(!parse_args(&[]).unwrap().unwrap().peers);
+        // After `--` everything goes to `faceverify bench`, `--peers` included.
+        let options = parse_args(&args(&["--", "--peers"])).unwrap().unwrap();
+        assert!(!options.peers);
+        assert_eq!(options.passthrough, ["--peers"]);
+        assert_eq!(parse_args(&args(&["--help"])).unwrap(), None);
+        assert!(parse_args(&args(&["--peer"])).is_err());
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 mod bench;
 mod models;
+mod peers;
 mod wasm_strip;
 
 /// Trunk builds and serves the app. 0.22 needs a newer rustc than the pinned toolchain.
@@ -145,7 +146,19 @@ fn setup_toolchain() -> Result {
             .args(["target", "add", WASM_TARGET])
             .current_dir(root()))?;
     }
+    let installs = missing_cli_installs()?;
+    run_all(installs.into_iter().map(|args| {
+        let mut command = cargo();
+        command.args(args);
+        command
+    }))
+}
 
+/// The `cargo install` argument lists of the CLIs this machine lacks. Both without default
+/// features: those are TLS stacks (rustls, ring) for downloads the project never makes, a
+/// third of their build time. Trunk runs offline and wasm-bindgen's test runner is given
+/// Debian's ChromeDriver.
+fn missing_cli_installs() -> Result<Vec<Vec<String>>> {
     // The CLI must equal the wasm-bindgen crate exactly, or the generated JS does not match.
     let bindgen = locked_version("wasm-bindgen")?;
     let pin = trunk_wasm_bindgen_pin()?;
@@ -154,33 +167,99 @@ fn setup_toolchain() -> Result {
             "Trunk.toml pins wasm_bindgen = \"{pin}\" but Cargo.lock has wasm-bindgen {bindgen}: make them equal"
         ));
     }
+    let mut installs = Vec::new();
     if output("wasm-bindgen", &["--version"])
         .is_some_and(|v| v == format!("wasm-bindgen {bindgen}"))
     {
         println!("xtask: setup: wasm-bindgen-cli {bindgen}: present");
     } else {
         // No --locked: one of its locked dependency versions is no longer on the registry.
-        run(cargo().args(["install", "wasm-bindgen-cli", "--version", &bindgen]))?;
+        installs.push(cli_install("wasm-bindgen-cli", &bindgen, false));
     }
-
     if output("trunk", &["--version"]).is_some_and(|v| v == format!("trunk {TRUNK_VERSION}")) {
         println!("xtask: setup: trunk {TRUNK_VERSION}: present");
     } else {
-        run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
+        installs.push(cli_install("trunk", TRUNK_VERSION, true));
     }
-    Ok(())
+    Ok(installs)
+}
+
+fn cli_install(krate: &str, version: &str, locked: bool) -> Vec<String> {
+    let mut args = [
+        "install",
+        krate,
+        "--version",
+        version,
+        "--no-default-features",
+    ]
+    .map(String::from)
+    .to_vec();
+    if locked {
+        args.push("--locked".into());
+    }
+    args
+}
+
+/// Runs commands side by side (each echoed first) and fails with the first failure. Two
+/// `cargo install`s on two cores finish sooner together: each has long single-crate stretches.
+fn run_all(commands: impl IntoIterator<Item = Command>) -> Result {
+    let mut children = Vec::new();
+    for mut command in commands {
+        let line = format!("{command:?}").replace('"', "");
+        println!("xtask: $ {line} &");
+        let child = command
+            .spawn()
+            .map_err(|e| format!("could not start `{line}`: {e}"))?;
+        children.push((line, child));
+    }
+    let mut first_error = None;
+    for (line, mut child) in children {
+        let status = child
+            .wait()
+            .map_err(|e| format!("waiting for `{line}`: {e}"))?;
+        if !status.success() && first_error.is_none() {
+            first_error = Some(format!("`{line}` failed ({status})"));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 fn apt_installed(package: &str) -> bool {
-    output("dpkg-query", &["-W", "-f=${Status}", package]).is_some_and(|s| s.ends_with("installed"))
+    output("dpkg-query", &["-W", "-f=${Status}", package]).is_some_and(|s| is_installed_status(&s))
+}
+
+/// Whether a dpkg status (`want flag state`) says the package is installed: a removed one
+/// reads `deinstall ok config-files` or `unknown ok not-installed`, which also ends in
+/// "installed".
+fn is_installed_status(status: &str) -> bool {
+    status.split_whitespace().nth(2) == Some("installed")
 }
 
 /// Full set-up: the toolchain, the Debian packages, and the crates fetched so that Trunk's
 /// offline `cargo metadata` finds every platform's dependencies.
 fn setup() -> Result {
     let started = Instant::now();
-    setup_toolchain()?;
+    // The Debian packages download and unpack while the CLIs compile.
+    let (toolchain, apt) = std::thread::scope(|scope| {
+        let apt = scope.spawn(install_apt_packages);
+        let toolchain = setup_toolchain();
+        let apt = apt
+            .join()
+            .unwrap_or_else(|_| Err("the apt-get set-up panicked".into()));
+        (toolchain, apt)
+    });
+    toolchain?;
+    apt?;
+    run(cargo().args(["fetch", "--quiet"]))?;
+    println!(
+        "xtask: setup: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
 
+/// Installs the missing `APT_PACKAGES` (as root, or through `sudo -n`).
+fn install_apt_packages() -> Result {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
         .copied()
@@ -188,41 +267,34 @@ fn setup() -> Result {
         .collect();
     if missing.is_empty() {
         println!("xtask: setup: {}: present", APT_PACKAGES.join(", "));
-    } else {
-        let is_root = output("id", &["-u"]).is_some_and(|u| u == "0");
-        let apt = |args: &[&str]| {
-            let mut command = if is_root {
-                Command::new("apt-get")
-            } else {
-                Command::new("sudo")
-            };
-            if !is_root {
-                command.args(["-n", "apt-get"]);
-            }
-            command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-            command
-        };
-        println!(
-            "xtask: setup: installing {} with apt-get",
-            missing.join(", ")
-        );
-        run(&mut apt(&["update", "-qq"])).map_err(|e| {
-            format!(
-                "{e}\nInstall them yourself: sudo apt-get install {}",
-                missing.join(" ")
-            )
-        })?;
-        let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
-        install.args(&missing);
-        run(&mut install)?;
+        return Ok(());
     }
-
-    run(cargo().args(["fetch", "--quiet"]))?;
+    let is_root = output("id", &["-u"]).is_some_and(|u| u == "0");
+    let apt = |args: &[&str]| {
+        let mut command = if is_root {
+            Command::new("apt-get")
+        } else {
+            Command::new("sudo")
+        };
+        if !is_root {
+            command.args(["-n", "apt-get"]);
+        }
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
     println!(
-        "xtask: setup: done in {:.0} s",
-        started.elapsed().as_secs_f64()
+        "xtask: setup: installing {} with apt-get",
+        missing.join(", ")
     );
-    Ok(())
+    run(&mut apt(&["update", "-qq"])).map_err(|e| {
+        format!(
+            "{e}\nInstall them yourself: sudo apt-get install {}",
+            missing.join(" ")
+        )
+    })?;
+    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install)
 }
 
 fn serve(extra: &[String]) -> Result {
@@ -329,6 +401,27 @@ fn browser_tests() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The native tests: the whole workspace in one cargo invocation.
+const NATIVE_TEST_ARGS: [&str; 2] = ["test", "--workspace"];
+
+/// The end-to-end tests select the same packages as the native tests, so cargo resolves the
+/// same features and reuses that build. Selecting only the root package resolves other
+/// features (the xtask's and the CLI's dependencies drop out of the unification) and rebuilds
+/// the whole native Burn tree a second time.
+fn end_to_end_test_args() -> Vec<&'static str> {
+    let mut args = NATIVE_TEST_ARGS.to_vec();
+    args.extend([
+        "--test",
+        "e2e",
+        "--test",
+        "e2e_app",
+        "--",
+        "--include-ignored",
+        "--test-threads=1",
+    ]);
+    args
+}
+
 fn test() -> Result {
     let mut timings = Vec::new();
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result| -> Result {
@@ -346,7 +439,7 @@ fn test() -> Result {
     let outcome = (|| {
         step(
             "native tests (flex CPU backend, and wgpu on Vulkan/lavapipe)",
-            &mut || run(cargo().args(["test", "--workspace"])),
+            &mut || run(cargo().args(NATIVE_TEST_ARGS)),
         )?;
         step(
             "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on)",
@@ -385,16 +478,7 @@ fn test() -> Result {
             "end-to-end tests (served page, headless Chromium, fake camera)",
             &mut || {
                 run(cargo()
-                    .args([
-                        "test",
-                        "--test",
-                        "e2e",
-                        "--test",
-                        "e2e_app",
-                        "--",
-                        "--include-ignored",
-                        "--test-threads=1",
-                    ])
+                    .args(end_to_end_test_args())
                     .env("FACEVERIFY_DIST", root().join("dist")))
             },
         )
@@ -414,6 +498,42 @@ fn test() -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_to_end_step_reuses_the_native_build() {
+        let args = end_to_end_test_args();
+        assert_eq!(args[..NATIVE_TEST_ARGS.len()], NATIVE_TEST_ARGS);
+        let before_runner_args = &args[..args.iter().position(|a| *a == "--").unwrap()];
+        assert!(!before_runner_args.contains(&"-p") && !before_runner_args.contains(&"--package"));
+    }
+
+    #[test]
+    fn only_an_installed_dpkg_status_counts_as_installed() {
+        assert!(is_installed_status("install ok installed"));
+        assert!(is_installed_status("hold ok installed"));
+        assert!(!is_installed_status("unknown ok not-installed"));
+        assert!(!is_installed_status("deinstall ok config-files"));
+        assert!(!is_installed_status("install ok half-installed"));
+        assert!(!is_installed_status(""));
+    }
+
+    #[test]
+    fn the_cli_installs_leave_out_the_tls_stacks() {
+        let trunk = cli_install("trunk", TRUNK_VERSION, true);
+        assert!(trunk.contains(&"--no-default-features".to_string()));
+        assert!(trunk.contains(&"--locked".to_string()));
+        let bindgen = cli_install("wasm-bindgen-cli", "0.2.130", false);
+        assert_eq!(
+            bindgen,
+            [
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                "0.2.130",
+                "--no-default-features"
+            ]
+        );
+    }
 
     #[test]
     fn the_pipeline_fixture_lists_its_photos() {

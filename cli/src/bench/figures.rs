@@ -180,6 +180,10 @@ pub mod names {
     pub const FINE_TUNE_READY: &str = "finetune_ready_30a_30p";
     pub const FINE_TUNE_EMBED: &str = "finetune_embed_60";
     pub const FINE_TUNE_TRAIN: &str = "finetune_train_calibrate";
+    /// A verifier's 50 reference descriptors, read from the store.
+    pub const DESCRIPTORS_STORED: &str = "reference_descriptors_50_stored";
+    /// The same 50 computed from the stored crops (the baseline).
+    pub const DESCRIPTORS_COMPUTED: &str = "reference_descriptors_50_computed";
 
     /// `koch_train_step_b<pairs>`.
     pub fn koch_train_step(pairs: usize) -> String {

@@ -16,10 +16,12 @@
 pub mod figures;
 
 use burn::prelude::*;
+use faceverify::app::{self, NewPhoto};
 use faceverify::model::face_resnet::EMBEDDING_DIM;
 use faceverify::model::koch::{KOCH_EMBEDDING_DIM, KOCH_INPUT, KochTowerConfig};
 use faceverify::model::siamese::Siamese;
 use faceverify::pipeline::FacePipeline;
+use faceverify::store::{ImageRole, ImageSource, MemoryStore, Profile, Store, StoredImage};
 use faceverify::train::impostors::ImpostorModel;
 use faceverify::train::pairs::{PairLabel, SeededRng};
 use faceverify::train::run::{
@@ -456,5 +458,108 @@ pub async fn run(
         );
         report(sink, names::FINE_TUNE_TRAIN, Summary::of(&train_ms), None);
     }
+    reference_descriptor_figures(prefix, &pipeline, data, plan, clock, sink).await
+}
+
+/// What loading a verifier costs for its references: `REFERENCES` descriptors read from the
+/// store, and, as the baseline in the same run, computed from the stored crops (what every
+/// first verification after a load did before descriptors were stored with their photos).
+async fn reference_descriptor_figures(
+    prefix: &str,
+    pipeline: &FacePipeline,
+    data: &Data,
+    plan: &Plan,
+    clock: fn() -> f64,
+    sink: &mut dyn Sink,
+) -> Result<(), String> {
+    let figures = [names::DESCRIPTORS_STORED, names::DESCRIPTORS_COMPUTED];
+    if !figures.iter().any(|f| wanted(plan, f)) {
+        return Ok(());
+    }
+    let store = MemoryStore::new();
+    let references = stored_references(&store, pipeline, &data.captures).await?;
+    if references.len() < REFERENCES {
+        sink.note(&format!(
+            "{prefix}: skipped {}: needs {REFERENCES} photos with a face (../shared/data/lfw is              missing?)",
+            figures.join(", ")
+        ));
+        return Ok(());
+    }
+    let bare: Vec<StoredImage> = references
+        .iter()
+        .map(|i| StoredImage {
+            descriptor: None,
+            ..i.clone()
+        })
+        .collect();
+    let descriptors = async |images: &[StoredImage]| {
+        app::image_descriptors(&store, pipeline, images, app::no_yield)
+            .await
+            .map_err(err("reference descriptors"))
+    };
+    let (warmup, runs) = (plan.ready_warmup, plan.ready_runs);
+    let computed = measure!(clock, warmup, runs, { descriptors(&bare).await? });
+    let stored = store
+        .list_images(BENCH_PROFILE, None)
+        .await
+        .map_err(err("the store"))?;
+    if stored.iter().any(|i| i.descriptor.is_none()) {
+        return Err("computed descriptors were not stored".into());
+    }
+    let read = measure!(clock, plan.warmup, plan.runs, {
+        descriptors(&stored).await?
+    });
+    for (figure, summary, flops) in [
+        (
+            names::DESCRIPTORS_COMPUTED,
+            computed,
+            Some(figures::face_resnet_flops(REFERENCES)),
+        ),
+        (names::DESCRIPTORS_STORED, read, None),
+    ] {
+        sink.figure(Record {
+            name: format!("{prefix}.{figure}"),
+            summary,
+            unit: "ms",
+            flops,
+        });
+    }
     Ok(())
+}
+
+const BENCH_PROFILE: &str = "bench";
+
+/// The first `REFERENCES` captures that show a face, stored as verification photos the way
+/// the app stores them (photo and aligned crop, no descriptor yet).
+async fn stored_references(
+    store: &MemoryStore,
+    pipeline: &FacePipeline,
+    captures: &[Frame],
+) -> Result<Vec<StoredImage>, String> {
+    let profile = Profile {
+        id: BENCH_PROFILE.into(),
+        name: "Bench".into(),
+    };
+    store
+        .put_profile(&profile)
+        .await
+        .map_err(err("the store"))?;
+    for (i, photo) in captures.iter().enumerate() {
+        let new = NewPhoto {
+            id: format!("reference-{i:02}"),
+            profile: BENCH_PROFILE.into(),
+            role: ImageRole::Verification,
+            source: ImageSource::Import,
+            created: i as u64,
+        };
+        app::capture(store, pipeline, photo, new)
+            .await
+            .map_err(err("storing a reference"))?;
+    }
+    let mut stored = store
+        .list_images(BENCH_PROFILE, None)
+        .await
+        .map_err(err("the store"))?;
+    stored.truncate(REFERENCES);
+    Ok(stored)
 }
