@@ -499,10 +499,11 @@ async fn reference_descriptor_figures(
     };
     let (warmup, runs) = (plan.ready_warmup, plan.ready_runs);
     let computed = measure!(clock, warmup, runs, { descriptors(&bare).await? });
-    let stored = store
+    let mut stored = store
         .list_images(BENCH_PROFILE, None)
         .await
         .map_err(err("the store"))?;
+    stored.truncate(REFERENCES);
     if stored.iter().any(|i| i.descriptor.is_none()) {
         return Err("computed descriptors were not stored".into());
     }
