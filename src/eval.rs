@@ -1,4 +1,4 @@
-//! The LFW verification benchmark (issue 3, item 6): read LFW's pairs file, run every distinct
+//! The LFW verification benchmark: read LFW's pairs file, run every distinct
 //! image once through detect → largest face → align → embed (or the tutorial's centre crop),
 //! and score the pairs by the Euclidean distance between their descriptors.
 //!

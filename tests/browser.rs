@@ -74,7 +74,7 @@ fn worker_messages_cross_the_js_boundary() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Training in the browser (issue 4): one classic step of the full Koch network, one fine-tune
+// Training in the browser: one classic step of the full Koch network, one fine-tune
 // epoch of the head, each on WebGPU and on the CPU backend; the Koch memory check against the
 // real adapter's limits. Only async reads: a synchronous read panics on WebGPU in wasm.
 

@@ -68,7 +68,7 @@ const RAW_LOGIT_TOL: f32 = 2e-3;
 const RAW_LOGIT_REL_TOL: f32 = 5e-5;
 const RAW_REGRESSION_TOL: f32 = 5e-3;
 /// Decoded boxes and keypoints, in 128x128 input pixels: against the published float32 model
-/// (the bar: 2 pixels) and against the same f16 weights (implementation only).
+/// (the required bar: 2 pixels) and against the same f16 weights (implementation only).
 const DECODED_TOL_F32_MODEL: f32 = 2.0;
 const DECODED_TOL_SAME_WEIGHTS: f32 = 0.05;
 
