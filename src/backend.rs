@@ -85,11 +85,45 @@ pub struct BackendReport {
     pub kind: BackendKind,
     #[serde(flatten)]
     pub reason: BackendReason,
+    /// Threads the CPU backend computes on: every core natively and in the browser's
+    /// multithreaded build, one in the browser's single-thread build.
+    #[serde(default = "one_thread")]
+    pub threads: usize,
+}
+
+fn one_thread() -> usize {
+    1
+}
+
+/// Threads Burn's CPU backend runs on in this build.
+pub fn cpu_threads() -> usize {
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    return rayon::current_num_threads();
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
+    return 1;
 }
 
 impl BackendReport {
-    /// One sentence for a person: which backend runs, why, and what they can do about it.
+    pub fn new(kind: BackendKind, reason: BackendReason) -> Self {
+        Self {
+            kind,
+            reason,
+            threads: cpu_threads(),
+        }
+    }
+
+    /// One sentence for a person: which backend runs, why, and what they can do about it; for
+    /// the CPU also on how many threads.
     pub fn describe(&self) -> String {
+        let why = self.describe_reason();
+        match (self.kind, self.threads) {
+            (BackendKind::Wgpu, _) => why,
+            (BackendKind::Cpu, 0 | 1) => format!("{why} It computes on one thread."),
+            (BackendKind::Cpu, n) => format!("{why} It computes on {n} threads."),
+        }
+    }
+
+    fn describe_reason(&self) -> String {
         match &self.reason {
             BackendReason::SelfTestPassed { max_abs_diff } => format!(
                 "WebGPU: the GPU passed the start-up self-test (largest difference from the CPU {max_abs_diff:.1e})."
@@ -187,10 +221,10 @@ pub async fn check_gpu(gpu: Device) -> SelectedBackend {
             if diff <= SELF_TEST_TOLERANCE {
                 return SelectedBackend {
                     device: gpu,
-                    report: BackendReport {
-                        kind: BackendKind::Wgpu,
-                        reason: BackendReason::SelfTestPassed { max_abs_diff: diff },
-                    },
+                    report: BackendReport::new(
+                        BackendKind::Wgpu,
+                        BackendReason::SelfTestPassed { max_abs_diff: diff },
+                    ),
                 };
             }
             BackendReason::SelfTestFailed { max_abs_diff: diff }
@@ -201,16 +235,13 @@ pub async fn check_gpu(gpu: Device) -> SelectedBackend {
     };
     SelectedBackend {
         device: cpu,
-        report: BackendReport {
-            kind: BackendKind::Cpu,
-            reason,
-        },
+        report: BackendReport::new(BackendKind::Cpu, reason),
     }
 }
 
 /// The wgpu device, initialised at most once per process (per page in the browser): a second
 /// initialisation of Burn's wgpu runtime fails with a registration error.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "webgpu", not(target_arch = "wasm32")))]
 pub async fn wgpu_device() -> Result<Device, String> {
     use std::sync::Mutex;
     static WGPU: Mutex<Option<Result<Device, String>>> = Mutex::new(None);
@@ -222,7 +253,7 @@ pub async fn wgpu_device() -> Result<Device, String> {
 /// The wgpu device, initialised at most once per page: a second initialisation of Burn's wgpu
 /// runtime fails with a registration error. The worker handles one request at a time, so the
 /// check-then-initialise below cannot race.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(feature = "webgpu", target_arch = "wasm32"))]
 pub async fn wgpu_device() -> Result<Device, String> {
     use std::cell::RefCell;
     thread_local! {
@@ -239,26 +270,28 @@ pub async fn wgpu_device() -> Result<Device, String> {
     result
 }
 
+/// A build without Burn's wgpu backend: the browser's multithreaded build, whose WebGPU
+/// objects could not be shared between its threads. The page loads it only where it would
+/// not use WebGPU anyway.
+#[cfg(not(feature = "webgpu"))]
+pub async fn wgpu_device() -> Result<Device, String> {
+    Err("this build of faceverify runs on the CPU only".into())
+}
+
 /// Chooses the device for `preference`: WebGPU when an adapter exists and passes the self-test,
 /// otherwise the CPU, with the reason.
 pub async fn select(preference: BackendPreference) -> SelectedBackend {
     if preference == BackendPreference::Cpu {
         return SelectedBackend {
             device: Device::flex(),
-            report: BackendReport {
-                kind: BackendKind::Cpu,
-                reason: BackendReason::CpuRequested,
-            },
+            report: BackendReport::new(BackendKind::Cpu, BackendReason::CpuRequested),
         };
     }
     match wgpu_device().await {
         Ok(gpu) => check_gpu(gpu).await,
         Err(detail) => SelectedBackend {
             device: Device::flex(),
-            report: BackendReport {
-                kind: BackendKind::Cpu,
-                reason: BackendReason::NoAdapter { detail },
-            },
+            report: BackendReport::new(BackendKind::Cpu, BackendReason::NoAdapter { detail }),
         },
     }
 }
@@ -329,8 +362,25 @@ mod tests {
             ),
         ];
         for (kind, reason) in reasons {
-            let text = BackendReport { kind, reason }.describe();
+            let text = BackendReport::new(kind, reason).describe();
             assert!(text.starts_with(kind.label()), "{text}");
         }
+    }
+
+    #[test]
+    fn the_cpu_description_says_how_many_threads_compute() {
+        let mut report = BackendReport::new(BackendKind::Cpu, BackendReason::CpuRequested);
+        report.threads = 1;
+        assert!(report.describe().ends_with("It computes on one thread."));
+        report.threads = 4;
+        assert!(report.describe().ends_with("It computes on 4 threads."));
+        let gpu = BackendReason::SelfTestPassed { max_abs_diff: 0.0 };
+        assert!(
+            !BackendReport::new(BackendKind::Wgpu, gpu)
+                .describe()
+                .contains("thread")
+        );
+        // Natively the CPU backend runs on rayon's pool, one thread per core.
+        assert_eq!(cpu_threads(), rayon::current_num_threads());
     }
 }

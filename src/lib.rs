@@ -18,3 +18,8 @@ pub mod vision;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+
+/// `initThreadPool(n)` for the page's multithreaded build: starts the Web Workers that rayon
+/// (and so Burn's CPU backend) computes on. The worker awaits it before it answers anything.
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub use wasm_bindgen_rayon::init_thread_pool;

@@ -234,12 +234,15 @@ mod tests {
                 reason: BackendReason::NoAdapter {
                     detail: "no adapter".into(),
                 },
+                threads: 2,
             },
             description: "CPU: no WebGPU".into(),
         };
         let json = serde_json::to_string(&response).unwrap();
         assert!(
-            json.contains(r#""type":"Ready""#) && json.contains(r#""reason":"no_adapter""#),
+            json.contains(r#""type":"Ready""#)
+                && json.contains(r#""reason":"no_adapter""#)
+                && json.contains(r#""threads":2"#),
             "{json}"
         );
         assert_eq!(

@@ -55,6 +55,14 @@ fn backend_of(session: &support::Session) -> String {
         .to_string()
 }
 
+/// Threads the CPU backend computes on, as the page shows it, and the cores the browser has.
+fn threads_and_cores(session: &support::Session) -> (u64, u64) {
+    let threads =
+        session.eval("return Number(document.getElementById('backend-status').dataset.threads);");
+    let cores = session.eval("return navigator.hardwareConcurrency;");
+    (threads.as_u64().unwrap(), cores.as_u64().unwrap())
+}
+
 fn run_training_check(session: &support::Session) -> (String, String) {
     session.wait_for(
         "!document.getElementById('check-training').disabled",
@@ -126,11 +134,42 @@ fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
     assert_eq!(backend_of(&session), "CPU");
     let status = session.text("backend-status");
     assert!(status.contains("no WebGPU"), "{status}");
+    // The server sends the isolation headers: the multithreaded build runs, on every core.
+    let (threads, cores) = threads_and_cores(&session);
+    assert_eq!(threads, cores.max(1), "{status}");
+    assert!(
+        status.contains(&format!("on {threads} threads")) || cores == 1,
+        "{status}"
+    );
     let notice = session.text("webgpu-notice");
     assert!(notice.contains("WebGPU is missing"), "{notice}");
     let (passed, text) = run_training_check(&session);
     assert_eq!(passed, "true", "{text}");
     assert!(text.contains("CPU"), "{text}");
+}
+
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn a_host_without_isolation_headers_gets_the_single_thread_build() {
+    let server = StaticServer::start_without_isolation(dist_dir());
+    let driver = ChromeDriver::start();
+    let session = driver.session(&camera_args("person-a.mjpeg"));
+    session.goto(&server.url("/?backend=cpu"));
+
+    assert_eq!(backend_of(&session), "CPU");
+    let isolated = session.eval("return self.crossOriginIsolated;");
+    assert_eq!(isolated, false);
+    let (threads, _) = threads_and_cores(&session);
+    let status = session.text("backend-status");
+    assert_eq!(threads, 1, "{status}");
+    assert!(status.contains("on one thread"), "{status}");
+    let (passed, text) = run_training_check(&session);
+    assert_eq!(passed, "true", "{text}");
+    let requests = server.requests.lock().unwrap().clone();
+    assert!(
+        !requests.iter().any(|path| path.starts_with("/threads/")),
+        "the multithreaded build was fetched: {requests:?}"
+    );
 }
 
 #[test]
@@ -186,10 +225,12 @@ fn a_denied_camera_shows_what_to_do_and_the_page_still_works() {
 }
 
 /// Runs the app's own worker in the page: `Init` with `preference`, then `AnalysePhoto` for
-/// each photo (URLs under /shared/, or a data: URL), and returns `{ backend, results }`.
+/// each photo (URLs under /shared/, or a data: URL), and returns `{ backend, results }`. The
+/// server is cross-origin isolated, so the CPU runs in the multithreaded build.
 const ANALYSE_IN_WORKER: &str = r#"
     const [preference, urls] = [__PREFERENCE__, __URLS__];
-    const worker = new Worker('./worker.js', { type: 'module' });
+    // The page's way of starting it: the preference picks the build (the CPU: multithreaded).
+    const worker = new Worker(`./worker.js?backend=${preference}`, { type: 'module' });
     const next = (type) => new Promise((resolve, reject) => {
         const listen = (event) => {
             if (event.data.type === type) { worker.removeEventListener('message', listen); resolve(event.data); }
@@ -270,6 +311,13 @@ fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native
             "{preference}: {}",
             out["backend"]
         );
+        if preference == "cpu" {
+            let cores = session.eval("return navigator.hardwareConcurrency;");
+            assert_eq!(
+                out["backend"]["threads"], cores,
+                "the multithreaded build runs"
+            );
+        }
         let results = out["results"].as_array().unwrap();
         assert_eq!(results[0]["faces_seen"], 1, "obama.jpg on {label}");
         assert_eq!(results[1]["faces_seen"], 2, "two_people.jpg on {label}");

@@ -5,6 +5,8 @@
 const $ = (id) => document.getElementById(id);
 const ROLES = ['anchor', 'positive', 'verification', 'negative'];
 const ROLE_NAMES = { anchor: 'anchor', positive: 'positive', verification: 'verification photo', negative: 'negative' };
+import { chooseBuild } from './builds.js';
+
 const KIND_LABELS = { Wgpu: 'WebGPU', Cpu: 'CPU' };
 /// How often the live view asks for faces, at most (ms).
 const LIVE_INTERVAL_MS = 150;
@@ -16,6 +18,8 @@ const app = {
   ready: false,
   state: null, // ProfileState from the worker
   profile: localStorage.getItem('faceverify.profile'),
+  build: null, // 'threads' or 'single': which wasm build the worker runs (builds.js)
+  preference: null, // the backend preference the worker was started for
   training: false,
   burst: null,
   continuous: false,
@@ -42,12 +46,22 @@ function call(request, transfer = []) {
   });
 }
 
-function startWorker() {
-  app.worker = new Worker('./worker.js', { type: 'module' });
+/// The backend preference at start-up: the URL's, else the one saved last time (mirrored from
+/// the settings, which live in the worker's database), else automatic.
+function startupPreference() {
+  const fromUrl = new URLSearchParams(location.search).get('backend');
+  if (['auto', 'webgpu', 'cpu'].includes(fromUrl)) return fromUrl;
+  return localStorage.getItem('faceverify.backend') || 'auto';
+}
+
+function startWorker(preference) {
+  app.preference = preference;
+  app.worker = new Worker(`./worker.js?backend=${encodeURIComponent(preference)}`, { type: 'module' });
   app.worker.onerror = (event) => {
     show('worker-status', `The app's worker failed: ${event.message || 'unknown error'}. Reload the page.`);
   };
   app.worker.onmessage = ({ data }) => {
+    if (data.type === 'Build') { app.build = data.build; return; }
     if (data.type === 'Loaded') { mark('worker-loaded'); return onLoaded(); }
     if (PROGRESS.has(data.type)) return onProgress(data);
     const waiting = pending.shift();
@@ -159,7 +173,21 @@ async function onLoaded() {
   }
   const fromUrl = new URLSearchParams(location.search).get('backend');
   const preference = ['auto', 'webgpu', 'cpu'].includes(fromUrl) ? fromUrl : (app.state?.settings.backend || 'auto');
-  await initBackend(preference);
+  await useBackend(preference);
+}
+
+/// Chooses the backend, first restarting the worker when the preference needs the other build
+/// (never for the preference the worker was started with, whichever build that gave).
+async function useBackend(preference) {
+  localStorage.setItem('faceverify.backend', preference);
+  if (preference === app.preference || await chooseBuild(preference) === app.build) {
+    return initBackend(preference);
+  }
+  await flushSettings();
+  app.ready = false;
+  app.worker.terminate();
+  for (const waiting of pending.splice(0)) waiting.reject(new Error('The worker restarted.'));
+  startWorker(preference);
 }
 
 async function initBackend(preference) {
@@ -170,6 +198,7 @@ async function initBackend(preference) {
     mark('backend-ready');
     const status = $('backend-status');
     status.dataset.backend = KIND_LABELS[backend.kind];
+    status.dataset.threads = String(backend.threads);
     status.textContent = description;
     show('webgpu-notice', backend.kind === 'Cpu' && backend.reason === 'no_adapter'
       ? 'WebGPU is missing in this browser: everything works, but training is slower.' : '');
@@ -196,6 +225,7 @@ function renderState(state) {
   app.state = state;
   app.profile = state.profile.id;
   localStorage.setItem('faceverify.profile', app.profile);
+  localStorage.setItem('faceverify.backend', state.settings.backend);
   const select = $('profile-select');
   select.replaceChildren(...state.profiles.map((p) => new Option(p.name, p.id, false, p.id === app.profile)));
   $('backend-select').value = state.settings.backend;
@@ -767,6 +797,13 @@ async function continuousLoop() {
 }
 
 let saveTimer = null;
+let saveNow = null;
+
+/// Writes pending settings at once instead of after the typing pause.
+async function flushSettings() {
+  clearTimeout(saveTimer);
+  if (saveNow) await saveNow();
+}
 
 function saveSettings() {
   if (!app.state) return;
@@ -779,14 +816,16 @@ function saveSettings() {
   };
   app.state.settings = settings;
   clearTimeout(saveTimer);
-  saveTimer = setTimeout(async () => {
+  saveNow = async () => {
+    saveNow = null;
     try {
       const { state } = await call({ type: 'SaveSettings', profile: app.profile, settings });
       app.state.settings = state.settings;
     } catch (error) {
       show('worker-status', errorText(error));
     }
-  }, 250);
+  };
+  saveTimer = setTimeout(saveNow, 250);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -869,7 +908,7 @@ function wire() {
   $('train-mode').onchange = saveSettings;
   $('backend-select').onchange = async () => {
     saveSettings();
-    await initBackend($('backend-select').value);
+    await useBackend($('backend-select').value);
   };
   $('persist').onclick = async () => {
     if (!navigator.storage?.persist) { $('data-status').textContent = 'This browser cannot keep data persistently.'; return; }
@@ -944,6 +983,6 @@ function registerServiceWorker() {
 }
 
 wire();
-startWorker();
+startWorker(startupPreference());
 openCamera();
 registerServiceWorker();

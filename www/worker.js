@@ -1,6 +1,6 @@
 // The app's Web Worker: loads the same wasm module as the page and hands control to Rust
 // (`web::worker::worker_main`), which owns the Burn device and answers the page's requests.
-import init, { workerMain } from './faceverify.js';
+import { chooseBuild } from './builds.js';
 
 // Camera frames arrive as ImageBitmaps (the page transfers them without copying pixels); the
 // Rust side takes RGBA bytes. This listener is registered before the Rust one, so it turns
@@ -23,9 +23,30 @@ self.addEventListener('message', (event) => {
   delete frame.bitmap;
 });
 
+// The page passes its backend preference: the build depends on it (builds.js).
+async function loadBuild(build) {
+  const base = build === 'threads' ? './threads/' : './';
+  const glue = await import(`${base}faceverify.js`);
+  await glue.default({ module_or_path: new URL(`${base}faceverify_bg.wasm`, import.meta.url) });
+  if (build === 'threads') await glue.initThreadPool(navigator.hardwareConcurrency || 2);
+  return glue;
+}
+
 try {
-  await init({ module_or_path: new URL('./faceverify_bg.wasm', import.meta.url) });
-  workerMain();
+  const preference = new URL(import.meta.url).searchParams.get('backend') || 'auto';
+  let build = await chooseBuild(preference);
+  let glue;
+  try {
+    glue = await loadBuild(build);
+  } catch (error) {
+    if (build !== 'threads') throw error;
+    // A host that copied only part of dist/, or a browser that refuses the pool: one thread.
+    console.warn('faceverify: the multithreaded build did not start, using one thread:', error);
+    build = 'single';
+    glue = await loadBuild(build);
+  }
+  self.postMessage({ type: 'Build', build });
+  glue.workerMain();
 } catch (error) {
   self.postMessage({
     type: 'Failed',

@@ -33,7 +33,9 @@ use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::{JsFuture, spawn_local};
+use wasm_bindgen_futures::JsFuture;
+
+use super::executor::spawn_local;
 use web_sys::{IdbDatabase, IdbTransaction};
 
 use crate::store::dataset::{self, Catalog, Change, StoreContents};

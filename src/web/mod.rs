@@ -3,6 +3,7 @@
 //! The page itself (`www/app.js`) is plain JavaScript that draws and talks to the worker, so
 //! the main thread never compiles or runs this module.
 
+mod executor;
 pub mod idb_store;
 mod worker;
 

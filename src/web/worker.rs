@@ -3,11 +3,11 @@
 
 use std::rc::Rc;
 
+use super::executor::spawn_local;
 use futures::channel::mpsc;
 use futures::future::{LocalBoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use wasm_bindgen_futures::JsFuture;

@@ -38,7 +38,12 @@ pub fn dist_dir() -> PathBuf {
     dir
 }
 
-/// Serves a directory on 127.0.0.1 on a free port, and logs every request path.
+/// The two headers that make a page cross-origin isolated, which the multithreaded build needs.
+const ISOLATION_HEADERS: &str =
+    "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n";
+
+/// Serves a directory on 127.0.0.1 on a free port, and logs every request path. Like the host
+/// README.md describes, it sends the cross-origin isolation headers unless told otherwise.
 pub struct StaticServer {
     pub port: u16,
     /// Every request path, in order: the offline tests read it.
@@ -48,16 +53,22 @@ pub struct StaticServer {
 
 impl StaticServer {
     pub fn start(root: PathBuf) -> Self {
-        Self::start_with_mounts(root, Vec::new())
+        Self::start_with_mounts(root, Vec::new(), true)
+    }
+
+    /// A host that sends no cross-origin isolation headers: the page gets one thread.
+    pub fn start_without_isolation(root: PathBuf) -> Self {
+        Self::start_with_mounts(root, Vec::new(), false)
     }
 
     /// Also serves `../shared` under `/shared/`, for tests that feed the app shared photos.
     pub fn start_with_shared(root: PathBuf) -> Self {
-        Self::start_with_mounts(root, vec![("/shared/".to_string(), shared_dir())])
+        Self::start_with_mounts(root, vec![("/shared/".to_string(), shared_dir())], true)
     }
 
-    fn start_with_mounts(root: PathBuf, mounts: Vec<(String, PathBuf)>) -> Self {
+    fn start_with_mounts(root: PathBuf, mounts: Vec<(String, PathBuf)>, isolated: bool) -> Self {
         let mounts = Arc::new(mounts);
+        let headers = if isolated { ISOLATION_HEADERS } else { "" };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -70,7 +81,7 @@ impl StaticServer {
                 }
                 let Ok(stream) = stream else { continue };
                 let (root, log, mounts) = (root.clone(), log.clone(), mounts.clone());
-                std::thread::spawn(move || serve_one(stream, &root, &mounts, &log));
+                std::thread::spawn(move || serve_one(stream, &root, &mounts, &log, headers));
             }
         });
         Self {
@@ -110,6 +121,7 @@ fn serve_one(
     root: &Path,
     mounts: &[(String, PathBuf)],
     log: &Mutex<Vec<String>>,
+    extra_headers: &str,
 ) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
@@ -151,7 +163,7 @@ fn serve_one(
     match std::fs::read(&file) {
         Ok(body) if inside => {
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n{extra_headers}Connection: close\r\n\r\n",
                 content_type(&file),
                 body.len()
             );

@@ -244,7 +244,8 @@ fn browser_floors(lines: &[String], cores: usize, mhz: f64, collected: &mut Coll
     let swiftshader_peak = cores as f64 * mhz * 8.0 / 1e3;
     let assumption = format!(
         "bench: browser floors assume {wasm_peak:.1} GFLOP/s for the wasm CPU backend (1 thread \
-         x {mhz:.0} MHz x 8 FLOP/cycle: SIMD128, 4 lanes, multiply and add, no FMA) and \
+         x {mhz:.0} MHz x 8 FLOP/cycle: SIMD128, 4 lanes, multiply and add, no FMA; {cores} times \
+         that for the multithreaded build) and \
          {swiftshader_peak:.1} GFLOP/s for WebGPU on SwiftShader ({cores} cores x {mhz:.0} MHz \
          x 8 FLOP/cycle); a real GPU's peak is far higher"
     );
@@ -264,6 +265,8 @@ fn browser_floors(lines: &[String], cores: usize, mhz: f64, collected: &mut Coll
         };
         let peak = if name.starts_with("browser.webgpu.") {
             swiftshader_peak
+        } else if name.starts_with("browser.cpu_threads.") {
+            cores as f64 * wasm_peak
         } else {
             wasm_peak
         };
@@ -402,6 +405,26 @@ pub fn run(args: &[String]) -> Result {
         let (cores, mhz) = cores_and_mhz(&native);
         browser_floors(&browser, cores, mhz, &mut collected);
         timings.push(("browser", step.elapsed().as_secs_f64()));
+
+        println!(
+            "\nxtask: ==> browser figures of the multithreaded build (the same suite, the CPU \
+             backend on a pool of one Web Worker per core)"
+        );
+        let step = Instant::now();
+        crate::threads::setup()?;
+        let mut command = crate::threads::cargo("test");
+        command
+            .args(["--test", "bench_browser", "--", "--nocapture"])
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            )
+            .env("CHROMEDRIVER", CHROMEDRIVER)
+            .env("WASM_BINDGEN_TEST_TIMEOUT", BROWSER_TIMEOUT_S);
+        let threaded = run_streaming(&mut command)?;
+        threaded.iter().for_each(|l| collected.take(l));
+        browser_floors(&threaded, cores, mhz, &mut collected);
+        timings.push(("browser, threads", step.elapsed().as_secs_f64()));
 
         println!(
             "\nxtask: ==> page load (tests/bench_load.rs: the built app in headless Chromium, \

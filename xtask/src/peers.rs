@@ -16,6 +16,12 @@ use crate::{Result, root, target_dir};
 
 /// The compared figures: ours are `browser.cpu.<name>`, the peer's `peer.faceapi.<name>`.
 const COMPARED: [&str; 2] = ["embed_128d", "frame_to_decision_50refs"];
+/// Our two browser CPU builds and the prefix of their ratio lines: the single-thread build
+/// gives `ratio.<name>`, the multithreaded one `ratio.threads.<name>`.
+const OUR_BUILDS: [(&str, &str); 2] = [
+    ("browser.cpu", "ratio"),
+    ("browser.cpu_threads", "ratio.threads"),
+];
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Warm-up and measured runs of each peer figure: both take well under a second.
 const WARMUP: usize = 1;
@@ -135,15 +141,19 @@ pub fn run() -> Result<Vec<String>> {
 
 /// The `ratio.<name>=<ours / peer>` line of one compared figure, or the note saying which
 /// figure this run lacks.
-fn ratio(figures: &[String], name: &str) -> std::result::Result<String, String> {
-    let ours = median(figures, &format!("browser.cpu.{name}")).ok_or_else(|| {
-        format!("bench: peers: ratio.{name} skipped: no browser.cpu.{name} in this run")
+fn ratio(
+    figures: &[String],
+    (build, ratio): (&str, &str),
+    name: &str,
+) -> std::result::Result<String, String> {
+    let ours = median(figures, &format!("{build}.{name}")).ok_or_else(|| {
+        format!("bench: peers: {ratio}.{name} skipped: no {build}.{name} in this run")
     })?;
     let peer = median(figures, &format!("peer.faceapi.{name}")).ok_or_else(|| {
-        format!("bench: peers: ratio.{name} skipped: no peer.faceapi.{name} in this run")
+        format!("bench: peers: {ratio}.{name} skipped: no peer.faceapi.{name} in this run")
     })?;
     Ok(format!(
-        "ratio.{name}={:.3} ours_ms={ours:.3} peer_ms={peer:.3}",
+        "{ratio}.{name}={:.3} ours_ms={ours:.3} peer_ms={peer:.3}",
         ours / peer
     ))
 }
@@ -152,10 +162,12 @@ fn ratio(figures: &[String], name: &str) -> std::result::Result<String, String> 
 /// figures this run lacks.
 pub fn ratios(figures: &[String]) -> (Vec<String>, Vec<String>) {
     let (mut lines, mut notes) = (Vec::new(), Vec::new());
-    for name in COMPARED {
-        match ratio(figures, name) {
-            Ok(line) => lines.push(line),
-            Err(note) => notes.push(note),
+    for build in OUR_BUILDS {
+        for name in COMPARED {
+            match ratio(figures, build, name) {
+                Ok(line) => lines.push(line),
+                Err(note) => notes.push(note),
+            }
         }
     }
     (lines, notes)
@@ -177,13 +189,17 @@ mod tests {
             figure("peer.faceapi.embed_128d", "30.600"),
             figure("browser.cpu.frame_to_decision_50refs", "120.000"),
             figure("peer.faceapi.frame_to_decision_50refs", "240.000"),
+            figure("browser.cpu_threads.embed_128d", "15.300"),
+            figure("browser.cpu_threads.frame_to_decision_50refs", "60.000"),
         ];
         let (lines, notes) = ratios(&figures);
         assert_eq!(
             lines,
             [
                 "ratio.embed_128d=1.500 ours_ms=45.900 peer_ms=30.600",
-                "ratio.frame_to_decision_50refs=0.500 ours_ms=120.000 peer_ms=240.000"
+                "ratio.frame_to_decision_50refs=0.500 ours_ms=120.000 peer_ms=240.000",
+                "ratio.threads.embed_128d=0.500 ours_ms=15.300 peer_ms=30.600",
+                "ratio.threads.frame_to_decision_50refs=0.250 ours_ms=60.000 peer_ms=240.000"
             ]
         );
         assert!(notes.is_empty());
@@ -198,11 +214,13 @@ mod tests {
         let (lines, notes) = ratios(&figures);
         assert!(lines.is_empty());
         assert_eq!(
-            notes,
+            notes[..3],
             [
                 "bench: peers: ratio.embed_128d skipped: no browser.cpu.embed_128d in this run",
                 "bench: peers: ratio.frame_to_decision_50refs skipped: \
-                 no peer.faceapi.frame_to_decision_50refs in this run"
+                 no peer.faceapi.frame_to_decision_50refs in this run",
+                "bench: peers: ratio.threads.embed_128d skipped: \
+                 no browser.cpu_threads.embed_128d in this run",
             ]
         );
     }
