@@ -620,9 +620,12 @@ async function train(resume) {
     $('train-status').textContent = `Training failed: ${errorText(error)}`;
   } finally {
     app.training = false;
+    const outcomeText = $('train-status').textContent;
+    await loadState(app.profile).catch(() => {});
+    // The stored model's summary must not replace the outcome the person has just been shown.
+    $('train-status').textContent = outcomeText;
     $('train-cancel').disabled = true;
     $('train-start').disabled = !app.ready;
-    await loadState(app.profile).catch(() => {});
     scheduleLiveCheck(0);
   }
 }

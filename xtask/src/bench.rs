@@ -138,20 +138,23 @@ fn sizes(collected: &mut Collected) -> Result {
         let name = file.file_name().unwrap().to_string_lossy();
         emit(size_line(&format!("model.{name}"), bytes));
     }
-    let wasm = root().join("dist").join("faceverify_bg.wasm");
-    let Ok(bytes) = std::fs::read(&wasm) else {
-        emit(format!(
-            "bench: sizes: no {} (run `trunk build --release` or `cargo xtask test` first): \
-             wasm sizes skipped",
-            wasm.display()
-        ));
-        return Ok(());
-    };
-    emit(size_line("wasm.raw", bytes.len() as u64));
-    emit(size_line("wasm.gzip9", gzip_size(&bytes)?));
-    match brotli_size(&wasm) {
-        Ok(size) => emit(size_line("wasm.brotli11", size)),
-        Err(e) => emit(format!("bench: sizes: brotli skipped ({e})")),
+    // The single-thread build (`wasm.*`) and the multithreaded one (`wasm_threads.*`).
+    for (name, folder) in [("wasm", "dist"), ("wasm_threads", "dist/threads")] {
+        let wasm = root().join(folder).join("faceverify_bg.wasm");
+        let Ok(bytes) = std::fs::read(&wasm) else {
+            emit(format!(
+                "bench: sizes: no {} (run `trunk build --release` or `cargo xtask test` first): \
+                 {name} sizes skipped",
+                wasm.display()
+            ));
+            continue;
+        };
+        emit(size_line(&format!("{name}.raw"), bytes.len() as u64));
+        emit(size_line(&format!("{name}.gzip9"), gzip_size(&bytes)?));
+        match brotli_size(&wasm) {
+            Ok(size) => emit(size_line(&format!("{name}.brotli11"), size)),
+            Err(e) => emit(format!("bench: sizes: {name} brotli skipped ({e})")),
+        }
     }
     Ok(())
 }
@@ -239,6 +242,19 @@ pub(crate) fn median(figures: &[String], name: &str) -> Option<f64> {
 /// Floors of the browser figures from their `flops=` lines: the wasm CPU backend runs on one
 /// thread with 128-bit SIMD and no FMA (8 FLOP/cycle: a 4-lane multiply and a 4-lane add);
 /// SwiftShader runs shaders on every core, 4 lanes wide (8 FLOP/cycle/core assumed alike).
+/// `tests/bench_browser.rs` run by `command` (a `cargo test` for the wasm target) in headless
+/// Chromium, with its lines on the console.
+fn browser_suite(command: &mut Command) -> &mut Command {
+    command
+        .args(["--test", "bench_browser", "--", "--nocapture"])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("CHROMEDRIVER", CHROMEDRIVER)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", BROWSER_TIMEOUT_S)
+}
+
 fn browser_floors(lines: &[String], cores: usize, mhz: f64, collected: &mut Collected) {
     let wasm_peak = mhz * 8.0 / 1e3;
     let swiftshader_peak = cores as f64 * mhz * 8.0 / 1e3;
@@ -383,24 +399,8 @@ pub fn run(args: &[String]) -> Result {
         let data = stage_browser_data()?;
         println!("xtask: bench: photos staged in {}", data.display());
         let mut command = cargo();
-        command
-            .args([
-                "test",
-                "--release",
-                "--target",
-                WASM_TARGET,
-                "--test",
-                "bench_browser",
-                "--",
-                "--nocapture",
-            ])
-            .env(
-                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                "wasm-bindgen-test-runner",
-            )
-            .env("CHROMEDRIVER", CHROMEDRIVER)
-            .env("WASM_BINDGEN_TEST_TIMEOUT", BROWSER_TIMEOUT_S);
-        let browser = run_streaming(&mut command)?;
+        command.args(["test", "--release", "--target", WASM_TARGET]);
+        let browser = run_streaming(browser_suite(&mut command))?;
         browser.iter().for_each(|l| collected.take(l));
         let (cores, mhz) = cores_and_mhz(&native);
         browser_floors(&browser, cores, mhz, &mut collected);
@@ -412,16 +412,7 @@ pub fn run(args: &[String]) -> Result {
         );
         let step = Instant::now();
         crate::threads::setup()?;
-        let mut command = crate::threads::cargo("test");
-        command
-            .args(["--test", "bench_browser", "--", "--nocapture"])
-            .env(
-                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                "wasm-bindgen-test-runner",
-            )
-            .env("CHROMEDRIVER", CHROMEDRIVER)
-            .env("WASM_BINDGEN_TEST_TIMEOUT", BROWSER_TIMEOUT_S);
-        let threaded = run_streaming(&mut command)?;
+        let threaded = run_streaming(browser_suite(&mut crate::threads::cargo("test")))?;
         threaded.iter().for_each(|l| collected.take(l));
         browser_floors(&threaded, cores, mhz, &mut collected);
         timings.push(("browser, threads", step.elapsed().as_secs_f64()));
