@@ -1,14 +1,15 @@
 //! Messages between the page (main thread) and the worker that owns the Burn device.
 //!
 //! Serde enums, carried by `postMessage` (requests through serde-wasm-bindgen; responses as JSON
-//! text the browser parses, see `web::worker::response_to_js`). Errors cross this boundary
-//! as user-facing strings; inside the core they stay typed.
+//! text the browser parses, see `web::worker::response_to_js`). A request may carry an `id`,
+//! which its answer and its progress messages echo. Errors cross this boundary as user-facing
+//! strings; inside the core they stay typed.
 
 use serde::{Deserialize, Serialize};
 
 use crate::app::{
-    CaptureOutcome, FrameCheck, ImportReport, NamedFile, ProfileState, TrainOutcome, TrainRequest,
-    VerifyOutcome,
+    CaptureOutcome, FrameCheck, ImportReport, NamedFile, ProfileState, QualityGate, TrainOutcome,
+    TrainRequest, VerifyOutcome,
 };
 use crate::backend::{BackendPreference, BackendReport};
 use crate::pipeline::FaceAnalysis;
@@ -18,7 +19,7 @@ use crate::train::run::TrainingEvent;
 use crate::vision::align::CropMode;
 use crate::vision::frame::{Frame, FrameError};
 
-/// The pretrained networks' weight files, served beside the app (Trunk copies `models/`).
+/// The pretrained networks' weight files, served beside the app (`cargo xtask dist` copies `models/`).
 pub const MODEL_FILES: [ModelFile; 3] = [
     ModelFile {
         name: "face detector",
@@ -41,6 +42,13 @@ pub struct ModelFile {
     pub name: &'static str,
     /// Relative to the app's root.
     pub path: &'static str,
+}
+
+impl ModelFile {
+    /// The file's name inside the models folder.
+    pub fn file_name(&self) -> &'static str {
+        self.path.rsplit('/').next().unwrap_or(self.path)
+    }
 }
 
 /// From the page to the worker.
@@ -72,6 +80,15 @@ pub enum WorkerRequest {
         profile: String,
         role: ImageRole,
         frame: CameraFrame,
+        /// Whether a face the frame checks find fault with is refused (the default).
+        #[serde(default)]
+        quality: QualityGate,
+    },
+    /// Stores a model file as the profile's active model. Answered by `State`.
+    ImportModel {
+        profile: String,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
     },
     /// Imports photos, folders' photos or zip / tar / tgz archives of photos as one batch.
     /// Answered by `ImportProgress` messages, then `PhotosImported`.
@@ -114,6 +131,34 @@ pub enum WorkerRequest {
     /// Measures what is stored, by kind (it reads every payload, so `State` leaves it out).
     /// Answered by `Usage`.
     MeasureUsage,
+}
+
+impl WorkerRequest {
+    /// The request's type, as `Failed.request` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Init { .. } => "Init",
+            Self::CheckTraining { .. } => "CheckTraining",
+            Self::AnalysePhoto { .. } => "AnalysePhoto",
+            Self::CheckFrame { .. } => "CheckFrame",
+            Self::LoadState { .. } => "LoadState",
+            Self::MeasureUsage => "MeasureUsage",
+            Self::SaveProfile { .. } => "SaveProfile",
+            Self::DeleteProfile { .. } => "DeleteProfile",
+            Self::Capture { .. } => "Capture",
+            Self::ImportPhotos { .. } => "ImportPhotos",
+            Self::ImportModel { .. } => "ImportModel",
+            Self::DeletePhoto { .. } => "DeletePhoto",
+            Self::SetPhotoRole { .. } => "SetPhotoRole",
+            Self::Train { .. } => "Train",
+            Self::CancelTraining => "CancelTraining",
+            Self::Verify { .. } => "Verify",
+            Self::SaveSettings { .. } => "SaveSettings",
+            Self::Export => "Export",
+            Self::ImportArchive { .. } => "ImportArchive",
+            Self::DeleteAll => "DeleteAll",
+        }
+    }
 }
 
 /// A camera frame as the page reads it from a canvas: RGBA, row by row.
@@ -209,12 +254,49 @@ pub enum WorkerResponse {
     AllDeleted,
     /// A request failed; `message` is for the person.
     Failed { request: String, message: String },
+    /// The worker stopped on an internal error: every request in flight fails with `message`,
+    /// and the page must be reloaded.
+    Panicked { message: String },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::{BackendKind, BackendReason};
+
+    #[test]
+    fn a_request_may_carry_the_id_its_answer_echoes() {
+        for (json, request) in [
+            (
+                r#"{"type":"MeasureUsage","id":7}"#,
+                WorkerRequest::MeasureUsage,
+            ),
+            (
+                r#"{"type":"CheckTraining","steps":3,"id":8}"#,
+                WorkerRequest::CheckTraining { steps: 3 },
+            ),
+        ] {
+            let parsed: WorkerRequest = serde_json::from_str(json).unwrap();
+            assert_eq!(parsed, request);
+            assert_eq!(parsed.name(), json[9..].split('"').next().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_capture_is_checked_unless_the_page_says_otherwise() {
+        let json = r#"{"type":"Capture","profile":"p","role":"anchor","frame":{"width":0,"height":0,"rgba":[]}}"#;
+        let parsed: WorkerRequest = serde_json::from_str(json).unwrap();
+        assert!(
+            matches!(
+                parsed,
+                WorkerRequest::Capture {
+                    quality: QualityGate::Enforce,
+                    ..
+                }
+            ),
+            "{parsed:?}"
+        );
+    }
 
     #[test]
     fn messages_round_trip_through_json_with_readable_tags() {

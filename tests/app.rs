@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
 use faceverify::app::{
-    self, CaptureOutcome, ExpandLimits, FrameHint, NamedFile, NewPhoto, RunIds, TrainRequest,
-    Verifier, VerifyOutcome,
+    self, CaptureOutcome, ExpandLimits, FrameHint, NamedFile, NewPhoto, QualityGate, RunIds,
+    TrainRequest, Verifier, VerifyOutcome,
 };
 use faceverify::pipeline::FacePipeline;
 use faceverify::store::{
@@ -101,6 +101,7 @@ fn enrol(store: &MemoryStore, pipeline: &FacePipeline) {
                 pipeline,
                 &frame(&lfw("George_W_Bush", number)),
                 photo(&format!("{role:?}-{i}"), role),
+                QualityGate::Enforce,
             ))
             .unwrap();
             assert!(
@@ -115,6 +116,7 @@ fn enrol(store: &MemoryStore, pipeline: &FacePipeline) {
             pipeline,
             &frame(&lfw(person, *number)),
             photo(&format!("neg-{i}"), ImageRole::Negative),
+            QualityGate::Enforce,
         ))
         .unwrap();
     }
@@ -498,10 +500,62 @@ fn a_frame_without_a_face_stores_nothing() {
         &pipeline(),
         &grey,
         photo("x", ImageRole::Anchor),
+        QualityGate::StoreAnyway,
     ))
     .unwrap();
     assert_eq!(outcome, CaptureOutcome::NoFace);
     assert!(block(store.list_images("me", None)).unwrap().is_empty());
+}
+
+/// A portrait with every channel divided by `divisor`.
+fn dimmed(portrait: &image::DynamicImage, divisor: u8) -> Frame {
+    let mut dim = portrait.to_rgb8();
+    for p in dim.pixels_mut() {
+        p.0 = p.0.map(|v| v / divisor);
+    }
+    Frame::from_image(&image::DynamicImage::ImageRgb8(dim))
+}
+
+#[test]
+fn a_poor_capture_is_refused_with_its_reasons_unless_the_person_insists() {
+    let (store, pipeline) = (with_profile(), pipeline());
+    let portrait = image::open(shared("color/obama.jpg")).unwrap();
+    let dark = dimmed(&portrait, 5);
+    let capture = |id: &str, frame: &Frame, gate: QualityGate| {
+        block(app::capture(
+            &store,
+            &pipeline,
+            frame,
+            photo(id, ImageRole::Anchor),
+            gate,
+        ))
+        .unwrap()
+    };
+
+    let refused = capture("dark", &dark, QualityGate::Enforce);
+    let CaptureOutcome::Refused { hints } = &refused else {
+        panic!("a dark face was not refused: {refused:?}");
+    };
+    assert!(
+        hints.iter().any(|h| matches!(h, FrameHint::TooDark { .. })),
+        "{hints:?}"
+    );
+    assert!(block(store.list_images("me", None)).unwrap().is_empty());
+
+    let good = capture("good", &Frame::from_image(&portrait), QualityGate::Enforce);
+    assert!(
+        matches!(&good, CaptureOutcome::Stored { hints, .. } if hints.is_empty()),
+        "{good:?}"
+    );
+    let insisted = capture("insisted", &dark, QualityGate::StoreAnyway);
+    assert!(
+        matches!(&insisted, CaptureOutcome::Stored { hints, .. } if !hints.is_empty()),
+        "the hints still come back as advice: {insisted:?}"
+    );
+    let stored = block(store.list_images("me", None)).unwrap();
+    let mut ids: Vec<_> = stored.iter().map(|image| image.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["good", "insisted"]);
 }
 
 #[test]
@@ -515,12 +569,7 @@ fn live_hints_say_what_is_wrong_with_a_frame() {
     let grey = Frame::uniform(640, 480, [128, 128, 128]).unwrap();
     assert_eq!(check(&grey), vec![FrameHint::NoFace]);
 
-    let mut dim = portrait.to_rgb8();
-    for p in dim.pixels_mut() {
-        p.0 = p.0.map(|v| v / 5);
-    }
-    let dark = Frame::from_image(&image::DynamicImage::ImageRgb8(dim));
-    let hints = check(&dark);
+    let hints = check(&dimmed(&portrait, 5));
     assert!(
         hints.iter().any(|h| matches!(h, FrameHint::TooDark { .. })),
         "{hints:?}"

@@ -1,5 +1,5 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! End-to-end tests against the built app (`trunk build`) in headless Chromium with a fake
+//! End-to-end tests against the built app (`cargo xtask dist`) in headless Chromium with a fake
 //! camera. They need the build, Chromium and ../shared, so they are `#[ignore]`d in a plain
 //! `cargo test` and run by `cargo xtask test` (`--include-ignored`); when something they need
 //! is missing they fail and say what.

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::app::{
-    STARTUP, TRAINING, browser_args, burst, count, open_app, temp_profile, train, verify,
+    STARTUP, TRAINING, browser_args, burst, count, export_archive, open_app, temp_profile,
+    thumbnails, train, verify,
 };
-use support::{ChromeDriver, Session, StaticServer, dist_dir, shared_dir};
+use support::{ChromeDriver, Session, Site, StaticServer, dist_dir, shared_dir};
 
 /// Other people's photos from LFW (not the two men of the camera clips).
 fn negative_photos(count: usize) -> Vec<PathBuf> {
@@ -103,6 +104,31 @@ fn screenshot(session: &Session, name: &str) {
     }
 }
 
+/// The archive "Export all data…" offers decodes, with every photo and the trained model.
+fn exported_archive_holds_the_profile(session: &Session, captured: u64) {
+    let archive = export_archive(session);
+    let contents = faceverify::store::archive::decode_archive(
+        &archive,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "the exported archive ({} bytes) does not decode: {e}",
+            archive.len()
+        )
+    });
+    let photos = contents.images.len() as u64;
+    assert!(
+        photos >= captured,
+        "{photos} photos exported, {captured} captured"
+    );
+    assert!(
+        !contents.models.is_empty(),
+        "the trained model is not in the export"
+    );
+}
+
 fn enrol_train_verify(webgpu: bool) {
     let label = if webgpu { "webgpu" } else { "cpu" };
     let backend = if webgpu { "WebGPU" } else { "CPU" };
@@ -122,6 +148,12 @@ fn enrol_train_verify(webgpu: bool) {
             anchors >= 4 && positives >= 4,
             "{anchors} anchors, {positives} positives: {}",
             session.text("capture-status")
+        );
+        // Each capture's thumbnail shows the face right away, not only after a reload.
+        let (shown, broken) = thumbnails(&session);
+        assert!(
+            shown >= anchors + positives && broken == 0,
+            "{broken} of {shown} thumbnails do not decode after the captures"
         );
         session.upload("negative-files", &negative_photos(8));
         session.wait_for(
@@ -148,6 +180,7 @@ fn enrol_train_verify(webgpu: bool) {
         screenshot(&session, &format!("{label}-trained.png"));
         let report = session.text("metrics-table");
         assert!(report.contains("Precision"), "{report}");
+        exported_archive_holds_the_profile(&session, anchors + positives);
 
         // A reload keeps everything: the model is loaded from IndexedDB.
         session.eval("location.reload();");
@@ -352,4 +385,60 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
     assert!(status.contains("Not trained"), "{status}");
     drop(session);
     let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// The built `pkg/` as another web app uses it: `examples/verify.html` imports it and enrols,
+/// trains and verifies through `FaceVerifier`; the same man is verified, another man is not.
+#[test]
+#[ignore = "end-to-end: needs the built pkg/, Chromium and ../shared; run by `cargo xtask test`"]
+fn the_example_page_enrols_trains_and_verifies_with_the_built_package() {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pkg = repository.join("pkg");
+    assert!(
+        pkg.join("index.js").is_file() && pkg.join("faceverify_bg.wasm").is_file(),
+        "this test needs the built package in {}: run it through `cargo xtask test`",
+        pkg.display()
+    );
+    let server = StaticServer::start_site(Site {
+        root: pkg.clone(),
+        mounts: vec![
+            ("/pkg/".into(), pkg),
+            ("/examples/".into(), repository.join("examples")),
+        ],
+        isolated: true,
+    });
+    let url = server.url("/examples/verify.html?backend=cpu");
+    let driver = ChromeDriver::start();
+    let profile = temp_profile("example");
+    // Waits until the page's status reaches `state` (or an error) and returns its text.
+    let status = |session: &Session, state: &str| {
+        let reached = session.wait_for(
+            &format!(
+                "(s => (s === '{state}' || s === 'error') && s)(document.getElementById('status').dataset.state)"
+            ),
+            state,
+            TRAINING,
+        );
+        let text = session.text("status");
+        assert_eq!(reached, state, "{text}");
+        text
+    };
+    {
+        let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
+        session.goto(&url);
+        status(&session, "ready");
+        session.click("enrol");
+        let enrolled = status(&session, "enrolled");
+        session.click("train");
+        status(&session, "trained");
+        session.click("verify");
+        let verdict = status(&session, "verified");
+        eprintln!("[example] person-a: {enrolled} {verdict}");
+    }
+    let session = driver.session_with_profile(&browser_args("person-b.mjpeg", false), &profile);
+    session.goto(&url);
+    status(&session, "ready");
+    session.click("verify");
+    let verdict = status(&session, "not-verified");
+    eprintln!("[example] person-b: {verdict}");
 }

@@ -714,6 +714,7 @@ fn parity_with_onnxruntime_flex() {
 }
 
 #[test]
+#[cfg(feature = "webgpu")]
 fn parity_with_onnxruntime_wgpu() {
     let device = pollster::block_on(faceverify::backend::wgpu_device()).unwrap_or_else(|e| {
         panic!(

@@ -275,6 +275,7 @@ fn parity_with_face_api_flex() {
 }
 
 #[test]
+#[cfg(feature = "webgpu")]
 fn parity_with_face_api_wgpu() {
     let device = Device::wgpu_options().init().unwrap_or_else(|e| {
         panic!(

@@ -1,7 +1,9 @@
-#![cfg(not(target_arch = "wasm32"))]
+#![cfg(all(feature = "webgpu", not(target_arch = "wasm32")))]
 //! The wgpu backend natively: Vulkan on a GPU, or Mesa's lavapipe on machines without one
 //! (`cargo xtask setup` installs mesa-vulkan-drivers). Without any adapter these tests fail and
-//! say so, unless FACEVERIFY_ALLOW_NO_GPU=1 declares the machine has none on purpose.
+//! say so, unless FACEVERIFY_ALLOW_NO_GPU=1 declares the machine has none on purpose. Built with
+//! the default feature `webgpu` (`cargo test --workspace`); `cargo xtask test` leaves the native
+//! wgpu stack out and tests WebGPU in the browser.
 
 use burn::prelude::Device;
 use faceverify::backend::{self, BackendKind, BackendPreference, BackendReason};

@@ -590,72 +590,79 @@ fn fine_tune_on_lfw_reaches_095_precision_and_recall() {
 // ---------------------------------------------------------------------------------------------
 // wgpu natively
 
-/// The natively initialised wgpu device, or `None` when FACEVERIFY_ALLOW_NO_GPU=1 says the
-/// machine has no adapter on purpose (the convention of `tests/native_wgpu.rs`).
-fn gpu() -> Option<Device> {
-    match pollster::block_on(faceverify::backend::wgpu_device()) {
-        Ok(device) => Some(device),
-        Err(reason) if std::env::var("FACEVERIFY_ALLOW_NO_GPU").as_deref() == Ok("1") => {
-            eprintln!("NOTE: no wgpu adapter ({reason}); the wgpu training check did not run");
-            None
+/// Built with the default feature `webgpu`; `cargo xtask test` tests WebGPU in the browser.
+#[cfg(feature = "webgpu")]
+mod wgpu_native {
+    use super::*;
+
+    /// The natively initialised wgpu device, or `None` when FACEVERIFY_ALLOW_NO_GPU=1 says the
+    /// machine has no adapter on purpose (the convention of `tests/native_wgpu.rs`).
+    fn gpu() -> Option<Device> {
+        match pollster::block_on(faceverify::backend::wgpu_device()) {
+            Ok(device) => Some(device),
+            Err(reason) if std::env::var("FACEVERIFY_ALLOW_NO_GPU").as_deref() == Ok("1") => {
+                eprintln!("NOTE: no wgpu adapter ({reason}); the wgpu training check did not run");
+                None
+            }
+            Err(reason) => panic!(
+                "no wgpu adapter: {reason}\nInstall Mesa's Vulkan drivers (`cargo xtask setup`), \
+                 or set FACEVERIFY_ALLOW_NO_GPU=1 on a machine that has none"
+            ),
         }
-        Err(reason) => panic!(
-            "no wgpu adapter: {reason}\nInstall Mesa's Vulkan drivers (`cargo xtask setup`), \
-             or set FACEVERIFY_ALLOW_NO_GPU=1 on a machine that has none"
-        ),
     }
-}
 
-/// On wgpu the checkpoint is built from async reads only (module record rebuilt on the CPU,
-/// optimiser moments prefetched), the optimiser state is reloaded on the CPU and moved to the
-/// GPU by the next step, and the resumed run lands on the uninterrupted run's weights.
-#[test]
-fn classic_checkpoint_on_wgpu_resumes_to_the_same_weights() {
-    let Some(gpu) = gpu() else { return };
-    let device = gpu.autodiff();
-    let network = Siamese::new(TinyTower::new(&device), &device);
-    let trainer = |network: Siamese<TinyTower>| {
-        let anchors = faces(10, 0, 1);
-        let positives = faces(10, 0, 2);
-        let negatives = [faces(5, 1, 3), faces(5, 2, 4)].concat();
-        classic_trainer(
-            network,
-            device.clone(),
-            TINY_SHAPE,
-            [&anchors, &positives, &negatives],
-            classic_settings(2),
+    /// On wgpu the checkpoint is built from async reads only (module record rebuilt on the CPU,
+    /// optimiser moments prefetched), the optimiser state is reloaded on the CPU and moved to the
+    /// GPU by the next step, and the resumed run lands on the uninterrupted run's weights.
+    #[test]
+    fn classic_checkpoint_on_wgpu_resumes_to_the_same_weights() {
+        let Some(gpu) = gpu() else { return };
+        let device = gpu.autodiff();
+        let network = Siamese::new(TinyTower::new(&device), &device);
+        let trainer = |network: Siamese<TinyTower>| {
+            let anchors = faces(10, 0, 1);
+            let positives = faces(10, 0, 2);
+            let negatives = [faces(5, 1, 3), faces(5, 2, 4)].concat();
+            classic_trainer(
+                network,
+                device.clone(),
+                TINY_SHAPE,
+                [&anchors, &positives, &negatives],
+                classic_settings(2),
+            )
+            .unwrap()
+        };
+        let control = RunControl::new(no_clock);
+        let mut straight = trainer(network.clone());
+        run(&mut straight, &control, &mut SilentObserver);
+
+        let mut first = trainer(network.clone());
+        let steps_per_epoch = first.split().train.len().div_ceil(8);
+        let mut recorder = Recorder {
+            cancel_after_steps: Some((steps_per_epoch, control.cancel.clone())),
+            ..Recorder::default()
+        };
+        run(&mut first, &control, &mut recorder);
+        let checkpoint =
+            TrainingCheckpoint::from_bytes(recorder.checkpoints.last().unwrap()).unwrap();
+        let fresh = Siamese::new(TinyTower::new(&device), &device);
+        let mut resumed = Trainer::resume(
+            trainer(fresh).into_model(),
+            straight.split().clone(),
+            &checkpoint,
         )
-        .unwrap()
-    };
-    let control = RunControl::new(no_clock);
-    let mut straight = trainer(network.clone());
-    run(&mut straight, &control, &mut SilentObserver);
-
-    let mut first = trainer(network.clone());
-    let steps_per_epoch = first.split().train.len().div_ceil(8);
-    let mut recorder = Recorder {
-        cancel_after_steps: Some((steps_per_epoch, control.cancel.clone())),
-        ..Recorder::default()
-    };
-    run(&mut first, &control, &mut recorder);
-    let checkpoint = TrainingCheckpoint::from_bytes(recorder.checkpoints.last().unwrap()).unwrap();
-    let fresh = Siamese::new(TinyTower::new(&device), &device);
-    let mut resumed = Trainer::resume(
-        trainer(fresh).into_model(),
-        straight.split().clone(),
-        &checkpoint,
-    )
-    .unwrap();
-    run(
-        &mut resumed,
-        &RunControl::new(no_clock),
-        &mut SilentObserver,
-    );
-    let (a, b) = (
-        parameters(resumed.model().network()),
-        parameters(straight.model().network()),
-    );
-    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
-        assert!((x - y).abs() <= 1e-5, "{x} vs {y}");
+        .unwrap();
+        run(
+            &mut resumed,
+            &RunControl::new(no_clock),
+            &mut SilentObserver,
+        );
+        let (a, b) = (
+            parameters(resumed.model().network()),
+            parameters(straight.model().network()),
+        );
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert!((x - y).abs() <= 1e-5, "{x} vs {y}");
+        }
     }
 }

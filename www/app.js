@@ -1,11 +1,12 @@
 // The page: camera, drawing and controls. It never runs a network: every model, photo and
-// database operation is a message to the worker (worker.js → Rust `web::worker`), whose
-// answers arrive in request order. Messages are the serde enums of `src/protocol.rs`.
+// database operation goes to the worker through the library's client (`FaceVerifier`,
+// verifier.js), as it would for any other app. Messages are the serde enums of `src/protocol.rs`.
 
 const $ = (id) => document.getElementById(id);
 const ROLES = ['anchor', 'positive', 'verification', 'negative'];
 const ROLE_NAMES = { anchor: 'anchor', positive: 'positive', verification: 'verification photo', negative: 'negative' };
 import { chooseBuild } from './builds.js';
+import { FaceVerifier, frameOf } from './verifier.js';
 
 const KIND_LABELS = { Wgpu: 'WebGPU', Cpu: 'CPU' };
 /// How often the live view asks for faces, at most (ms).
@@ -14,7 +15,8 @@ const LIVE_INTERVAL_MS = 150;
 const CONTINUOUS_INTERVAL_MS = 300;
 
 const app = {
-  worker: null,
+  verifier: null, // the library's client of the worker
+  trainAbort: null, // aborts the running training
   ready: false,
   state: null, // ProfileState from the worker
   profile: localStorage.getItem('faceverify.profile'),
@@ -29,21 +31,10 @@ const app = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Worker messages: requests are answered in order; progress messages come in between.
-
-const pending = [];
-const PROGRESS = new Set(['ModelProgress', 'ImportProgress', 'Training']);
+// The worker, through the library's client
 
 function call(request, transfer = []) {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    pending.push({ resolve, reject, type: request.type });
-    app.worker.postMessage(request, transfer);
-  }).finally(() => {
-    // The first round trip of each request type, for the Performance panel and the bench.
-    const name = `faceverify:request:${request.type}`;
-    if (!performance.getEntriesByName(name, 'measure').length) performance.measure(name, { start: started });
-  });
+  return app.verifier.request(request, transfer);
 }
 
 /// The backend preference at start-up: the URL's, else the one saved last time (mirrored from
@@ -56,22 +47,15 @@ function startupPreference() {
 
 function startWorker(preference) {
   app.preference = preference;
-  app.worker = new Worker(`./worker.js?backend=${encodeURIComponent(preference)}`, { type: 'module' });
-  app.worker.onerror = (event) => {
-    show('worker-status', `The app's worker failed: ${event.message || 'unknown error'}. Reload the page.`);
-  };
-  app.worker.onmessage = ({ data }) => {
-    if (data.type === 'Build') { app.build = data.build; return; }
-    if (data.type === 'Loaded') { mark('worker-loaded'); return onLoaded(); }
-    if (PROGRESS.has(data.type)) return onProgress(data);
-    const waiting = pending.shift();
-    if (!waiting) {
-      if (data.type === 'Failed') show('worker-status', data.message);
-      return;
-    }
-    if (data.type === 'Failed') waiting.reject(new Error(data.message));
-    else waiting.resolve(data);
-  };
+  const verifier = new FaceVerifier({ backend: preference });
+  app.verifier = verifier;
+  verifier.addEventListener('progress', ({ detail }) => onProgress(detail));
+  verifier.addEventListener('failed', ({ detail }) => show('worker-status', detail));
+  verifier.loaded.then(() => {
+    app.build = verifier.build;
+    mark('worker-loaded');
+    return onLoaded();
+  }, () => {});
 }
 
 // User Timing marks of the start-up (devtools' Performance panel shows them, and `cargo xtask
@@ -185,8 +169,7 @@ async function useBackend(preference) {
   }
   await flushSettings();
   app.ready = false;
-  app.worker.terminate();
-  for (const waiting of pending.splice(0)) waiting.reject(new Error('The worker restarted.'));
+  app.verifier.terminate('The worker restarted.');
   startWorker(preference);
 }
 
@@ -217,7 +200,7 @@ async function initBackend(preference) {
 // State: profiles, photos, model, settings
 
 async function loadState(profile) {
-  const { state } = await call({ type: 'LoadState', profile: profile ?? null });
+  const state = await app.verifier.state(profile ?? null);
   renderState(state);
 }
 
@@ -417,8 +400,7 @@ async function openCamera() {
 async function grabFrame() {
   const video = $('camera');
   if (!app.cameraLive || video.readyState < 2 || !video.videoWidth) return null;
-  const bitmap = await createImageBitmap(video);
-  return { width: bitmap.width, height: bitmap.height, bitmap };
+  return frameOf(video);
 }
 
 let liveTimer = null;
@@ -493,9 +475,13 @@ async function capture(role) {
   const frame = await grabFrame().catch(() => null);
   if (!frame) { $('capture-status').textContent = 'The camera is not ready.'; return false; }
   try {
-    const { outcome } = await call({ type: 'Capture', profile: app.profile, role, frame }, [frame.bitmap]);
+    const outcome = await app.verifier.enrol(app.profile, frame.bitmap, { role, checks: !$('capture-anyway').checked });
     if (outcome.outcome === 'no_face') {
       $('capture-status').textContent = `No face found: nothing stored. ${HINTS.no_face()}`;
+      return false;
+    }
+    if (outcome.outcome === 'refused') {
+      $('capture-status').textContent = `Not stored, it would make a poor reference photo. ${hintText(outcome.hints)}`;
       return false;
     }
     app.state.images.push(outcome.image);
@@ -585,15 +571,9 @@ async function train(resume) {
   const batch = Number($('train-batch').value) || null;
   // A resumed run continues in the mode it was started in.
   if (resume && app.state?.checkpoint?.mode) $('train-mode').value = app.state.checkpoint.mode;
-  const request = {
-    profile: app.profile,
-    mode: $('train-mode').value,
-    epochs,
-    batch_size: batch,
-    seed: 42,
-    resume,
-  };
+  const mode = $('train-mode').value;
   app.training = true;
+  app.trainAbort = new AbortController();
   epochRows.length = 0;
   if (resume && app.state?.latest_run) epochRows.push(...app.state.latest_run.epochs);
   setEnabled(['train-start', 'train-resume'], false);
@@ -601,10 +581,12 @@ async function train(resume) {
   $('train-resume').hidden = true;
   $('train-report').hidden = true;
   $('train-progress').title = '';
-  $('train-status').textContent = request.mode === 'fine_tune'
+  $('train-status').textContent = mode === 'fine_tune'
     ? 'Computing face descriptors of the stored photos…' : 'Preparing the classic network…';
   try {
-    const { outcome } = await call({ type: 'Train', request });
+    const outcome = await app.verifier.train(app.profile, {
+      mode, epochs, batchSize: batch, resume, signal: app.trainAbort.signal,
+    });
     if (outcome.stop === 'cancelled') {
       $('train-status').textContent = 'Training cancelled. Its last checkpoint is kept: press Resume to continue.';
       announce('Training cancelled');
@@ -767,7 +749,7 @@ async function verifyOnce() {
   const verdict = $('verdict');
   const started = performance.now();
   try {
-    const { outcome } = await call({ type: 'Verify', profile: app.profile, frame }, [frame.bitmap]);
+    const outcome = await app.verifier.verify(app.profile, frame.bitmap);
     if (!performance.getEntriesByName('faceverify:first-verification', 'measure').length) {
       performance.measure('faceverify:first-verification', { start: started });
     }
@@ -837,7 +819,7 @@ function saveSettings() {
 async function exportData() {
   $('data-status').textContent = 'Preparing the export…';
   try {
-    const { bytes } = await call({ type: 'Export' });
+    const bytes = await app.verifier.exportData();
     const url = URL.createObjectURL(new Blob([bytes], { type: 'application/x-tar' }));
     const link = document.createElement('a');
     link.href = url;
@@ -857,7 +839,7 @@ async function importArchive(file) {
   $('data-status').textContent = 'Checking the archive…';
   try {
     const bytes = new Uint8Array(await file.arrayBuffer());
-    const result = await call({ type: 'ImportArchive', bytes, mode }, [bytes.buffer]);
+    const result = await app.verifier.importData(bytes, mode);
     $('data-status').textContent = `Imported ${result.profiles} people, ${result.images} photos and ${result.models} models (${mode}).`;
     await loadState(app.profile);
   } catch (error) {
@@ -869,7 +851,7 @@ async function deleteAll() {
   if (!confirm('Delete every photo, model and setting stored by faceverify in this browser? This cannot be undone.')) return;
   $('data-status').textContent = 'Deleting…';
   try {
-    await call({ type: 'DeleteAll' });
+    await app.verifier.deleteAll();
     localStorage.removeItem('faceverify.profile');
     $('data-status').textContent = 'All your data was deleted.';
     announce('All data deleted');
@@ -894,7 +876,7 @@ function wire() {
   $('train-start').onclick = () => train(false);
   $('train-resume').onclick = () => train(true);
   $('train-cancel').onclick = () => {
-    app.worker.postMessage({ type: 'CancelTraining' });
+    app.trainAbort?.abort();
     $('train-status').textContent = 'Cancelling at the next step…';
   };
   $('verify-once').onclick = verifyOnce;

@@ -5,11 +5,12 @@
 // - Everything else: network first (the HTTP cache makes that a cheap revalidation), falling
 //   back to the cache offline, so a new build is picked up at the next online load.
 // Cache names start with "faceverify" so "Delete all my data" finds them (web::idb_store).
-const CACHE = 'faceverify-app-v2';
+const CACHE = 'faceverify-app-v3';
 const SHELL = [
   './',
   'index.html',
   'app.js',
+  'verifier.js',
   'worker.js',
   'builds.js',
   'faceverify.js',

@@ -33,7 +33,8 @@ async function loadBuild(build) {
 }
 
 try {
-  const preference = new URL(import.meta.url).searchParams.get('backend') || 'auto';
+  const params = new URL(import.meta.url).searchParams;
+  const preference = params.get('backend') || 'auto';
   let build = await chooseBuild(preference);
   let glue;
   try {
@@ -46,7 +47,8 @@ try {
     glue = await loadBuild(build);
   }
   self.postMessage({ type: 'Build', build });
-  glue.workerMain();
+  // Where the model files come from: the page's choice, else models/ beside this file.
+  glue.workerMain(params.get('models') ?? undefined);
 } catch (error) {
   self.postMessage({
     type: 'Failed',

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use faceverify::train::impostors::FitOptions;
-use faceverify::train::run::{RunSettings, TrainingMode};
+use faceverify::train::run::TrainingMode;
 use faceverify_cli::{
-    BackendChoice, CliError, ImpostorOptions, TrainOptions, VerifyOptions, default_impostors_path,
-    default_weights_path, impostors, train, verify,
+    BackendChoice, CliError, ImpostorOptions, TrainOptions, VerifyOptions, default_weights_path,
+    impostors, train, verify,
 };
 
 mod bench;
@@ -20,14 +20,12 @@ mod eval_command;
 
 const USAGE: &str = "usage:
   faceverify train --data DIR [--mode fine-tune|classic] [--epochs N] [--batch N] [--seed N]
-                   [--lr X] [--pairs N] [--patience N|none] [--backend cpu|wgpu] [--out model.bin]
-                   [--impostors FILE|none] [--impostor-samples N] [--augment N]
-                   [--checkpoint FILE] [--weights FILE] [--quiet]
-      DIR/anchor, DIR/positive and DIR/negative hold photos (JPEG or PNG) of centred faces.
-      --pairs: pairs per class (fine-tune default: anchors x positives, at most 400;
-      classic: the tutorial's zip, as many as the smallest folder).
-  faceverify verify --model M --refs DIR [--detection X] [--verification X]
-                    [--backend cpu|wgpu] [--weights FILE] IMAGE...
+                   [--backend cpu|wgpu] [--out model.bin] [--store DIR [--resume]] [--quiet]
+      DIR/anchor, DIR/positive and DIR/negative hold photos (JPEG or PNG); each face is
+      detected and aligned, and the model trained and calibrated, as in the page. --store
+      keeps the photos, runs and model in DIR (a checkpoint every epoch: --resume continues).
+  faceverify verify (--model M --refs DIR | --store DIR) [--detection X] [--verification X]
+                    [--backend cpu|wgpu] IMAGE...
   faceverify impostors --lfw DIR --out FILE [--clusters K] [--min-members N]
                        [--backend cpu|wgpu] [--weights FILE]
   faceverify eval --lfw DIR --pairs FILE [--crop detect|centre] [--fallback centre|lfw-framing]
@@ -46,7 +44,7 @@ struct Args {
 }
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["quiet"];
+const SWITCHES: &[&str] = &["quiet", "resume"];
 
 impl Args {
     fn parse(raw: &[String]) -> Result<Self, CliError> {
@@ -126,48 +124,16 @@ fn train_command(mut args: Args) -> Result<(), CliError> {
             )));
         }
     };
-    let mut settings = RunSettings::for_mode(mode);
-    if let Some(epochs) = args.parsed("epochs")? {
-        settings.training.epochs = epochs;
-    }
-    if let Some(batch) = args.parsed("batch")? {
-        settings.training.batch_size = batch;
-    }
-    if let Some(seed) = args.parsed("seed")? {
-        settings.training.seed = seed;
-    }
-    if let Some(pairs) = args.parsed("pairs")? {
-        settings.training.pairs_per_class = Some(pairs);
-    }
-    if let Some(lr) = args.parsed("lr")? {
-        settings.training.learning_rate = lr;
-    }
-    match args.take("patience").as_deref() {
-        None => {}
-        Some("none") => settings.patience = None,
-        Some(value) => {
-            settings.patience = Some(value.parse().map_err(|_| {
-                CliError::Usage(format!("--patience: '{value}' is not a number or none"))
-            })?)
-        }
-    }
-    let impostors = match args.take("impostors").as_deref() {
-        Some("none") => None,
-        Some(path) => Some(PathBuf::from(path)),
-        None if mode == TrainingMode::FineTune => Some(default_impostors_path()),
-        None => None,
-    };
     let options = TrainOptions {
         data: PathBuf::from(args.required("data")?),
         mode,
+        epochs: args.parsed("epochs")?,
+        batch_size: args.parsed("batch")?,
+        seed: args.parsed("seed")?.unwrap_or(42),
+        resume: args.switch("resume"),
         backend: args.backend()?,
         out: PathBuf::from(args.take("out").unwrap_or_else(|| "model.bin".into())),
-        weights: args.weights(),
-        impostors,
-        impostor_samples: args.parsed("impostor-samples")?.unwrap_or(200),
-        augment: args.parsed("augment")?.unwrap_or(0),
-        checkpoint: args.take("checkpoint").map(PathBuf::from),
-        settings,
+        store: args.take("store").map(PathBuf::from),
     };
     let quiet = args.switch("quiet");
     args.finish()?;
@@ -177,51 +143,69 @@ fn train_command(mut args: Args) -> Result<(), CliError> {
             args.positional
         )));
     }
-    let outcome = train(&options, quiet)?;
-    let report = &outcome.report;
-    println!(
-        "images: {} anchor, {} positive, {} negative; embedding {:.1} s, training {:.1} s",
-        outcome.counts[0],
-        outcome.counts[1],
-        outcome.counts[2],
-        outcome.seconds.0,
-        outcome.seconds.1
-    );
-    println!(
-        "test split: loss {:.4}  precision {:.3}  recall {:.3}  accuracy {:.3}  AUC {:.4}  EER {:.3}",
-        report.test_loss,
-        report.evaluation.precision,
-        report.evaluation.recall,
-        report.evaluation.accuracy,
-        report.evaluation.auc,
-        report.evaluation.eer.rate
-    );
-    match (&report.policy, &report.calibration_problem) {
-        (Some(proposal), _) => println!(
-            "calibrated policy (target FAR {}): detection {:.3} (pair FAR {:.3}, FRR {:.3}), \
-             verification {:.3} (probe FAR {:.3}, FRR {:.3})",
-            options.settings.target_false_accept_rate,
-            proposal.policy.detection.value(),
-            proposal.detection.false_accept_rate,
-            proposal.detection.false_reject_rate,
-            proposal.policy.verification.value(),
-            proposal.verification.false_accept_rate,
-            proposal.verification.false_reject_rate,
-        ),
-        (None, Some(problem)) => println!("no calibration ({problem}); default policy 0.5/0.5"),
-        (None, None) => {}
+    if options.resume && options.store.is_none() {
+        return Err(CliError::Usage(
+            "--resume continues a run kept with --store DIR".into(),
+        ));
     }
+    let trained = train(&options, quiet)?;
+    for (role, report) in &trained.imported {
+        let skipped: Vec<String> = report
+            .skipped
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.reason))
+            .collect();
+        println!(
+            "{}: {} photos{}",
+            faceverify_cli::session::role_folder(*role),
+            report.added.len(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", skipped {}", skipped.join("; "))
+            }
+        );
+    }
+    print_report(&trained.outcome);
     println!("wrote {}", options.out.display());
     Ok(())
 }
 
+/// The run's test metrics and calibrated thresholds, from the stored model's metrics.
+fn print_report(outcome: &faceverify::app::TrainOutcome) {
+    let Some(model) = &outcome.model else {
+        println!("training stopped ({:?}); no model was stored", outcome.stop);
+        return;
+    };
+    let test = &model.metrics["test"];
+    let number = |value: &serde_json::Value| value.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "test split: loss {:.4}  precision {:.3}  recall {:.3}  accuracy {:.3}  AUC {:.4}  EER {:.3}",
+        number(&test["loss"]),
+        number(&test["precision"]),
+        number(&test["recall"]),
+        number(&test["accuracy"]),
+        number(&test["auc"]),
+        number(&test["eer"]),
+    );
+    let policy = &model.metrics["policy"];
+    match model.metrics["calibration_problem"].as_str() {
+        Some(problem) => println!("no calibration ({problem}); default policy 0.5/0.5"),
+        None => println!(
+            "calibrated policy: detection {:.3}, verification {:.3}",
+            number(&policy["detection"]),
+            number(&policy["verification"]),
+        ),
+    }
+}
+
 fn verify_command(mut args: Args) -> Result<(), CliError> {
     let options = VerifyOptions {
-        model: PathBuf::from(args.required("model")?),
-        refs: PathBuf::from(args.required("refs")?),
+        model: args.take("model").map(PathBuf::from),
+        refs: args.take("refs").map(PathBuf::from),
+        store: args.take("store").map(PathBuf::from),
         detection: args.parsed("detection")?,
         verification: args.parsed("verification")?,
-        weights: args.weights(),
         backend: args.backend()?,
         images: args.positional.iter().map(PathBuf::from).collect(),
     };
@@ -231,8 +215,16 @@ fn verify_command(mut args: Args) -> Result<(), CliError> {
             "verify needs at least one IMAGE\n\n{USAGE}"
         )));
     }
+    if options.store.is_none() && (options.model.is_none() || options.refs.is_none()) {
+        return Err(CliError::Usage(format!(
+            "verify needs --model and --refs, or a --store that train kept\n\n{USAGE}"
+        )));
+    }
     for decision in verify(&options)? {
-        let result = &decision.result;
+        let Some(result) = &decision.result else {
+            println!("{}: no face found", decision.image.display());
+            continue;
+        };
         let scores: Vec<String> = result.scores.iter().map(|s| format!("{s:.3}")).collect();
         println!(
             "{}: {}  ({} of {} above {:.3} = {:.3}, threshold {:.3})",

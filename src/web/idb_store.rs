@@ -258,17 +258,14 @@ fn corrupt(store: &str, reason: impl fmt::Display) -> StoreError {
 // ---------------------------------------------------------------------------------------------
 // Records as IndexedDB holds them
 
-/// Plain objects (never `Map`s), `None` as `null`, bytes as `Uint8Array`.
-const RECORD_SERIALIZER: serde_wasm_bindgen::Serializer =
-    serde_wasm_bindgen::Serializer::json_compatible().serialize_bytes_as_arrays(false);
-
+/// A record as IndexedDB stores it, written as every value that crosses to JS is.
 fn to_record<T: Serialize + ?Sized>(
     value: &T,
     kind: &'static str,
     id: &str,
 ) -> Result<JsValue, StoreError> {
     value
-        .serialize(&RECORD_SERIALIZER)
+        .serialize(&super::JS_SERIALIZER)
         .map_err(|e| StoreError::InvalidRecord {
             kind,
             id: id.to_owned(),
@@ -944,7 +941,7 @@ async fn derive_active_model_pointers(transaction: &idb::Transaction) -> Result<
                 profile_id: Cow::Owned(profile_id),
                 model_id: Cow::Owned(model_id),
             }
-            .serialize(&RECORD_SERIALIZER)
+            .serialize(&super::JS_SERIALIZER)
             .map_err(|e| e.to_string())?;
             pointers
                 .put(&pointer, None)
@@ -1007,7 +1004,7 @@ fn rewrite_record(
     let json: Value = serde_wasm_bindgen::from_value(metadata)
         .map_err(|e| format!("a record is unreadable: {e}"))?;
     let rewritten = rewrite(json)?
-        .serialize(&RECORD_SERIALIZER)
+        .serialize(&super::JS_SERIALIZER)
         .map_err(|e| format!("a rewritten record cannot be stored: {e}"))?;
     for (key, value) in payloads {
         Reflect::set(&rewritten, &key, &value).map_err(|e| format!("{e:?}"))?;

@@ -14,10 +14,26 @@ use crate::model::koch::DeviceBufferLimits;
 
 pub use worker::worker_main;
 
-/// Runs when the module is instantiated: panics reach the console with their message.
+/// Runs when the module is instantiated: a panic reaches the console with its message and, in
+/// the app's worker, the page, which fails every request in flight with it instead of waiting
+/// for answers that will never come (the module cannot run on after a panic).
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let Ok(scope) = js_sys::global().dyn_into::<web_sys::DedicatedWorkerGlobalScope>() else {
+            return;
+        };
+        let message = crate::protocol::WorkerResponse::Panicked {
+            message: format!(
+                "The app's worker stopped on an internal error ({info}). Reload the page; your \
+                 photos and models are kept."
+            ),
+        };
+        if let Ok(value) = to_js(&message) {
+            let _ = scope.post_message(&value);
+        }
+    }));
 }
 
 /// The library's version, for apps that import `pkg/`.
@@ -74,9 +90,16 @@ pub async fn webgpu_adapter_limits() -> Option<DeviceBufferLimits> {
     })
 }
 
-/// Serialises to plain JS objects (never `Map`s), so page code and tests can read fields.
+/// How Rust values become JS values, for the page and for IndexedDB alike: plain objects
+/// (never `Map`s), so page code and tests can read fields; `None` as `null`; and bytes
+/// (`serde_bytes` fields: photo crops, archives) as `Uint8Array`s, which `new Blob([..])` and
+/// IndexedDB take as they are. (`json_compatible` alone writes bytes as arrays of numbers, and
+/// a Blob of such an array holds their decimal text.)
+pub(crate) const JS_SERIALIZER: serde_wasm_bindgen::Serializer =
+    serde_wasm_bindgen::Serializer::json_compatible().serialize_bytes_as_arrays(false);
+
 pub(crate) fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .serialize(&JS_SERIALIZER)
         .map_err(|e| JsValue::from_str(&e.to_string()))
 }

@@ -135,3 +135,38 @@ pub fn verify(session: &Session) -> (String, String) {
         ),
     )
 }
+
+/// The gallery's thumbnails as `(shown, broken)`: a thumbnail whose bytes do not decode shows
+/// its alt text instead of the face.
+pub fn thumbnails(session: &Session) -> (u64, u64) {
+    let counts = session.eval_async(
+        "const images = [...document.querySelectorAll('.gallery img')];
+         await Promise.all(images.map((img) => img.decode().catch(() => {})));
+         return [images.length, images.filter((img) => img.naturalWidth === 0).length];",
+    );
+    (counts[0].as_u64().unwrap(), counts[1].as_u64().unwrap())
+}
+
+/// Clicks "Export all data…" and returns the archive the page offers for download.
+pub fn export_archive(session: &Session) -> Vec<u8> {
+    let base64 = session.eval_async(
+        "const offered = [];
+         const create = URL.createObjectURL;
+         URL.createObjectURL = (blob) => { offered.push(blob); return create.call(URL, blob); };
+         document.getElementById('export').click();
+         const started = Date.now();
+         let archive;
+         while (!(archive = offered.find((b) => b.type === 'application/x-tar'))) {
+           if (Date.now() - started > 60000) throw new Error(document.getElementById('data-status').textContent);
+           await new Promise((resolve) => setTimeout(resolve, 100));
+         }
+         URL.createObjectURL = create;
+         const reader = new FileReader();
+         await new Promise((resolve) => { reader.onload = resolve; reader.readAsDataURL(archive); });
+         return reader.result.slice(reader.result.indexOf(',') + 1);",
+    );
+    let Some(text) = base64.as_str() else {
+        panic!("no archive was offered: {base64}");
+    };
+    super::base64_decode::decode(text).expect("the archive arrives as base64")
+}

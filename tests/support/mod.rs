@@ -6,8 +6,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -25,157 +23,44 @@ pub fn shared_dir() -> PathBuf {
     dir.canonicalize().unwrap()
 }
 
-/// The built app (`trunk build`), from FACEVERIFY_DIST, or a panic that says how to build it.
+/// The built app (`cargo xtask dist`), from FACEVERIFY_DIST, or a panic that says how to build it.
 pub fn dist_dir() -> PathBuf {
     let dir = std::env::var_os("FACEVERIFY_DIST")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
     assert!(
         dir.join("index.html").is_file() && dir.join("worker.js").is_file(),
-        "end-to-end tests need the built app in {}: run them through `cargo xtask test` (it runs `trunk build`)",
+        "end-to-end tests need the built app in {}: run them through `cargo xtask test` (it runs `cargo xtask dist`)",
         dir.display()
     );
     dir
 }
 
-/// The two headers that make a page cross-origin isolated, which the multithreaded build needs.
-const ISOLATION_HEADERS: &str =
-    "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n";
-
-/// Serves a directory on 127.0.0.1 on a free port, and logs every request path. Like the host
-/// README.md describes, it sends the cross-origin isolation headers unless told otherwise.
-pub struct StaticServer {
-    pub port: u16,
-    /// Every request path, in order: the offline tests read it.
-    pub requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
+/// The app's static server, shared with `cargo xtask serve`.
+#[path = "../../xtask/src/static_server.rs"]
+mod static_server;
+pub use static_server::{Site, StaticServer};
 
 impl StaticServer {
+    /// Serves `root` as a host should (README.md): with the cross-origin isolation headers.
     pub fn start(root: PathBuf) -> Self {
-        Self::start_with_mounts(root, Vec::new(), true)
+        Self::start_site(Site::isolated(root))
     }
 
     /// A host that sends no cross-origin isolation headers: the page gets one thread.
     pub fn start_without_isolation(root: PathBuf) -> Self {
-        Self::start_with_mounts(root, Vec::new(), false)
+        Self::start_site(Site {
+            isolated: false,
+            ..Site::isolated(root)
+        })
     }
 
     /// Also serves `../shared` under `/shared/`, for tests that feed the app shared photos.
     pub fn start_with_shared(root: PathBuf) -> Self {
-        Self::start_with_mounts(root, vec![("/shared/".to_string(), shared_dir())], true)
-    }
-
-    fn start_with_mounts(root: PathBuf, mounts: Vec<(String, PathBuf)>, isolated: bool) -> Self {
-        let mounts = Arc::new(mounts);
-        let headers = if isolated { ISOLATION_HEADERS } else { "" };
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (log, stopped) = (requests.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let (root, log, mounts) = (root.clone(), log.clone(), mounts.clone());
-                std::thread::spawn(move || serve_one(stream, &root, &mounts, &log, headers));
-            }
-        });
-        Self {
-            port,
-            requests,
-            stop,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for StaticServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js" | "mjs") => "text/javascript",
-        Some("wasm") => "application/wasm",
-        Some("css") => "text/css",
-        Some("json" | "webmanifest") => "application/json",
-        Some("png") => "image/png",
-        Some("svg") => "image/svg+xml",
-        _ => "application/octet-stream",
-    }
-}
-
-fn serve_one(
-    stream: TcpStream,
-    root: &Path,
-    mounts: &[(String, PathBuf)],
-    log: &Mutex<Vec<String>>,
-    extra_headers: &str,
-) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    // Drain the headers; the server answers GET only.
-    let mut line = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-        line.clear();
-    }
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_string();
-    log.lock().unwrap().push(path.clone());
-    let clean = path.split(['?', '#']).next().unwrap_or("/");
-    let (root, clean) = mounts
-        .iter()
-        .find_map(|(prefix, dir)| {
-            clean
-                .strip_prefix(prefix.as_str())
-                .map(|rest| (dir.as_path(), rest))
+        Self::start_site(Site {
+            mounts: vec![("/shared/".to_string(), shared_dir())],
+            ..Site::isolated(root)
         })
-        .unwrap_or((root, clean));
-    let relative = if clean == "/" {
-        "index.html"
-    } else {
-        clean.trim_start_matches('/')
-    };
-    let file = root.join(relative);
-    let mut stream = stream;
-    let inside = file
-        .canonicalize()
-        .ok()
-        .zip(root.canonicalize().ok())
-        .is_some_and(|(f, r)| f.starts_with(r));
-    match std::fs::read(&file) {
-        Ok(body) if inside => {
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n{extra_headers}Connection: close\r\n\r\n",
-                content_type(&file),
-                body.len()
-            );
-            let _ = stream
-                .write_all(head.as_bytes())
-                .and_then(|()| stream.write_all(&body));
-        }
-        _ => {
-            let _ = stream.write_all(
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
-            );
-        }
     }
 }
 

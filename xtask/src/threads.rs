@@ -4,8 +4,8 @@
 //! build needs a pinned nightly with `rust-src` (`-Z build-std`); everything else stays on the
 //! stable toolchain. It has no WebGPU: wgpu's browser objects cannot be shared between threads.
 //!
-//! Trunk's post-build hook writes it into `threads/` beside the single-thread build, and the
-//! worker loads it only where the page is cross-origin isolated (`www/worker.js`).
+//! `cargo xtask dist` writes it into `threads/` beside the single-thread build, and the worker
+//! loads it only where the page is cross-origin isolated (`www/worker.js`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,22 +92,14 @@ pub fn build(out: &Path) -> Result {
         .join(WASM_TARGET)
         .join("release")
         .join("faceverify.wasm");
-    run(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--out-name", "faceverify"])
-        .args(["--remove-name-section", "--remove-producers-section"])
-        .arg("--out-dir")
-        .arg(out)
-        .arg(&wasm))
+    crate::dist::wasm_bindgen_web(&wasm, out)
 }
 
-/// `cargo xtask threaded-wasm [OUT_DIR]`: into OUT_DIR, or (as Trunk's hook) into
-/// `$TRUNK_STAGING_DIR/threads`.
+/// `cargo xtask threaded-wasm OUT_DIR`.
 pub fn run_command(args: &[String]) -> Result {
-    let out = match args.first() {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::var_os("TRUNK_STAGING_DIR")
-            .map(|staging| PathBuf::from(staging).join("threads"))
-            .ok_or("give an output folder, or run as Trunk's hook (TRUNK_STAGING_DIR)")?,
+    let out = match args {
+        [dir] => PathBuf::from(dir),
+        _ => return Err("usage: cargo xtask threaded-wasm OUT_DIR".into()),
     };
     setup()?;
     build(&out)?;

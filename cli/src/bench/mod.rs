@@ -553,7 +553,8 @@ async fn stored_references(
             source: ImageSource::Import,
             created: i as u64,
         };
-        app::capture(store, pipeline, photo, new)
+        // The benchmark's references are fixed photos: stored whatever the frame checks say.
+        app::capture(store, pipeline, photo, new, app::QualityGate::StoreAnyway)
             .await
             .map_err(err("storing a reference"))?;
     }

@@ -21,8 +21,8 @@ use crate::model::siamese::{Siamese, SiameseHead};
 use crate::pipeline::{FacePipeline, PipelineError};
 use crate::store::validate::{self, ImageLimits};
 use crate::store::{
-    ImageDescriptor, ImageId, ImageRole, ImageSource, Millis, ModelSummary, ProfileId, RunStatus,
-    Store, StoreError, StoredImage, StoredModel, TrainingMode, TrainingRun,
+    ImageDescriptor, ImageId, ImageRole, ImageSource, Millis, ModelId, ModelSummary, ProfileId,
+    RunStatus, Store, StoreError, StoredImage, StoredModel, TrainingMode, TrainingRun,
 };
 use crate::train::impostors::ImpostorModel;
 use crate::train::run::{
@@ -37,6 +37,9 @@ use crate::verify::policy::{
 use crate::vision::align::{FaceTemplate, align_face};
 use crate::vision::detect::Face;
 use crate::vision::frame::Frame;
+
+mod session;
+pub use session::{Host, MAX_PROFILE_NAME, Session, SessionError};
 
 /// Impostor samples added to the negatives of a fine-tune run.
 pub const IMPOSTOR_SAMPLES: usize = 300;
@@ -78,13 +81,15 @@ pub enum AppError {
     DeviceTooSmall(String),
     #[error("the stored model was made by a different version of the app ({0}); train again")]
     IncompatibleModel(String),
+    #[error("this file is not a faceverify model ({0})")]
+    NotAModel(String),
 }
 
 // ---------------------------------------------------------------------------------------------
 // Frame quality
 
-/// Advice for the person in front of the camera (the page words it). Only
-/// [`FrameHint::NoFace`] stops a capture; the others say how to get a better photo.
+/// Advice for the person in front of the camera (the page words it). Every hint also refuses
+/// a capture ([`QualityGate::Enforce`]) unless the person insists.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "hint", rename_all = "snake_case")]
 pub enum FrameHint {
@@ -257,13 +262,30 @@ impl ImageSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CaptureOutcome {
-    /// Stored; `hints` say how the next photo could be better.
+    /// Stored; `hints` say how the next photo could be better (only with
+    /// [`QualityGate::StoreAnyway`] are there any).
     Stored {
         image: ImageSummary,
         hints: Vec<FrameHint>,
     },
+    /// Nothing stored: the face would make a poor reference photo, for the reasons in `hints`.
+    Refused { hints: Vec<FrameHint> },
     /// Nothing stored: there was no face.
     NoFace,
+}
+
+/// Whether a capture must pass the frame checks before it is stored. Every photo a person
+/// captures becomes a reference that later frames are compared with, so by default a face that
+/// is too small, too dark, blurred, or shown beside another face is refused with the reason;
+/// the person may insist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityGate {
+    /// Refuse a face that any hint finds fault with.
+    #[default]
+    Enforce,
+    /// Store the face whatever the hints say (they still come back as advice).
+    StoreAnyway,
 }
 
 /// Where a new photo goes.
@@ -323,15 +345,20 @@ async fn photo_record(
     Ok(Some((image, hints)))
 }
 
-/// Stores one camera frame as a photo of `photo.role` (one transaction). No face: nothing stored.
+/// Stores one camera frame as a photo of `photo.role` (one transaction). No face, or a face
+/// that `gate` refuses: nothing stored.
 pub async fn capture<S: Store>(
     store: &S,
     pipeline: &FacePipeline,
     frame: &Frame,
     photo: NewPhoto,
+    gate: QualityGate,
 ) -> Result<CaptureOutcome, AppError> {
     match photo_record(pipeline, frame, photo).await? {
         None => Ok(CaptureOutcome::NoFace),
+        Some((_, hints)) if gate == QualityGate::Enforce && !hints.is_empty() => {
+            Ok(CaptureOutcome::Refused { hints })
+        }
         Some((image, hints)) => {
             store.put_image(&image).await?;
             Ok(CaptureOutcome::Stored {
@@ -1259,6 +1286,36 @@ pub async fn verify_frame(
         calibrated: verifier.calibrated,
         model_id: verifier.model_id.clone(),
     })
+}
+
+/// Stores a model file (the bytes of a profile's model, as `faceverify train --out` writes
+/// them) as `profile`'s active model, with the settings and metrics it carries.
+pub async fn import_model<S: Store>(
+    store: &S,
+    profile: &str,
+    bytes: Vec<u8>,
+    model_id: ModelId,
+    now: Millis,
+) -> Result<ModelSummary, AppError> {
+    let model = TrainedModel::from_bytes(&bytes).map_err(|e| AppError::NotAModel(e.to_string()))?;
+    let mut metrics = model.summary["metrics"].clone();
+    if !metrics.is_object() {
+        metrics = serde_json::json!({});
+    }
+    // The thresholds in the file are the ones it verifies with.
+    metrics["policy"] = serde_json::json!(model.policy);
+    let stored = StoredModel {
+        id: model_id,
+        profile_id: profile.into(),
+        tower_kind: model.tower_kind,
+        format_version: validate::MODEL_FILE_FORMAT_VERSION,
+        created: now,
+        training_settings: model.summary["settings"].clone(),
+        metrics,
+        bytes,
+    };
+    store.save_and_activate_model(&stored).await?;
+    Ok(stored.summary())
 }
 
 // ---------------------------------------------------------------------------------------------

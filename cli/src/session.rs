@@ -1,0 +1,392 @@
+//! `faceverify train` and `faceverify verify`: the page's use cases from the command line. A
+//! [`Session`] over an on-disk store answers the same requests the browser's worker answers,
+//! so photos are detected and aligned, and models trained and calibrated, exactly as in the
+//! page.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use faceverify::app::{
+    self, Host, ImportReport, NamedFile, Session, SessionError, TrainOutcome, TrainRequest,
+    VerifyOutcome,
+};
+use faceverify::backend::{BackendKind, BackendPreference};
+use faceverify::model::koch::DeviceBufferLimits;
+use faceverify::protocol::{CameraFrame, ModelFile, WorkerRequest, WorkerResponse};
+use faceverify::store::{DirStore, ImageRole, Settings, Store, StoreError};
+use faceverify::train::run::{CancelFlag, StopReason, TrainingEvent, TrainingMode};
+use faceverify::verify::policy::VerificationResult;
+
+use crate::{BackendChoice, CliError, io, list_images};
+
+/// The profile the command line works on.
+pub const CLI_PROFILE: &str = app::DEFAULT_PROFILE_ID;
+
+/// The command line's side of a [`Session`]: a folder as the store, the committed model files,
+/// progress on the standard output.
+pub struct CliHost {
+    store: PathBuf,
+    models: PathBuf,
+    quiet: bool,
+    next_id: Cell<u64>,
+}
+
+impl Host for CliHost {
+    type Store = DirStore;
+
+    fn now_ms() -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+
+    fn yield_now() -> Pin<Box<dyn Future<Output = ()>>> {
+        app::no_yield()
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        self.next_id.set(self.next_id.get() + 1);
+        format!(
+            "{prefix}-{:x}-{}-{}",
+            Self::now_ms() as u64,
+            std::process::id(),
+            self.next_id.get()
+        )
+    }
+
+    fn post(&self, message: &WorkerResponse) {
+        if !self.quiet {
+            print_progress(message);
+        }
+    }
+
+    async fn open_store(&self) -> Result<DirStore, StoreError> {
+        DirStore::open(&self.store)
+    }
+
+    async fn model_file(&self, file: ModelFile) -> Result<Vec<u8>, String> {
+        let path = self.models.join(file.file_name());
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    async fn gpu_limits(&self) -> Option<DeviceBufferLimits> {
+        crate::wgpu_buffer_limits()
+    }
+
+    async fn delete_all_data(&self, store: Option<DirStore>) -> Result<(), StoreError> {
+        drop(store);
+        match std::fs::remove_dir_all(&self.store) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::WriteFailed {
+                detail: format!("{}: {e}", self.store.display()),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn print_progress(message: &WorkerResponse) {
+    match message {
+        WorkerResponse::ImportProgress { done, total } if done == total => {
+            println!("analysed {total} photos");
+        }
+        WorkerResponse::Training {
+            event: TrainingEvent::Epoch(stats),
+        } => println!(
+            "epoch {:>3}  test loss {:.4}  precision {:.3}  recall {:.3}",
+            stats.epoch + 1,
+            stats.test_loss.unwrap_or(f64::NAN),
+            stats.precision.unwrap_or(f64::NAN),
+            stats.recall.unwrap_or(f64::NAN),
+        ),
+        WorkerResponse::Training {
+            event:
+                TrainingEvent::Stopped {
+                    reason: StopReason::EarlyStopped { best_epoch },
+                },
+        } => println!(
+            "stopped early: the test loss has not improved since epoch {}",
+            best_epoch + 1
+        ),
+        _ => {}
+    }
+}
+
+/// Where a session keeps its data: a folder the person names (kept), or a fresh one that is
+/// removed when the command ends.
+pub enum StoreDir {
+    Kept(PathBuf),
+    Temporary(PathBuf),
+}
+
+impl StoreDir {
+    pub fn new(kept: Option<PathBuf>) -> Self {
+        kept.map_or_else(
+            || {
+                let name = format!(
+                    "faceverify-cli-{}-{}",
+                    std::process::id(),
+                    CliHost::now_ms()
+                );
+                StoreDir::Temporary(std::env::temp_dir().join(name))
+            },
+            StoreDir::Kept,
+        )
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            StoreDir::Kept(path) | StoreDir::Temporary(path) => path,
+        }
+    }
+}
+
+impl Drop for StoreDir {
+    fn drop(&mut self) {
+        if let StoreDir::Temporary(path) = self {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// A session on `store`, its backend chosen.
+pub fn open(
+    store: &StoreDir,
+    backend: BackendChoice,
+    quiet: bool,
+) -> Result<Session<CliHost>, CliError> {
+    let host = CliHost {
+        store: store.path().to_path_buf(),
+        models: crate::default_weights_path()
+            .parent()
+            .expect("the weights lie in models/")
+            .to_path_buf(),
+        quiet,
+        next_id: Cell::new(0),
+    };
+    let mut session = Session::new(host, CancelFlag::new());
+    let preference = match backend {
+        BackendChoice::Cpu => BackendPreference::Cpu,
+        BackendChoice::Wgpu => BackendPreference::Webgpu,
+    };
+    let ready = ask(&mut session, WorkerRequest::Init { preference })?;
+    // Asked for the GPU, the command line fails rather than quietly running on the CPU.
+    if let WorkerResponse::Ready {
+        backend: report,
+        description,
+    } = &ready
+        && backend == BackendChoice::Wgpu
+        && report.kind != BackendKind::Wgpu
+    {
+        return Err(CliError::Backend(description.clone()));
+    }
+    // As the page's first read does, this creates the profile the command line works on.
+    ask(&mut session, WorkerRequest::LoadState { profile: None })?;
+    Ok(session)
+}
+
+/// The session's answer to `request`, or its failure as a [`CliError`].
+pub fn ask(
+    session: &mut Session<CliHost>,
+    request: WorkerRequest,
+) -> Result<WorkerResponse, CliError> {
+    pollster::block_on(session.handle(request)).map_err(CliError::from)
+}
+
+impl From<SessionError> for CliError {
+    fn from(error: SessionError) -> Self {
+        CliError::Session(error.user_message())
+    }
+}
+
+/// Imports the photos of `dir` as `role` photos (detected and aligned as in the page).
+pub fn import_folder(
+    session: &mut Session<CliHost>,
+    dir: &Path,
+    role: ImageRole,
+) -> Result<ImportReport, CliError> {
+    let files = list_images(dir)?
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+            Ok(NamedFile {
+                name: path.display().to_string(),
+                bytes,
+            })
+        })
+        .collect::<Result<Vec<_>, CliError>>()?;
+    let request = WorkerRequest::ImportPhotos {
+        profile: CLI_PROFILE.into(),
+        role,
+        files,
+    };
+    match ask(session, request)? {
+        WorkerResponse::PhotosImported { report } => Ok(report),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(response: &WorkerResponse) -> CliError {
+    CliError::Session(format!("unexpected answer {response:?}"))
+}
+
+/// Options of `faceverify train`.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Folder with `anchor/`, `positive/`, `negative/`.
+    pub data: PathBuf,
+    pub mode: TrainingMode,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub seed: u64,
+    /// Continue the store's interrupted run (with a kept `--store`).
+    pub resume: bool,
+    pub backend: BackendChoice,
+    /// The model file to write.
+    pub out: PathBuf,
+    /// A folder to keep the photos, runs and models in.
+    pub store: Option<PathBuf>,
+}
+
+/// What `train` did: the photos imported per role, and the run.
+pub struct Trained {
+    pub imported: Vec<(ImageRole, ImportReport)>,
+    pub outcome: TrainOutcome,
+}
+
+/// `faceverify train`: imports the folder's photos, trains as the page does, writes the model.
+pub fn train(options: &TrainOptions, quiet: bool) -> Result<Trained, CliError> {
+    let store = StoreDir::new(options.store.clone());
+    let mut session = open(&store, options.backend, quiet)?;
+    let mut imported = Vec::new();
+    for role in [ImageRole::Anchor, ImageRole::Positive, ImageRole::Negative] {
+        let dir = options.data.join(role_folder(role));
+        if dir.is_dir() {
+            imported.push((role, import_folder(&mut session, &dir, role)?));
+        }
+    }
+    let request = TrainRequest {
+        profile: CLI_PROFILE.into(),
+        mode: options.mode,
+        epochs: options.epochs,
+        batch_size: options.batch_size,
+        seed: options.seed,
+        resume: options.resume,
+    };
+    let outcome = match ask(&mut session, WorkerRequest::Train { request })? {
+        WorkerResponse::Trained { outcome } => *outcome,
+        other => return Err(unexpected(&other)),
+    };
+    let model = pollster::block_on(async {
+        let store = session.store().await?;
+        Ok::<_, SessionError>(store.active_model(CLI_PROFILE).await?)
+    })?
+    .ok_or_else(|| CliError::Session("the run stored no model".into()))?;
+    std::fs::write(&options.out, &model.bytes).map_err(|e| io(&options.out, e))?;
+    Ok(Trained { imported, outcome })
+}
+
+/// The tutorial's folder name of a role.
+pub fn role_folder(role: ImageRole) -> &'static str {
+    match role {
+        ImageRole::Anchor => "anchor",
+        ImageRole::Positive => "positive",
+        ImageRole::Negative => "negative",
+        ImageRole::Verification => "verification",
+    }
+}
+
+/// Options of `faceverify verify`.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// A model file from `train` (else the kept store's model).
+    pub model: Option<PathBuf>,
+    /// Reference photos of the enrolled person (else the kept store's photos).
+    pub refs: Option<PathBuf>,
+    pub store: Option<PathBuf>,
+    /// Photos to decide on.
+    pub images: Vec<PathBuf>,
+    /// Thresholds overriding the model's calibrated ones.
+    pub detection: Option<f32>,
+    pub verification: Option<f32>,
+    pub backend: BackendChoice,
+}
+
+/// One probe's answer: the tutorial's decision, or no face.
+pub struct ProbeDecision {
+    pub image: PathBuf,
+    pub result: Option<VerificationResult>,
+}
+
+/// `faceverify verify`: each probe through the page's verification.
+pub fn verify(options: &VerifyOptions) -> Result<Vec<ProbeDecision>, CliError> {
+    let store = StoreDir::new(options.store.clone());
+    let mut session = open(&store, options.backend, true)?;
+    if let Some(refs) = &options.refs {
+        import_folder(&mut session, refs, ImageRole::Verification)?;
+    }
+    if let Some(model) = &options.model {
+        let bytes = std::fs::read(model).map_err(|e| io(model, e))?;
+        let profile = CLI_PROFILE.into();
+        ask(&mut session, WorkerRequest::ImportModel { profile, bytes })?;
+    }
+    if options.detection.is_some() || options.verification.is_some() {
+        override_thresholds(&mut session, options.detection, options.verification)?;
+    }
+    options
+        .images
+        .iter()
+        .map(|image| {
+            let request = WorkerRequest::Verify {
+                profile: CLI_PROFILE.into(),
+                frame: camera_frame(image)?,
+            };
+            let result = match ask(&mut session, request)? {
+                WorkerResponse::Verified { outcome } => match *outcome {
+                    VerifyOutcome::Decision { result, .. } => Some(result),
+                    VerifyOutcome::NoFace { .. } => None,
+                },
+                other => return Err(unexpected(&other)),
+            };
+            Ok(ProbeDecision {
+                image: image.clone(),
+                result,
+            })
+        })
+        .collect()
+}
+
+fn override_thresholds(
+    session: &mut Session<CliHost>,
+    detection: Option<f32>,
+    verification: Option<f32>,
+) -> Result<(), CliError> {
+    let WorkerResponse::State { state } = ask(session, WorkerRequest::LoadState { profile: None })?
+    else {
+        return Err(CliError::Session("no state".into()));
+    };
+    let settings = Settings {
+        detection_threshold: detection.unwrap_or(state.settings.detection_threshold),
+        verification_threshold: verification.unwrap_or(state.settings.verification_threshold),
+        ..state.settings
+    };
+    ask(
+        session,
+        WorkerRequest::SaveSettings {
+            profile: None,
+            settings,
+        },
+    )?;
+    Ok(())
+}
+
+/// A photo as the page's camera would send it: RGBA.
+pub fn camera_frame(path: &Path) -> Result<CameraFrame, CliError> {
+    let rgba = image::open(path).map_err(|e| io(path, e))?.to_rgba8();
+    Ok(CameraFrame {
+        width: rgba.width(),
+        height: rgba.height(),
+        rgba: rgba.into_raw(),
+    })
+}

@@ -1,0 +1,628 @@
+//! One session of the app: what a worker keeps between requests (the device, the face pipeline,
+//! the open store, the impostor model, a profile's loaded verifier, the saved thresholds) and
+//! the answer to each [`WorkerRequest`]. The platform supplies only what it alone has, through
+//! [`Host`]; the browser's worker is a message pump around [`Session::answer`], and every
+//! request is tested natively against a memory store.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use burn::prelude::Device;
+use thiserror::Error;
+
+use super::{
+    AppError, NamedFile, NewPhoto, QualityGate, RunIds, TrainRequest, Verifier, YieldFn, capture,
+    check_frame, import_model, import_photos, profile_state, train, verify_frame,
+};
+use crate::backend::{self, BackendKind, BackendPreference, SelectedBackend};
+use crate::model::koch::DeviceBufferLimits;
+use crate::pipeline::{FacePipeline, PipelineError};
+use crate::protocol::{CameraFrame, MODEL_FILES, ModelFile, WorkerRequest, WorkerResponse};
+use crate::selfcheck;
+use crate::store::archive::{self, ArchiveError};
+use crate::store::validate::ArchiveLimits;
+use crate::store::{
+    ImageRole, ImageSource, ImportMode, ModelSummary, Profile, ProfileId, Settings, Store,
+    StoreError,
+};
+use crate::train::impostors::ImpostorModel;
+use crate::train::run::{CancelFlag, RunControl, TrainingEvent};
+use crate::verify::policy::{ThresholdError, VerificationPolicy};
+use crate::vision::align::CropMode;
+use crate::vision::frame::FrameError;
+
+/// The longest profile name, in characters.
+pub const MAX_PROFILE_NAME: usize = 60;
+
+/// What only the platform has: its clock, ids, event loop, message channel, storage, files and
+/// GPU. The browser's worker implements it on IndexedDB and `fetch`; tests on a memory store.
+#[allow(async_fn_in_trait)]
+pub trait Host {
+    type Store: Store;
+
+    /// Milliseconds since the epoch: records' times, and the training loop's clock.
+    fn now_ms() -> f64;
+    /// Lets the platform's event loop run (queued messages, a cancel) during long work.
+    fn yield_now() -> Pin<Box<dyn Future<Output = ()>>>;
+    /// A fresh record id beginning with `prefix`, unique across profiles and devices.
+    fn new_id(&self, prefix: &str) -> String;
+    /// Sends a message that is not the answer to a request (progress) to the page.
+    fn post(&self, message: &WorkerResponse);
+    /// Opens the app's storage.
+    async fn open_store(&self) -> Result<Self::Store, StoreError>;
+    /// The bytes of a pretrained network's file; on failure, what went wrong.
+    async fn model_file(&self, file: ModelFile) -> Result<Vec<u8>, String>;
+    /// The GPU's buffer limits (asked only while the session computes on a GPU).
+    async fn gpu_limits(&self) -> Option<DeviceBufferLimits>;
+    /// Deletes everything the app keeps on this device; `store`, when open, is handed over
+    /// to be closed first.
+    async fn delete_all_data(&self, store: Option<Self::Store>) -> Result<(), StoreError>;
+}
+
+/// Why a request failed. [`SessionError::user_message`] is what the page shows.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(
+        "the {file} could not be downloaded ({detail}). Check the connection and reload; after \
+         one complete load the app also works offline"
+    )]
+    Download { file: &'static str, detail: String },
+    #[error("the app's model files are damaged ({0}). Reload the page to download them again")]
+    DamagedNetworks(PipelineError),
+    #[error("the app's impostor model is damaged ({0}). Reload the page")]
+    DamagedImpostors(String),
+    #[error("the camera picture could not be read: {0}")]
+    Camera(#[from] FrameError),
+    #[error("the photo could not be analysed: {0}")]
+    Analysis(PipelineError),
+    #[error("the training self-check failed on {backend}: {detail}")]
+    SelfCheck {
+        backend: &'static str,
+        detail: String,
+    },
+    #[error("a profile needs a name of 1 to {MAX_PROFILE_NAME} characters")]
+    ProfileName,
+    #[error("that photo no longer exists")]
+    PhotoGone,
+    #[error("no training is running")]
+    NoTraining,
+    #[error("thresholds must lie between 0 and 1: {0}")]
+    Thresholds(ThresholdError),
+    #[error("the saved thresholds are invalid: {0}")]
+    SavedThresholds(ThresholdError),
+}
+
+impl SessionError {
+    /// The error as a sentence for the person using the app: capitalised, one final stop.
+    pub fn user_message(&self) -> String {
+        let text = self.to_string();
+        let mut chars = text.chars();
+        match chars.next() {
+            Some(first) => format!(
+                "{}{}.",
+                first.to_uppercase(),
+                chars.as_str().trim_end().trim_end_matches('.')
+            ),
+            None => "Something went wrong.".into(),
+        }
+    }
+}
+
+/// A profile's verifier, valid while the photos and models it was built from are unchanged.
+struct LoadedVerifier {
+    profile: ProfileId,
+    generation: u64,
+    verifier: Verifier,
+}
+
+/// What a worker keeps between requests, and the answer to each.
+pub struct Session<H: Host> {
+    host: H,
+    /// Shared with whoever receives the page's messages: a cancel must reach a running
+    /// training while the session is busy with it.
+    cancel: CancelFlag,
+    parts: Parts<H::Store>,
+    verifier: Option<LoadedVerifier>,
+    /// Bumped by every change to photos or models, so a loaded verifier is rebuilt.
+    generation: u64,
+    /// The saved thresholds, read once instead of on every verified frame.
+    policy: Option<VerificationPolicy>,
+}
+
+/// What a session loads on first use.
+struct Parts<S> {
+    backend: Option<SelectedBackend>,
+    /// Built on the chosen device; dropped when the device changes.
+    pipeline: Option<FacePipeline>,
+    impostors: Option<ImpostorModel>,
+    store: Option<S>,
+}
+
+/// The loaded parts a use case works with, borrowed together.
+struct Ready<'a, H: Host> {
+    host: &'a H,
+    device: &'a Device,
+    store: &'a H::Store,
+    pipeline: &'a FacePipeline,
+    impostors: Option<&'a ImpostorModel>,
+}
+
+/// The backend in `slot`, chosen automatically the first time (the page's `Init` chooses by
+/// the person's preference before anything else runs).
+async fn chosen(slot: &mut Option<SelectedBackend>) -> &mut SelectedBackend {
+    let selected = match slot.take() {
+        Some(selected) => selected,
+        None => backend::select(BackendPreference::Auto).await,
+    };
+    slot.insert(selected)
+}
+
+/// `slot`'s value, made by `make` the first time.
+async fn filled<T, E>(
+    slot: &mut Option<T>,
+    make: impl Future<Output = Result<T, E>>,
+) -> Result<&mut T, E> {
+    let value = match slot.take() {
+        Some(value) => value,
+        None => make.await?,
+    };
+    Ok(slot.insert(value))
+}
+
+async fn model_file<H: Host>(host: &H, file: ModelFile) -> Result<Vec<u8>, SessionError> {
+    host.model_file(file)
+        .await
+        .map_err(|detail| SessionError::Download {
+            file: file.name,
+            detail,
+        })
+}
+
+/// The face pipeline on `device`, from the detector's and the tower's files.
+async fn load_pipeline<H: Host>(host: &H, device: &Device) -> Result<FacePipeline, SessionError> {
+    let [detector, tower, _] = MODEL_FILES;
+    let detector = model_file(host, detector).await?;
+    let tower = model_file(host, tower).await?;
+    FacePipeline::from_bytes(&detector, &tower, device).map_err(SessionError::DamagedNetworks)
+}
+
+async fn load_impostors<H: Host>(host: &H) -> Result<ImpostorModel, SessionError> {
+    let bytes = model_file(host, MODEL_FILES[2]).await?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| SessionError::DamagedImpostors(e.to_string()))?;
+    ImpostorModel::from_json(&text).map_err(|e| SessionError::DamagedImpostors(e.to_string()))
+}
+
+/// The thresholds a new model's calibration proposed become the saved ones (the sliders'
+/// values).
+async fn adopt_calibrated_thresholds(
+    store: &impl Store,
+    model: &ModelSummary,
+) -> Result<(), StoreError> {
+    let Ok(policy) = serde_json::from_value::<VerificationPolicy>(model.metrics["policy"].clone())
+    else {
+        return Ok(());
+    };
+    let mut settings = store.settings().await?;
+    settings.detection_threshold = policy.detection.value();
+    settings.verification_threshold = policy.verification.value();
+    store.put_settings(&settings).await
+}
+
+impl<S: Store> Parts<S> {
+    async fn backend(&mut self) -> &SelectedBackend {
+        chosen(&mut self.backend).await
+    }
+
+    async fn store<H: Host<Store = S>>(&mut self, host: &H) -> Result<&S, SessionError> {
+        Ok(filled(&mut self.store, host.open_store()).await?)
+    }
+
+    /// The device, the face pipeline on it, and the store.
+    async fn ready<'a, H: Host<Store = S>>(
+        &'a mut self,
+        host: &'a H,
+    ) -> Result<Ready<'a, H>, SessionError> {
+        let device = &chosen(&mut self.backend).await.device;
+        let pipeline = filled(&mut self.pipeline, load_pipeline(host, device)).await?;
+        let store = filled(&mut self.store, host.open_store()).await?;
+        Ok(Ready {
+            host,
+            device,
+            store,
+            pipeline,
+            impostors: self.impostors.as_ref(),
+        })
+    }
+}
+
+impl<H: Host> Session<H> {
+    pub fn new(host: H, cancel: CancelFlag) -> Self {
+        Self {
+            host,
+            cancel,
+            parts: Parts {
+                backend: None,
+                pipeline: None,
+                impostors: None,
+                store: None,
+            },
+            verifier: None,
+            generation: 0,
+            policy: None,
+        }
+    }
+
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    /// The answer to `request`: its response, or `Failed` with a sentence for the person.
+    pub async fn answer(&mut self, request: WorkerRequest) -> WorkerResponse {
+        let name = request.name();
+        self.handle(request)
+            .await
+            .unwrap_or_else(|error| WorkerResponse::Failed {
+                request: name.into(),
+                message: error.user_message(),
+            })
+    }
+
+    /// The response to `request`, or why it failed.
+    pub async fn handle(&mut self, request: WorkerRequest) -> Result<WorkerResponse, SessionError> {
+        match request {
+            WorkerRequest::Init { preference } => Ok(self.init(preference).await),
+            WorkerRequest::CheckTraining { steps } => self.check_training(steps).await,
+            WorkerRequest::AnalysePhoto { bytes, crop } => self.analyse_photo(&bytes, crop).await,
+            WorkerRequest::CheckFrame { frame } => {
+                let frame = frame.to_frame()?;
+                let check =
+                    check_frame(self.parts.ready(&self.host).await?.pipeline, &frame).await?;
+                Ok(WorkerResponse::FrameChecked { check })
+            }
+            WorkerRequest::LoadState { profile } => self.state(profile.as_deref()).await,
+            WorkerRequest::MeasureUsage => Ok(WorkerResponse::Usage {
+                usage: self.store().await?.usage().await?,
+            }),
+            WorkerRequest::SaveProfile { profile } => self.save_profile(profile).await,
+            WorkerRequest::DeleteProfile { id } => {
+                self.store().await?.delete_profile(&id).await?;
+                self.changed();
+                self.state(None).await
+            }
+            WorkerRequest::Capture {
+                profile,
+                role,
+                frame,
+                quality,
+            } => self.capture(profile, role, &frame, quality).await,
+            WorkerRequest::ImportPhotos {
+                profile,
+                role,
+                files,
+            } => self.import_photos(&profile, role, files).await,
+            WorkerRequest::ImportModel { profile, bytes } => {
+                let id = self.host.new_id("model");
+                let now = H::now_ms() as u64;
+                let store = self.store().await?;
+                let model = import_model(store, &profile, bytes, id, now).await?;
+                adopt_calibrated_thresholds(store, &model).await?;
+                self.changed();
+                self.state(Some(&profile)).await
+            }
+            WorkerRequest::DeletePhoto { profile, id } => {
+                self.store().await?.delete_image(&id).await?;
+                self.changed();
+                self.state(Some(&profile)).await
+            }
+            WorkerRequest::SetPhotoRole { profile, id, role } => {
+                self.set_photo_role(&profile, &id, role).await
+            }
+            WorkerRequest::Train { request } => self.train(&request).await,
+            // The page's messages are read apart so that a cancel reaches a running training;
+            // one that arrives as a request found none.
+            WorkerRequest::CancelTraining => Err(SessionError::NoTraining),
+            WorkerRequest::Verify { profile, frame } => self.verify(profile, &frame).await,
+            WorkerRequest::SaveSettings { profile, settings } => {
+                self.save_settings(profile.as_deref(), &settings).await
+            }
+            WorkerRequest::Export => Ok(WorkerResponse::Exported {
+                bytes: archive::export_archive(self.store().await?).await?,
+            }),
+            WorkerRequest::ImportArchive { bytes, mode } => self.import_archive(&bytes, mode).await,
+            WorkerRequest::DeleteAll => {
+                let store = self.parts.store.take();
+                self.changed();
+                self.host.delete_all_data(store).await?;
+                Ok(WorkerResponse::AllDeleted)
+            }
+        }
+    }
+
+    // Loaded on first use -----------------------------------------------------------------
+
+    /// The session's store, opened on first use (native callers read it directly).
+    pub async fn store(&mut self) -> Result<&H::Store, SessionError> {
+        self.parts.store(&self.host).await
+    }
+
+    async fn backend(&mut self) -> &SelectedBackend {
+        self.parts.backend().await
+    }
+
+    /// The GPU's buffer limits while the session computes on one.
+    async fn device_limits(&mut self) -> Option<DeviceBufferLimits> {
+        match self.backend().await.report.kind {
+            BackendKind::Wgpu => self.host.gpu_limits().await,
+            BackendKind::Cpu => None,
+        }
+    }
+
+    /// The saved thresholds.
+    async fn policy(&mut self) -> Result<VerificationPolicy, SessionError> {
+        if let Some(policy) = self.policy {
+            return Ok(policy);
+        }
+        let settings = self.store().await?.settings().await?;
+        let policy = VerificationPolicy::from_values(
+            settings.detection_threshold,
+            settings.verification_threshold,
+        )
+        .map_err(SessionError::SavedThresholds)?;
+        self.policy = Some(policy);
+        Ok(policy)
+    }
+
+    /// Photos or models changed: what was derived from them is rebuilt on next use.
+    fn changed(&mut self) {
+        self.generation += 1;
+        self.policy = None;
+        self.verifier = None;
+    }
+
+    // Requests ----------------------------------------------------------------------------
+
+    async fn init(&mut self, preference: BackendPreference) -> WorkerResponse {
+        let selected = backend::select(preference).await;
+        let report = selected.report.clone();
+        self.parts.backend = Some(selected);
+        self.parts.pipeline = None;
+        self.verifier = None;
+        WorkerResponse::Ready {
+            description: report.describe(),
+            backend: report,
+        }
+    }
+
+    async fn check_training(&mut self, steps: usize) -> Result<WorkerResponse, SessionError> {
+        let selected = self.backend().await;
+        let check = selfcheck::training_check(&selected.device, steps)
+            .await
+            .map_err(|e| SessionError::SelfCheck {
+                backend: selected.report.kind.label(),
+                detail: e.to_string(),
+            })?;
+        Ok(WorkerResponse::TrainingChecked {
+            backend: selected.report.clone(),
+            check,
+        })
+    }
+
+    async fn analyse_photo(
+        &mut self,
+        bytes: &[u8],
+        crop: CropMode,
+    ) -> Result<WorkerResponse, SessionError> {
+        let backend = self.backend().await.report.clone();
+        let analysis = self
+            .parts
+            .ready(&self.host)
+            .await?
+            .pipeline
+            .analyse_encoded(bytes, crop)
+            .await
+            .map_err(SessionError::Analysis)?;
+        Ok(WorkerResponse::PhotoAnalysed { backend, analysis })
+    }
+
+    /// What the page shows of `profile` (or of the first profile).
+    async fn state(&mut self, profile: Option<&str>) -> Result<WorkerResponse, SessionError> {
+        let state = profile_state(self.store().await?, profile).await?;
+        Ok(WorkerResponse::State {
+            state: Box::new(state),
+        })
+    }
+
+    async fn save_profile(&mut self, profile: Profile) -> Result<WorkerResponse, SessionError> {
+        let length = profile.name.trim().chars().count();
+        if length == 0 || length > MAX_PROFILE_NAME {
+            return Err(SessionError::ProfileName);
+        }
+        self.store().await?.put_profile(&profile).await?;
+        self.state(Some(&profile.id)).await
+    }
+
+    async fn capture(
+        &mut self,
+        profile: ProfileId,
+        role: ImageRole,
+        frame: &CameraFrame,
+        quality: QualityGate,
+    ) -> Result<WorkerResponse, SessionError> {
+        let frame = frame.to_frame()?;
+        let photo = NewPhoto {
+            id: self.host.new_id("img"),
+            profile,
+            role,
+            source: ImageSource::Camera,
+            created: H::now_ms() as u64,
+        };
+        let ready = self.parts.ready(&self.host).await?;
+        let outcome = capture(ready.store, ready.pipeline, &frame, photo, quality).await?;
+        self.changed();
+        Ok(WorkerResponse::Captured { role, outcome })
+    }
+
+    async fn import_photos(
+        &mut self,
+        profile: &str,
+        role: ImageRole,
+        files: Vec<NamedFile>,
+    ) -> Result<WorkerResponse, SessionError> {
+        let Ready {
+            host,
+            store,
+            pipeline,
+            ..
+        } = self.parts.ready(&self.host).await?;
+        let mut progress =
+            |done: usize, total: usize| host.post(&WorkerResponse::ImportProgress { done, total });
+        let report = import_photos(
+            store,
+            pipeline,
+            files,
+            profile,
+            role,
+            H::now_ms() as u64,
+            &mut || host.new_id("img"),
+            &mut progress,
+            H::yield_now as YieldFn,
+        )
+        .await?;
+        self.changed();
+        Ok(WorkerResponse::PhotosImported { report })
+    }
+
+    async fn set_photo_role(
+        &mut self,
+        profile: &str,
+        id: &str,
+        role: ImageRole,
+    ) -> Result<WorkerResponse, SessionError> {
+        let store = self.store().await?;
+        let mut image = store.get_image(id).await?.ok_or(SessionError::PhotoGone)?;
+        image.role = role;
+        store.put_image(&image).await?;
+        self.changed();
+        self.state(Some(profile)).await
+    }
+
+    async fn train(&mut self, request: &TrainRequest) -> Result<WorkerResponse, SessionError> {
+        let limits = self.device_limits().await;
+        filled(&mut self.parts.impostors, load_impostors(&self.host)).await?;
+        // A cancel sent while no run was active belongs to nothing.
+        self.cancel.reset();
+        let control = RunControl {
+            clock: H::now_ms,
+            cancel: self.cancel.clone(),
+        };
+        let ready = self.parts.ready(&self.host).await?;
+        let ids = RunIds {
+            run_id: ready.host.new_id("run"),
+            model_id: ready.host.new_id("model"),
+            now: H::now_ms() as u64,
+        };
+        let mut on_event = |event: &TrainingEvent| {
+            ready.host.post(&WorkerResponse::Training {
+                event: event.clone(),
+            })
+        };
+        let outcome = train(
+            ready.store,
+            ready.pipeline,
+            ready.impostors,
+            ready.device,
+            limits.as_ref(),
+            request,
+            ids,
+            &control,
+            &mut on_event,
+            H::yield_now,
+        )
+        .await;
+        // The flag is shared with the page's handler: lower it for the next run.
+        control.cancel.reset();
+        let outcome = outcome?;
+        if let Some(model) = &outcome.model {
+            adopt_calibrated_thresholds(ready.store, model).await?;
+        }
+        self.changed();
+        Ok(WorkerResponse::Trained {
+            outcome: Box::new(outcome),
+        })
+    }
+
+    async fn verify(
+        &mut self,
+        profile: ProfileId,
+        frame: &CameraFrame,
+    ) -> Result<WorkerResponse, SessionError> {
+        let frame = frame.to_frame()?;
+        let policy = self.policy().await?;
+        let limits = self.device_limits().await;
+        let generation = self.generation;
+        if !matches!(&self.verifier, Some(v) if v.profile == profile && v.generation == generation)
+        {
+            self.verifier = None;
+        }
+        let ready = self.parts.ready(&self.host).await?;
+        let (store, pipeline, device) = (ready.store, ready.pipeline, ready.device);
+        let load = async {
+            let verifier = Verifier::load(
+                store,
+                pipeline,
+                &profile,
+                device,
+                limits.as_ref(),
+                H::yield_now,
+            )
+            .await?;
+            Ok::<_, SessionError>(LoadedVerifier {
+                profile: profile.clone(),
+                generation,
+                verifier,
+            })
+        };
+        let loaded = filled(&mut self.verifier, load).await?;
+        let outcome = verify_frame(pipeline, &loaded.verifier, &frame, &policy).await?;
+        Ok(WorkerResponse::Verified {
+            outcome: Box::new(outcome),
+        })
+    }
+
+    async fn save_settings(
+        &mut self,
+        profile: Option<&str>,
+        settings: &Settings,
+    ) -> Result<WorkerResponse, SessionError> {
+        let policy = VerificationPolicy::from_values(
+            settings.detection_threshold,
+            settings.verification_threshold,
+        )
+        .map_err(SessionError::Thresholds)?;
+        self.store().await?.put_settings(settings).await?;
+        self.policy = Some(policy);
+        self.state(profile).await
+    }
+
+    async fn import_archive(
+        &mut self,
+        bytes: &[u8],
+        mode: ImportMode,
+    ) -> Result<WorkerResponse, SessionError> {
+        let store = self.store().await?;
+        let report = archive::import_archive(store, bytes, mode, &ArchiveLimits::default()).await?;
+        self.changed();
+        Ok(WorkerResponse::ArchiveImported {
+            images: report.counts.images,
+            models: report.counts.models,
+            profiles: report.counts.profiles,
+        })
+    }
+}

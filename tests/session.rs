@@ -1,0 +1,578 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The app's session natively: every request the worker answers, sent to a `Session` on a
+//! memory store with the real networks and LFW photos, as the page sends them.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use faceverify::app::{
+    self, CaptureOutcome, Host, NamedFile, QualityGate, Session, SessionError, TrainRequest,
+    VerifyOutcome,
+};
+use faceverify::backend::{BackendKind, BackendPreference};
+use faceverify::model::koch::DeviceBufferLimits;
+use faceverify::protocol::{CameraFrame, ModelFile, WorkerRequest, WorkerResponse};
+use faceverify::store::{
+    ImageRole, ImportMode, MemoryStore, Profile, Settings, StoreError, TrainingMode,
+};
+use faceverify::train::run::CancelFlag;
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn lfw(person: &str, number: u32) -> PathBuf {
+    let path = crate_dir()
+        .join("../shared/data/lfw")
+        .join(person)
+        .join(format!("{person}_{number:04}.jpg"));
+    assert!(
+        path.is_file(),
+        "{} is missing: these tests need ../shared",
+        path.display()
+    );
+    path
+}
+
+/// A camera frame as the page sends it: RGBA.
+fn camera_frame(path: &Path) -> CameraFrame {
+    let rgba = image::open(path).unwrap().to_rgba8();
+    CameraFrame {
+        width: rgba.width(),
+        height: rgba.height(),
+        rgba: rgba.into_raw(),
+    }
+}
+
+/// The platform of these tests: models from `models/`, a memory store, ids from a counter,
+/// and every posted message kept.
+#[derive(Default)]
+struct TestHost {
+    next_id: Cell<u64>,
+    posted: RefCell<Vec<WorkerResponse>>,
+    /// When set, downloading a model file fails with this.
+    offline: RefCell<Option<String>>,
+    stores_opened: Cell<u32>,
+    deletions: Cell<u32>,
+}
+
+impl Host for TestHost {
+    type Store = MemoryStore;
+
+    fn now_ms() -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0
+    }
+
+    fn yield_now() -> Pin<Box<dyn Future<Output = ()>>> {
+        app::no_yield()
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        self.next_id.set(self.next_id.get() + 1);
+        format!("{prefix}-{}", self.next_id.get())
+    }
+
+    fn post(&self, message: &WorkerResponse) {
+        self.posted.borrow_mut().push(message.clone());
+    }
+
+    async fn open_store(&self) -> Result<MemoryStore, StoreError> {
+        self.stores_opened.set(self.stores_opened.get() + 1);
+        Ok(MemoryStore::new())
+    }
+
+    async fn model_file(&self, file: ModelFile) -> Result<Vec<u8>, String> {
+        if let Some(detail) = self.offline.borrow().clone() {
+            return Err(detail);
+        }
+        std::fs::read(crate_dir().join(file.path)).map_err(|e| e.to_string())
+    }
+
+    async fn gpu_limits(&self) -> Option<DeviceBufferLimits> {
+        None
+    }
+
+    async fn delete_all_data(&self, store: Option<MemoryStore>) -> Result<(), StoreError> {
+        drop(store);
+        self.deletions.set(self.deletions.get() + 1);
+        Ok(())
+    }
+}
+
+fn new_session() -> Session<TestHost> {
+    let mut session = Session::new(TestHost::default(), CancelFlag::new());
+    let ready = send(
+        &mut session,
+        WorkerRequest::Init {
+            preference: BackendPreference::Cpu,
+        },
+    );
+    assert!(
+        matches!(&ready, WorkerResponse::Ready { backend, .. } if backend.kind == BackendKind::Cpu),
+        "{ready:?}"
+    );
+    // The page reads the state first, which creates the first profile.
+    state(&mut session);
+    session
+}
+
+fn send(session: &mut Session<TestHost>, request: WorkerRequest) -> WorkerResponse {
+    pollster::block_on(session.answer(request))
+}
+
+fn refused(session: &mut Session<TestHost>, request: WorkerRequest) -> SessionError {
+    pollster::block_on(session.handle(request)).expect_err("the request should fail")
+}
+
+fn capture(session: &mut Session<TestHost>, path: &Path, role: ImageRole) -> CaptureOutcome {
+    let request = WorkerRequest::Capture {
+        profile: app::DEFAULT_PROFILE_ID.into(),
+        role,
+        frame: camera_frame(path),
+        quality: QualityGate::Enforce,
+    };
+    match send(session, request) {
+        WorkerResponse::Captured { outcome, .. } => outcome,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn verify(session: &mut Session<TestHost>, path: &Path) -> bool {
+    let request = WorkerRequest::Verify {
+        profile: app::DEFAULT_PROFILE_ID.into(),
+        frame: camera_frame(path),
+    };
+    match send(session, request) {
+        WorkerResponse::Verified { outcome } => match *outcome {
+            VerifyOutcome::Decision { result, .. } => result.verified,
+            VerifyOutcome::NoFace { .. } => panic!("no face in {}", path.display()),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+fn state(session: &mut Session<TestHost>) -> app::ProfileState {
+    match send(session, WorkerRequest::LoadState { profile: None }) {
+        WorkerResponse::State { state } => *state,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Enrols George W. Bush (5 anchors, 5 positives) and imports 5 other people as negatives.
+fn enrol(session: &mut Session<TestHost>) {
+    for i in 1..=5 {
+        for (role, number) in [(ImageRole::Anchor, i), (ImageRole::Positive, i + 5)] {
+            let outcome = capture(session, &lfw("George_W_Bush", number), role);
+            assert!(
+                matches!(outcome, CaptureOutcome::Stored { .. }),
+                "{outcome:?}"
+            );
+        }
+    }
+    let others = [
+        "Colin_Powell",
+        "Gerhard_Schroeder",
+        "Hugo_Chavez",
+        "Donald_Rumsfeld",
+        "Ariel_Sharon",
+    ];
+    let files = others
+        .iter()
+        .map(|person| NamedFile {
+            name: format!("{person}.jpg"),
+            bytes: std::fs::read(lfw(person, 1)).unwrap(),
+        })
+        .collect();
+    let imported = send(
+        session,
+        WorkerRequest::ImportPhotos {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            role: ImageRole::Negative,
+            files,
+        },
+    );
+    let WorkerResponse::PhotosImported { report } = imported else {
+        panic!("{imported:?}");
+    };
+    assert_eq!(report.added.len(), 5, "{report:?}");
+    assert!(
+        session
+            .host()
+            .posted
+            .borrow()
+            .iter()
+            .any(|m| matches!(m, WorkerResponse::ImportProgress { done: 5, total: 5 })),
+        "the import reports its progress"
+    );
+}
+
+fn train(session: &mut Session<TestHost>) -> WorkerResponse {
+    send(
+        session,
+        WorkerRequest::Train {
+            request: TrainRequest {
+                profile: app::DEFAULT_PROFILE_ID.into(),
+                mode: TrainingMode::FineTune,
+                epochs: Some(20),
+                batch_size: None,
+                seed: 7,
+                resume: false,
+            },
+        },
+    )
+}
+
+#[test]
+fn a_session_enrols_trains_verifies_exports_and_deletes_everything() {
+    let mut session = new_session();
+    let first = state(&mut session);
+    assert_eq!(first.profile.id, app::DEFAULT_PROFILE_ID);
+    assert!(first.images.is_empty());
+
+    enrol(&mut session);
+    let grey = image::RgbaImage::from_pixel(320, 240, image::Rgba([128, 128, 128, 255]));
+    let no_face = WorkerRequest::Capture {
+        profile: app::DEFAULT_PROFILE_ID.into(),
+        role: ImageRole::Anchor,
+        frame: CameraFrame {
+            width: 320,
+            height: 240,
+            rgba: grey.into_raw(),
+        },
+        quality: QualityGate::Enforce,
+    };
+    assert!(matches!(
+        send(&mut session, no_face),
+        WorkerResponse::Captured {
+            outcome: CaptureOutcome::NoFace,
+            ..
+        }
+    ));
+    assert_eq!(state(&mut session).images.len(), 15);
+
+    let untrained = refused(
+        &mut session,
+        WorkerRequest::Verify {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            frame: camera_frame(&lfw("George_W_Bush", 11)),
+        },
+    );
+    assert!(
+        untrained
+            .user_message()
+            .starts_with("This profile has no trained model yet")
+    );
+
+    let trained = train(&mut session);
+    let WorkerResponse::Trained { outcome } = &trained else {
+        panic!("{trained:?}");
+    };
+    let model = outcome.model.as_ref().expect("a model was stored");
+    assert!(
+        session
+            .host()
+            .posted
+            .borrow()
+            .iter()
+            .any(|m| matches!(m, WorkerResponse::Training { .. })),
+        "training reports its epochs"
+    );
+    // The calibrated thresholds became the saved ones.
+    let calibrated: faceverify::verify::policy::VerificationPolicy =
+        serde_json::from_value(model.metrics["policy"].clone()).unwrap();
+    let settings = state(&mut session).settings;
+    assert_eq!(settings.detection_threshold, calibrated.detection.value());
+    assert_eq!(
+        settings.verification_threshold,
+        calibrated.verification.value()
+    );
+
+    assert!(
+        verify(&mut session, &lfw("George_W_Bush", 11)),
+        "Bush himself"
+    );
+    assert!(
+        !verify(&mut session, &lfw("Colin_Powell", 2)),
+        "Colin Powell"
+    );
+
+    let WorkerResponse::Exported { bytes } = send(&mut session, WorkerRequest::Export) else {
+        panic!("no export");
+    };
+    model_file_verifies_in_another_session(&bytes);
+    assert_eq!(
+        send(&mut session, WorkerRequest::DeleteAll),
+        WorkerResponse::AllDeleted
+    );
+    assert_eq!(session.host().deletions.get(), 1);
+    assert!(state(&mut session).images.is_empty(), "everything is gone");
+    assert_eq!(
+        session.host().stores_opened.get(),
+        2,
+        "a new store after deleting"
+    );
+
+    let imported = send(
+        &mut session,
+        WorkerRequest::ImportArchive {
+            bytes,
+            mode: ImportMode::Replace,
+        },
+    );
+    assert!(
+        matches!(
+            imported,
+            WorkerResponse::ArchiveImported {
+                images: 15,
+                models: 1,
+                ..
+            }
+        ),
+        "{imported:?}"
+    );
+    // The restored model verifies again: the verifier was rebuilt from the imported data.
+    assert!(
+        verify(&mut session, &lfw("George_W_Bush", 11)),
+        "after the import"
+    );
+}
+
+/// The model file in an export, imported into a new session with other photos of the same
+/// man, verifies him; a file that is no model is refused.
+fn model_file_verifies_in_another_session(archive: &[u8]) {
+    let contents = faceverify::store::archive::decode_archive(
+        archive,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let model = contents
+        .models
+        .values()
+        .next()
+        .expect("the export holds the model");
+    let mut other = new_session();
+    for number in 12..=16 {
+        let outcome = capture(
+            &mut other,
+            &lfw("George_W_Bush", number),
+            ImageRole::Verification,
+        );
+        assert!(
+            matches!(outcome, CaptureOutcome::Stored { .. }),
+            "{outcome:?}"
+        );
+    }
+    let imported = send(
+        &mut other,
+        WorkerRequest::ImportModel {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            bytes: model.bytes.clone(),
+        },
+    );
+    assert!(
+        matches!(&imported, WorkerResponse::State { state } if state.model.is_some()),
+        "{imported:?}"
+    );
+    assert!(
+        verify(&mut other, &lfw("George_W_Bush", 11)),
+        "with the imported model"
+    );
+    assert!(!verify(&mut other, &lfw("Colin_Powell", 2)), "another man");
+    let garbage = refused(
+        &mut other,
+        WorkerRequest::ImportModel {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            bytes: b"not a model".to_vec(),
+        },
+    );
+    assert!(
+        garbage
+            .user_message()
+            .starts_with("This file is not a faceverify model"),
+        "{garbage}"
+    );
+}
+
+#[test]
+fn photos_and_profiles_change_through_the_session() {
+    let mut session = new_session();
+    let outcome = capture(&mut session, &lfw("George_W_Bush", 1), ImageRole::Anchor);
+    let CaptureOutcome::Stored { image, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    let moved = send(
+        &mut session,
+        WorkerRequest::SetPhotoRole {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            id: image.id.clone(),
+            role: ImageRole::Verification,
+        },
+    );
+    let WorkerResponse::State { state } = moved else {
+        panic!("{moved:?}");
+    };
+    assert_eq!(state.images[0].role, ImageRole::Verification);
+    let deleted = send(
+        &mut session,
+        WorkerRequest::DeletePhoto {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            id: image.id.clone(),
+        },
+    );
+    assert!(matches!(deleted, WorkerResponse::State { state } if state.images.is_empty()));
+    let gone = refused(
+        &mut session,
+        WorkerRequest::SetPhotoRole {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            id: image.id,
+            role: ImageRole::Anchor,
+        },
+    );
+    assert_eq!(gone.user_message(), "That photo no longer exists.");
+
+    let unnamed = Profile {
+        id: "p2".into(),
+        name: "   ".into(),
+    };
+    let error = refused(
+        &mut session,
+        WorkerRequest::SaveProfile { profile: unnamed },
+    );
+    assert_eq!(
+        error.user_message(),
+        "A profile needs a name of 1 to 60 characters."
+    );
+    let named = Profile {
+        id: "p2".into(),
+        name: "Ana".into(),
+    };
+    let saved = send(&mut session, WorkerRequest::SaveProfile { profile: named });
+    assert!(matches!(&saved, WorkerResponse::State { state } if state.profile.id == "p2"));
+    let removed = send(
+        &mut session,
+        WorkerRequest::DeleteProfile { id: "p2".into() },
+    );
+    assert!(
+        matches!(&removed, WorkerResponse::State { state } if state.profiles.iter().all(|p| p.id != "p2")),
+        "{removed:?}"
+    );
+}
+
+#[test]
+fn bad_requests_fail_with_a_sentence_and_change_nothing() {
+    let mut session = new_session();
+    let settings = Settings {
+        detection_threshold: 1.5,
+        ..Settings::default()
+    };
+    let answer = send(
+        &mut session,
+        WorkerRequest::SaveSettings {
+            profile: None,
+            settings,
+        },
+    );
+    let WorkerResponse::Failed { request, message } = answer else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(request, "SaveSettings");
+    assert!(
+        message.starts_with("Thresholds must lie between 0 and 1"),
+        "{message}"
+    );
+    assert_eq!(state(&mut session).settings, Settings::default());
+
+    let torn = WorkerRequest::CheckFrame {
+        frame: CameraFrame {
+            width: 10,
+            height: 10,
+            rgba: vec![0; 7],
+        },
+    };
+    let error = refused(&mut session, torn);
+    assert!(
+        error
+            .user_message()
+            .starts_with("The camera picture could not be read")
+    );
+    let error = refused(&mut session, WorkerRequest::CancelTraining);
+    assert_eq!(error.user_message(), "No training is running.");
+    let archive = refused(
+        &mut session,
+        WorkerRequest::ImportArchive {
+            bytes: b"not a tar".to_vec(),
+            mode: ImportMode::Merge,
+        },
+    );
+    assert!(
+        archive.user_message().contains("Nothing was imported."),
+        "{archive}"
+    );
+    let usage = send(&mut session, WorkerRequest::MeasureUsage);
+    assert!(matches!(usage, WorkerResponse::Usage { .. }), "{usage:?}");
+}
+
+#[test]
+fn a_failed_download_says_which_file_and_is_tried_again() {
+    let mut session = new_session();
+    *session.host().offline.borrow_mut() = Some("HTTP 503".into());
+    let frame = camera_frame(&lfw("George_W_Bush", 1));
+    let error = refused(
+        &mut session,
+        WorkerRequest::CheckFrame {
+            frame: frame.clone(),
+        },
+    );
+    let message = error.user_message();
+    assert!(
+        message.starts_with("The face detector could not be downloaded (HTTP 503)"),
+        "{message}"
+    );
+    assert!(message.contains("works offline"), "{message}");
+    *session.host().offline.borrow_mut() = None;
+    let checked = send(&mut session, WorkerRequest::CheckFrame { frame });
+    assert!(
+        matches!(&checked, WorkerResponse::FrameChecked { check } if check.faces.len() == 1),
+        "{checked:?}"
+    );
+}
+
+#[test]
+fn the_training_self_check_and_photo_analysis_run_on_the_chosen_device() {
+    let mut session = new_session();
+    let checked = send(&mut session, WorkerRequest::CheckTraining { steps: 3 });
+    assert!(
+        matches!(&checked, WorkerResponse::TrainingChecked { backend, .. } if backend.kind == BackendKind::Cpu),
+        "{checked:?}"
+    );
+    let analysed = send(
+        &mut session,
+        WorkerRequest::AnalysePhoto {
+            bytes: std::fs::read(lfw("George_W_Bush", 1)).unwrap(),
+            crop: Default::default(),
+        },
+    );
+    let WorkerResponse::PhotoAnalysed { analysis, .. } = analysed else {
+        panic!("{analysed:?}");
+    };
+    assert_eq!(analysis.embedding.map(|e| e.len()), Some(128));
+    let torn = refused(
+        &mut session,
+        WorkerRequest::AnalysePhoto {
+            bytes: b"\xff\xd8\xff truncated".to_vec(),
+            crop: Default::default(),
+        },
+    );
+    assert!(
+        torn.user_message()
+            .starts_with("The photo could not be analysed"),
+        "{torn}"
+    );
+}
