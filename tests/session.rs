@@ -143,18 +143,25 @@ fn capture(session: &mut Session<TestHost>, path: &Path, role: ImageRole) -> Cap
     }
 }
 
-fn verify(session: &mut Session<TestHost>, path: &Path) -> bool {
+/// Whether the face in `path` is verified, and the id of the model that decided.
+fn decision(session: &mut Session<TestHost>, path: &Path) -> (bool, String) {
     let request = WorkerRequest::Verify {
         profile: app::DEFAULT_PROFILE_ID.into(),
         frame: camera_frame(path),
     };
     match send(session, request) {
         WorkerResponse::Verified { outcome } => match *outcome {
-            VerifyOutcome::Decision { result, .. } => result.verified,
+            VerifyOutcome::Decision {
+                result, model_id, ..
+            } => (result.verified, model_id),
             VerifyOutcome::NoFace { .. } => panic!("no face in {}", path.display()),
         },
         other => panic!("{other:?}"),
     }
+}
+
+fn verify(session: &mut Session<TestHost>, path: &Path) -> bool {
+    decision(session, path).0
 }
 
 fn state(session: &mut Session<TestHost>) -> app::ProfileState {
@@ -256,17 +263,15 @@ fn a_session_enrols_trains_verifies_exports_and_deletes_everything() {
     ));
     assert_eq!(state(&mut session).images.len(), 15);
 
-    let untrained = refused(
-        &mut session,
-        WorkerRequest::Verify {
-            profile: app::DEFAULT_PROFILE_ID.into(),
-            frame: camera_frame(&lfw("George_W_Bush", 11)),
-        },
+    // Before any training the default model decides.
+    let (verified, model) = decision(&mut session, &lfw("George_W_Bush", 11));
+    assert!(
+        verified && model == "default",
+        "Bush with the default model"
     );
     assert!(
-        untrained
-            .user_message()
-            .starts_with("This profile has no trained model yet")
+        !decision(&mut session, &lfw("Colin_Powell", 2)).0,
+        "Powell with the default model"
     );
 
     let trained = train(&mut session);

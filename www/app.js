@@ -738,7 +738,8 @@ function drawRoc(roc, threshold) {
 // Verification
 
 function updateVerifyButtons() {
-  const enabled = app.ready && app.cameraLive && Boolean(app.state?.model);
+  // One photo of the person is enough: without a model of their own the default model decides.
+  const enabled = app.ready && app.cameraLive && Boolean(app.state?.images.some((i) => i.role !== 'negative'));
   setEnabled(['verify-once', 'verify-continuous'], enabled);
   if (!enabled && app.continuous) { app.continuous = false; $('verify-continuous').checked = false; }
 }
@@ -765,7 +766,10 @@ async function verifyOnce() {
     verdict.dataset.verdict = r.verified ? 'verified' : 'not-verified';
     verdict.dataset.fraction = r.fraction;
     verdict.textContent = r.verified ? 'VERIFIED' : 'NOT VERIFIED';
-    $('verdict-detail').textContent = `${r.detections} of ${r.reference_count} verification photos matched (${pct(r.fraction)}; needs more than ${pct(r.policy.verification)}). Detection threshold ${r.policy.detection.toFixed(2)}, best score ${best.toFixed(3)}.`;
+    const model = outcome.model_id === 'default'
+      ? ' Decided by the default model, with its own thresholds: train for a personal one.' : '';
+    verdict.dataset.model = outcome.model_id;
+    $('verdict-detail').textContent = `${r.detections} of ${r.reference_count} verification photos matched (${pct(r.fraction)}; needs more than ${pct(r.policy.verification)}). Detection threshold ${r.policy.detection.toFixed(2)}, best score ${best.toFixed(3)}.${model}`;
   } catch (error) {
     verdict.dataset.verdict = 'error';
     verdict.textContent = 'Could not verify.';

@@ -16,6 +16,7 @@ use faceverify_cli::{
 
 mod bench;
 mod bench_command;
+mod default_head_command;
 mod eval_command;
 
 const USAGE: &str = "usage:
@@ -32,6 +33,10 @@ const USAGE: &str = "usage:
                   [--limit N] [--batch-size N] [--backend cpu|wgpu] [--models DIR] [--json FILE]
       LFW's 10-fold verification protocol over a pairs file: accuracy, ROC AUC, EER,
       TAR at FAR = 1e-3 and faces/s (see README).
+  faceverify default-head --lfw DIR --pairs FILE --out FILE [--per-class N] [--epochs N]
+                          [--target-far X]
+      Trains the default model (a head for everyone) on LFW pairs of photos outside FILE's
+      pairs and calibrates it on them (`cargo xtask default-model` writes models/).
   faceverify bench [--backend cpu|wgpu|all] [--runs N] [--warmup N] [--slow-runs N]
                    [--koch-pairs N] [--shared DIR] [--models DIR] [--only NAME]
       Times the face pipeline, the Koch tower and fine-tune time-to-ready, one line per
@@ -279,6 +284,9 @@ fn run(raw: &[String]) -> Result<(), CliError> {
     }
     if command == "bench" {
         return bench_command::run(rest).map_err(CliError::Usage);
+    }
+    if command == "default-head" {
+        return default_head_command::run(rest).map_err(CliError::Usage);
     }
     let args = Args::parse(rest)?;
     match command.as_str() {

@@ -10,10 +10,6 @@ use std::pin::Pin;
 use burn::prelude::Device;
 use thiserror::Error;
 
-use super::{
-    AppError, NamedFile, NewPhoto, QualityGate, RunIds, TrainRequest, Verifier, YieldFn, capture,
-    check_frame, import_model, import_photos, profile_state, train, verify_frame,
-};
 use crate::backend::{self, BackendKind, BackendPreference, SelectedBackend};
 use crate::model::koch::DeviceBufferLimits;
 use crate::pipeline::{FacePipeline, PipelineError};
@@ -30,6 +26,11 @@ use crate::train::run::{CancelFlag, RunControl, TrainingEvent};
 use crate::verify::policy::{ThresholdError, VerificationPolicy};
 use crate::vision::align::CropMode;
 use crate::vision::frame::FrameError;
+
+use super::{
+    AppError, NamedFile, NewPhoto, QualityGate, RunIds, TrainRequest, Verifier, YieldFn, capture,
+    check_frame, import_model, import_photos, profile_state, train, verify_frame,
+};
 
 /// The longest profile name, in characters.
 pub const MAX_PROFILE_NAME: usize = 60;
@@ -590,6 +591,7 @@ impl<H: Host> Session<H> {
             })
         };
         let loaded = filled(&mut self.verifier, load).await?;
+        let policy = loaded.verifier.policy(policy);
         let outcome = verify_frame(pipeline, &loaded.verifier, &frame, &policy).await?;
         Ok(WorkerResponse::Verified {
             outcome: Box::new(outcome),

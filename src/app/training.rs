@@ -1,0 +1,454 @@
+//! Training a profile's model from its stored photos: fine-tune (the pretrained tower frozen,
+//! the siamese head trained on cached descriptors) or classic (the Koch network from scratch),
+//! resumable from the checkpoint the run stores as it goes.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::model::koch::{DeviceBufferLimits, KOCH_INPUT, KochTowerConfig};
+use crate::model::siamese::Siamese;
+use crate::pipeline::FacePipeline;
+use crate::store::validate::{self};
+use crate::store::{
+    ImageRole, Millis, ModelSummary, ProfileId, RunStatus, Store, StoredImage, StoredModel,
+    TrainingMode, TrainingRun,
+};
+use crate::train::impostors::ImpostorModel;
+use crate::train::run::{
+    CLASSIC_TOWER_KIND, FINE_TUNE_TOWER_KIND, FinalReport, FineTuneInputs, HeadModel, ImageTable,
+    PairModel, RunControl, RunError, RunSettings, SiameseModel, StopReason, TrainedModel, Trainer,
+    TrainingCheckpoint, TrainingEvent, TrainingObserver, classic_trainer, fine_tune_trainer,
+};
+use crate::verify::policy::VerificationPolicy;
+use crate::vision::frame::Frame;
+
+use super::descriptors::image_descriptors;
+use super::verification::koch_fits;
+use super::{AppError, FINE_TUNE_MAX_PAIRS, IMPOSTOR_SAMPLES};
+
+/// A future that lets the host's event loop run (the worker answers messages meanwhile).
+pub type YieldFn = fn() -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// Natively there is no event loop to yield to.
+pub fn no_yield() -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(std::future::ready(()))
+}
+
+/// What the person asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainRequest {
+    pub profile: ProfileId,
+    pub mode: TrainingMode,
+    /// `None`: the mode's default.
+    pub epochs: Option<usize>,
+    /// `None`: the tutorial's 16.
+    pub batch_size: Option<usize>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Continue the profile's interrupted run when its checkpoint fits the data.
+    #[serde(default)]
+    pub resume: bool,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// Ids and times for the records a run writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunIds {
+    pub run_id: String,
+    pub model_id: String,
+    pub now: Millis,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOutcome {
+    /// The model saved and activated; `None` when the run was cancelled (its checkpoint waits).
+    pub model: Option<ModelSummary>,
+    pub stop: StopReason,
+    pub report: Option<FinalReport>,
+    /// Where a resumed run picked up: (epoch, batch), 0-based.
+    pub resumed_from: Option<(usize, usize)>,
+    /// Photos per role that went into the pairs (impostor samples counted as negatives).
+    pub counts: [usize; 3],
+}
+
+/// Writes checkpoints and the run's history through the store, forwards events and yields.
+struct StoreObserver<'a, S: Store> {
+    store: &'a S,
+    run: TrainingRun,
+    now: Millis,
+    on_event: &'a mut dyn FnMut(&TrainingEvent),
+    yield_now: YieldFn,
+}
+
+impl<S: Store> TrainingObserver for StoreObserver<'_, S> {
+    async fn yield_now(&mut self) {
+        (self.yield_now)().await
+    }
+
+    fn on_event(&mut self, event: &TrainingEvent) {
+        if let TrainingEvent::Epoch(stats) = event {
+            self.run.epochs.retain(|e| e.epoch != stats.epoch);
+            self.run.epochs.push(*stats);
+        }
+        (self.on_event)(event);
+    }
+
+    async fn save_checkpoint(&mut self, checkpoint: &TrainingCheckpoint) -> Result<(), String> {
+        let record = checkpoint.to_store_checkpoint(&self.run.profile_id, &self.run.id, self.now);
+        self.store
+            .put_checkpoint(&record)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .put_run(&self.run)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+pub(super) fn decode_crop(image: &StoredImage, size: u32) -> Result<Frame, AppError> {
+    let bytes = image
+        .aligned_crop
+        .as_ref()
+        .ok_or_else(|| AppError::Image(format!("photo {} has no aligned face crop", image.id)))?;
+    let decoded = image::load_from_memory(bytes)
+        .map_err(|e| AppError::Image(format!("photo {}: {e}", image.id)))?;
+    let decoded = if decoded.width() != size || decoded.height() != size {
+        decoded.resize_exact(size, size, image::imageops::FilterType::Triangle)
+    } else {
+        decoded
+    };
+    Ok(Frame::from_image(&decoded))
+}
+
+pub(super) fn crops(images: &[StoredImage], size: u32) -> Result<Vec<Frame>, AppError> {
+    images.iter().map(|i| decode_crop(i, size)).collect()
+}
+
+/// The least a run needs, per role.
+pub const MIN_ANCHORS: usize = 1;
+pub const MIN_POSITIVES: usize = 1;
+pub const MIN_CLASSIC_NEGATIVES: usize = 2;
+
+fn settings_for(request: &TrainRequest) -> RunSettings {
+    let mut settings = RunSettings::for_mode(request.mode);
+    if let Some(epochs) = request.epochs {
+        settings.training.epochs = epochs.max(1);
+    }
+    if let Some(batch) = request.batch_size {
+        settings.training.batch_size = batch.max(1);
+    }
+    settings.training.seed = request.seed;
+    if request.mode == TrainingMode::FineTune {
+        // Its epochs take milliseconds: a checkpoint every epoch would cost more than training.
+        settings.checkpoint_interval_ms = FINE_TUNE_CHECKPOINT_INTERVAL_MS;
+    }
+    settings
+}
+
+/// How often a fine-tune run writes its checkpoint (a reload loses at most this much work).
+pub const FINE_TUNE_CHECKPOINT_INTERVAL_MS: f64 = 2000.0;
+
+/// Trains `request.profile`'s model on its stored photos: fine-tune (the frozen pretrained tower
+/// embeds every crop once, the head learns on the CPU backend) or classic (the whole Koch
+/// network on `device`). Checkpoints and the run's history go to the store every epoch; the
+/// finished model is written, then activated. A cancelled run leaves its checkpoint so
+/// `resume: true` continues it.
+#[allow(clippy::too_many_arguments)]
+pub async fn train<S: Store>(
+    store: &S,
+    pipeline: &FacePipeline,
+    impostors: Option<&ImpostorModel>,
+    device: &Device,
+    device_limits: Option<&DeviceBufferLimits>,
+    request: &TrainRequest,
+    ids: RunIds,
+    control: &RunControl,
+    on_event: &mut dyn FnMut(&TrainingEvent),
+    yield_now: YieldFn,
+) -> Result<TrainOutcome, AppError> {
+    let profile = request.profile.as_str();
+    let anchors = store.list_images(profile, Some(ImageRole::Anchor)).await?;
+    let positives = store
+        .list_images(profile, Some(ImageRole::Positive))
+        .await?;
+    let negatives = store
+        .list_images(profile, Some(ImageRole::Negative))
+        .await?;
+    for (role, needed, found) in [
+        ("anchor", MIN_ANCHORS, anchors.len()),
+        ("positive", MIN_POSITIVES, positives.len()),
+    ] {
+        if found < needed {
+            return Err(AppError::NotEnoughPhotos {
+                role,
+                needed,
+                found,
+            });
+        }
+    }
+    let mut settings = settings_for(request);
+
+    // Resume only the profile's own interrupted run, with the settings it was started with.
+    let previous = match store.latest_checkpoint(profile).await? {
+        Some(checkpoint) if request.resume => {
+            let run = store.get_run(&checkpoint.run_id).await?;
+            match (TrainingCheckpoint::from_store_checkpoint(&checkpoint), run) {
+                (Ok(saved), Some(run)) if run.mode == request.mode => {
+                    settings = saved.settings.clone();
+                    Some((saved, run))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let run = match &previous {
+        Some((_, run)) => TrainingRun {
+            status: RunStatus::Running,
+            ..run.clone()
+        },
+        None => TrainingRun {
+            id: ids.run_id.clone(),
+            profile_id: profile.into(),
+            mode: request.mode,
+            started: ids.now,
+            status: RunStatus::Running,
+            settings: serde_json::Value::Null,
+            epochs: Vec::new(),
+        },
+    };
+
+    let (tower_kind, counts, outcome) = match request.mode {
+        TrainingMode::FineTune => {
+            let embed = async |images: &[StoredImage]| {
+                image_descriptors(store, pipeline, images, yield_now).await
+            };
+            let mut inputs = FineTuneInputs {
+                anchors: embed(&anchors).await?,
+                positives: embed(&positives).await?,
+                negatives: embed(&negatives).await?,
+                impostors: Vec::new(),
+            };
+            if let Some(model) = impostors {
+                inputs.impostors = model.sample(IMPOSTOR_SAMPLES, settings.training.seed);
+            }
+            if inputs.negatives.len() + inputs.impostors.len() == 0 {
+                return Err(AppError::NotEnoughNegatives {
+                    needed: 1,
+                    found: 0,
+                });
+            }
+            if previous.is_none() && settings.training.pairs_per_class.is_none() {
+                settings.training.pairs_per_class =
+                    Some((anchors.len() * positives.len()).clamp(1, FINE_TUNE_MAX_PAIRS));
+            }
+            let counts = [
+                inputs.anchors.len(),
+                inputs.positives.len(),
+                inputs.negatives.len() + inputs.impostors.len(),
+            ];
+            let fresh = fine_tune_trainer(&inputs, settings.clone())?;
+            let table = [
+                inputs.anchors,
+                inputs.positives,
+                [inputs.negatives, inputs.impostors].concat(),
+            ]
+            .concat();
+            let seed = settings.training.seed;
+            let (trainer, resumed) = resume(fresh, previous.as_ref().map(|(c, _)| c), || {
+                HeadModel::new(&table, seed)
+            })?;
+            let outcome = run_trainer(
+                store, trainer, resumed, run, &ids, control, on_event, yield_now,
+            )
+            .await?;
+            (FINE_TUNE_TOWER_KIND, counts, outcome)
+        }
+        TrainingMode::Classic => {
+            if negatives.len() < MIN_CLASSIC_NEGATIVES {
+                return Err(AppError::NotEnoughNegatives {
+                    needed: MIN_CLASSIC_NEGATIVES,
+                    found: negatives.len(),
+                });
+            }
+            // Both images of every pair go through the tower in one batch.
+            koch_fits(device_limits, 2 * settings.training.batch_size)?;
+            let size = KOCH_INPUT.width as u32;
+            let table = |images: &[StoredImage]| -> Result<Vec<Vec<f32>>, AppError> {
+                Ok(ImageTable::from_frames(&crops(images, size)?, KOCH_INPUT)?.images)
+            };
+            let (a, p, n) = (table(&anchors)?, table(&positives)?, table(&negatives)?);
+            let counts = [a.len(), p.len(), n.len()];
+            let autodiff = device.clone().autodiff();
+            let build = || Siamese::new(KochTowerConfig::new().init(&autodiff), &autodiff);
+            let fresh = classic_trainer(
+                build(),
+                autodiff.clone(),
+                KOCH_INPUT,
+                [&a, &p, &n],
+                settings.clone(),
+            )?;
+            let images = [a, p, n].concat();
+            let (trainer, resumed) = resume(fresh, previous.as_ref().map(|(c, _)| c), || {
+                Ok(SiameseModel::new(
+                    build(),
+                    ImageTable {
+                        shape: KOCH_INPUT,
+                        images,
+                    },
+                    autodiff.clone(),
+                    CLASSIC_TOWER_KIND,
+                ))
+            })?;
+            let outcome = run_trainer(
+                store, trainer, resumed, run, &ids, control, on_event, yield_now,
+            )
+            .await?;
+            (CLASSIC_TOWER_KIND, counts, outcome)
+        }
+    };
+    let (stop, record, report, resumed_from, mut run) = outcome;
+    if stop == StopReason::Cancelled {
+        run.status = RunStatus::Cancelled;
+        store.put_run(&run).await?;
+        return Ok(TrainOutcome {
+            model: None,
+            stop,
+            report: None,
+            resumed_from,
+            counts,
+        });
+    }
+    let report = report.expect("a finished run has a report");
+    let policy = report
+        .policy
+        .as_ref()
+        .map_or_else(VerificationPolicy::default, |p| p.policy);
+    let metrics = serde_json::json!({
+        "test": {
+            "loss": report.test_loss,
+            "precision": report.evaluation.precision,
+            "recall": report.evaluation.recall,
+            "accuracy": report.evaluation.accuracy,
+            "auc": report.evaluation.auc,
+            "eer": report.evaluation.eer.rate,
+        },
+        "policy": policy,
+        "calibration": report.policy,
+        "calibration_problem": report.calibration_problem,
+    });
+    let model = TrainedModel {
+        tower_kind: tower_kind.into(),
+        record,
+        policy,
+        summary: serde_json::json!({
+            "mode": request.mode,
+            "settings": run.settings,
+            "images": {"anchor": counts[0], "positive": counts[1], "negative": counts[2]},
+            "metrics": metrics,
+        }),
+    };
+    let stored = StoredModel {
+        id: ids.model_id.clone(),
+        profile_id: profile.into(),
+        tower_kind: tower_kind.into(),
+        format_version: validate::MODEL_FILE_FORMAT_VERSION,
+        created: ids.now,
+        training_settings: run.settings.clone(),
+        metrics,
+        bytes: model.to_bytes(),
+    };
+    // The new model is written whole before the pointer moves; then the run is closed and its
+    // checkpoint (no longer needed) removed.
+    store.save_and_activate_model(&stored).await?;
+    run.status = RunStatus::Finished;
+    run.epochs = report.history.clone();
+    store.put_run(&run).await?;
+    store.delete_checkpoint(profile).await?;
+    Ok(TrainOutcome {
+        model: Some(stored.summary()),
+        stop,
+        report: Some(report),
+        resumed_from,
+        counts,
+    })
+}
+
+type RunResult = (
+    StopReason,
+    Vec<u8>,
+    Option<FinalReport>,
+    Option<(usize, usize)>,
+    TrainingRun,
+);
+
+fn resume<M: PairModel>(
+    fresh: Trainer<M>,
+    checkpoint: Option<&TrainingCheckpoint>,
+    rebuild: impl FnOnce() -> Result<M, RunError>,
+) -> Result<(Trainer<M>, Option<(usize, usize)>), AppError> {
+    let Some(checkpoint) = checkpoint else {
+        return Ok((fresh, None));
+    };
+    let split = fresh.split().clone();
+    match Trainer::resume(rebuild()?, split, checkpoint) {
+        Ok(trainer) => Ok((
+            trainer,
+            Some((checkpoint.position.epoch, checkpoint.position.next_batch)),
+        )),
+        // The photos changed since the checkpoint: its pairs no longer exist. Start afresh.
+        Err(RunError::CheckpointMismatch(_)) => Ok((fresh, None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_trainer<S: Store, M: PairModel>(
+    store: &S,
+    mut trainer: Trainer<M>,
+    resumed: Option<(usize, usize)>,
+    mut run: TrainingRun,
+    ids: &RunIds,
+    control: &RunControl,
+    on_event: &mut dyn FnMut(&TrainingEvent),
+    yield_now: YieldFn,
+) -> Result<RunResult, AppError> {
+    if resumed.is_none() {
+        run.id = ids.run_id.clone();
+        run.epochs.clear();
+    }
+    run.settings = serde_json::to_value(trainer.settings()).expect("settings serialise");
+    store.put_run(&run).await?;
+    let mut observer = StoreObserver {
+        store,
+        run,
+        now: ids.now,
+        on_event,
+        yield_now,
+    };
+    let stop = match trainer.run(control, &mut observer).await {
+        Ok(stop) => stop,
+        Err(error) => {
+            let mut run = observer.run;
+            run.status = RunStatus::Failed;
+            // Best effort: the error that stopped the run matters more than this write.
+            let _ = store.put_run(&run).await;
+            return Err(error.into());
+        }
+    };
+    let run = observer.run;
+    if stop == StopReason::Cancelled {
+        return Ok((stop, Vec::new(), None, resumed, run));
+    }
+    let report = trainer.final_report().await?;
+    let record = trainer.model().model_record().await?;
+    Ok((stop, record, Some(report), resumed, run))
+}
