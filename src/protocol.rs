@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::app::{
-    CaptureOutcome, FrameCheck, ImportReport, NamedFile, ProfileState, QualityGate, TrainOutcome,
-    TrainRequest, VerifyOutcome,
+    CaptureOutcome, FrameCheck, IdentifyOutcome, ImportReport, NamedFile, ProfileState,
+    QualityGate, TrainOutcome, TrainRequest, VerifyOutcome,
 };
 use crate::backend::{BackendPreference, BackendReport};
 use crate::pipeline::FaceAnalysis;
@@ -113,6 +113,9 @@ pub enum WorkerRequest {
     CancelTraining,
     /// Verifies the person in a camera frame against the profile's model. Answered by `Verified`.
     Verify { profile: String, frame: CameraFrame },
+    /// "Who is this?": the face in a camera frame against every person enrolled here.
+    /// Answered by `Identified`.
+    Identify { frame: CameraFrame },
     /// Saves the settings (thresholds, backend, mode). Answered by `State`.
     SaveSettings {
         profile: Option<String>,
@@ -153,6 +156,7 @@ impl WorkerRequest {
             Self::Train { .. } => "Train",
             Self::CancelTraining => "CancelTraining",
             Self::Verify { .. } => "Verify",
+            Self::Identify { .. } => "Identify",
             Self::SaveSettings { .. } => "SaveSettings",
             Self::Export => "Export",
             Self::ImportArchive { .. } => "ImportArchive",
@@ -237,6 +241,8 @@ pub enum WorkerResponse {
     Trained { outcome: Box<TrainOutcome> },
     /// Result of `Verify`.
     Verified { outcome: Box<VerifyOutcome> },
+    /// Result of `Identify`.
+    Identified { outcome: Box<IdentifyOutcome> },
     /// Result of `Export`: a tar archive.
     Exported {
         #[serde(with = "serde_bytes")]

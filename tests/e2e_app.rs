@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::app::{
-    STARTUP, TRAINING, browser_args, burst, count, export_archive, open_app, temp_profile,
-    thumbnails, train, verify,
+    STARTUP, TRAINING, browser_args, burst, count, export_archive, identify, open_app,
+    temp_profile, thumbnails, train, verify,
 };
 use support::{ChromeDriver, Session, Site, StaticServer, dist_dir, shared_dir};
 
@@ -487,6 +487,14 @@ fn one_photo_is_enough_to_verify_with_the_default_model() {
                 .all(|(_, detail)| detail.contains("default model")),
             "{verdicts:?}"
         );
+        // "Who is this?" names the one person enrolled.
+        let answers: Vec<(String, String)> = (0..5).map(|_| identify(&session)).collect();
+        assert!(
+            answers
+                .iter()
+                .any(|(answer, name)| answer == "identified" && name == "Me"),
+            "{answers:?}"
+        );
     }
     let session = driver.session_with_profile(&browser_args("person-b.mjpeg", false), &profile);
     open_app(&session, &url, "CPU");
@@ -494,6 +502,12 @@ fn one_photo_is_enough_to_verify_with_the_default_model() {
     assert!(
         verdicts.iter().all(|(v, _)| v == "not-verified"),
         "another man must never be verified: {verdicts:?}"
+    );
+    let (answer, name) = identify(&session);
+    assert_eq!(
+        (answer.as_str(), name.as_str()),
+        ("nobody", ""),
+        "another man is nobody enrolled here"
     );
 }
 

@@ -581,3 +581,95 @@ fn the_training_self_check_and_photo_analysis_run_on_the_chosen_device() {
         "{torn}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Identification
+
+/// LFW people (A–L) with at least `photos` photos, by name.
+fn lfw_people_with(photos: usize) -> Vec<String> {
+    let lfw = crate_dir().join("../shared/data/lfw");
+    let mut people: Vec<String> = std::fs::read_dir(&lfw)
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_dir(e.path()).map_or(0, |d| d.count()) >= photos)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    people.sort();
+    people
+}
+
+fn identify(session: &mut Session<TestHost>, path: &Path) -> Option<String> {
+    let request = WorkerRequest::Identify {
+        frame: camera_frame(path),
+    };
+    match send(session, request) {
+        WorkerResponse::Identified { outcome } => match *outcome {
+            app::IdentifyOutcome::Decision { identified, .. } => identified.map(|p| p.id),
+            app::IdentifyOutcome::NoFace { .. } => panic!("no face in {}", path.display()),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Open-set identification on LFW with the default model: 12 people enrolled with 3 photos
+/// each, probed with 3 other photos each, and 60 people who are not enrolled. Prints the
+/// figures (`cargo test --test session -- --nocapture identification`).
+#[test]
+fn identification_names_enrolled_people_and_nobody_else() {
+    let mut session = new_session();
+    let candidates = lfw_people_with(6);
+    let (enrolled, others) = candidates.split_at(12);
+    for person in enrolled {
+        let profile = Profile {
+            id: person.clone(),
+            name: person.replace('_', " "),
+        };
+        send(&mut session, WorkerRequest::SaveProfile { profile });
+        let files = (1..=3)
+            .map(|n| NamedFile {
+                name: format!("{person}_{n}.jpg"),
+                bytes: std::fs::read(lfw(person, n)).unwrap(),
+            })
+            .collect();
+        let imported = send(
+            &mut session,
+            WorkerRequest::ImportPhotos {
+                profile: person.clone(),
+                role: ImageRole::Verification,
+                files,
+            },
+        );
+        assert!(
+            matches!(&imported, WorkerResponse::PhotosImported { report } if report.added.len() == 3),
+            "{imported:?}"
+        );
+    }
+    let (mut correct, mut genuine) = (0, 0);
+    for person in enrolled {
+        for number in 4..=6 {
+            genuine += 1;
+            correct +=
+                usize::from(identify(&mut session, &lfw(person, number)).as_ref() == Some(person));
+        }
+    }
+    let strangers: Vec<&String> = others.iter().take(60).collect();
+    let named = strangers
+        .iter()
+        .filter(|person| identify(&mut session, &lfw(person, 1)).is_some())
+        .count();
+    let correct_rate = correct as f64 / genuine as f64;
+    let false_naming = named as f64 / strangers.len() as f64;
+    println!(
+        "identification (default model, 12 enrolled, 3 photos each): correct {correct}/{genuine} \
+         = {correct_rate:.3}; unenrolled named {named}/{} = {false_naming:.3}",
+        strangers.len()
+    );
+    assert!(
+        correct_rate >= 0.75,
+        "correct identification {correct_rate}"
+    );
+    assert!(
+        false_naming <= 0.05,
+        "unenrolled faces named {false_naming}"
+    );
+}

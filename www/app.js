@@ -740,7 +740,7 @@ function drawRoc(roc, threshold) {
 function updateVerifyButtons() {
   // One photo of the person is enough: without a model of their own the default model decides.
   const enabled = app.ready && app.cameraLive && Boolean(app.state?.images.some((i) => i.role !== 'negative'));
-  setEnabled(['verify-once', 'verify-continuous'], enabled);
+  setEnabled(['verify-once', 'verify-continuous', 'identify-once'], enabled);
   if (!enabled && app.continuous) { app.continuous = false; $('verify-continuous').checked = false; }
 }
 
@@ -773,6 +773,36 @@ async function verifyOnce() {
   } catch (error) {
     verdict.dataset.verdict = 'error';
     verdict.textContent = 'Could not verify.';
+    $('verdict-detail').textContent = errorText(error);
+  }
+}
+
+/// "Who is this?": the face against every person enrolled on this device.
+async function identifyOnce() {
+  const frame = await grabFrame().catch(() => null);
+  if (!frame) return;
+  const verdict = $('verdict');
+  try {
+    const outcome = await app.verifier.identify(frame.bitmap);
+    drawCheck(outcome.check);
+    if (outcome.outcome === 'no_face') {
+      verdict.dataset.verdict = 'no-face';
+      verdict.textContent = 'No face: nobody to identify.';
+      $('verdict-detail').textContent = hintText(outcome.check.hints);
+      return;
+    }
+    const [best] = outcome.candidates;
+    const matched = (c) => `${c.result.detections} of ${c.result.reference_count} photos matched`;
+    verdict.dataset.verdict = outcome.identified ? 'identified' : 'nobody';
+    verdict.dataset.identified = outcome.identified?.name ?? '';
+    verdict.textContent = outcome.identified ? `This is ${outcome.identified.name}.` : 'Nobody enrolled here.';
+    $('verdict-detail').textContent = best
+      ? `${outcome.identified ? '' : `Closest: ${best.profile.name}, `}${matched(best)} (of ${outcome.candidates.length} people enrolled).`
+      : 'Nobody has photos to compare with yet.';
+    announce(verdict.textContent);
+  } catch (error) {
+    verdict.dataset.verdict = 'error';
+    verdict.textContent = 'Could not identify.';
     $('verdict-detail').textContent = errorText(error);
   }
 }
@@ -884,6 +914,7 @@ function wire() {
     $('train-status').textContent = 'Cancelling at the next step…';
   };
   $('verify-once').onclick = verifyOnce;
+  $('identify-once').onclick = identifyOnce;
   $('verify-continuous').onchange = (e) => {
     app.continuous = e.target.checked;
     if (app.continuous) continuousLoop();
@@ -959,7 +990,7 @@ function wire() {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
     if (target.closest && target.closest('input, select, textarea, button')) return;
-    const action = { a: () => capture('anchor'), p: () => capture('positive'), v: verifyOnce }[event.key];
+    const action = { a: () => capture('anchor'), p: () => capture('positive'), v: verifyOnce, i: identifyOnce }[event.key];
     if (action && app.ready && app.cameraLive) { event.preventDefault(); action(); }
   });
 }

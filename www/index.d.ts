@@ -60,6 +60,15 @@ export type VerifyOutcome =
   | { outcome: 'decision'; result: VerificationResult; check: unknown; calibrated: unknown; model_id: string }
   | { outcome: 'no_face'; check: unknown };
 
+export type IdentifyOutcome =
+  | {
+    outcome: 'decision';
+    candidates: { profile: { id: string; name: string }; result: VerificationResult; model_id: string }[];
+    identified: { id: string; name: string } | null;
+    check: unknown;
+  }
+  | { outcome: 'no_face'; check: unknown };
+
 export interface TrainOptions {
   mode?: 'fine_tune' | 'classic';
   epochs?: number | null;
@@ -94,6 +103,8 @@ export class FaceVerifier extends EventTarget {
   deletePhoto(person: string, id: string): Promise<ProfileState>;
   train(person: string, options?: TrainOptions): Promise<{ stop?: string; report?: unknown; model?: unknown; [field: string]: unknown }>;
   verify(person: string, source: FaceSource): Promise<VerifyOutcome>;
+  /** "Who is this?" among every person enrolled here. */
+  identify(source: FaceSource): Promise<IdentifyOutcome>;
   exportData(): Promise<Uint8Array>;
   importData(bytes: Uint8Array, mode?: 'merge' | 'replace'): Promise<{ images: number; models: number; profiles: number }>;
   deleteAll(): Promise<void>;

@@ -157,6 +157,15 @@ export class FaceVerifier extends EventTarget {
     return (await this.request({ type: 'Verify', profile: person, frame }, [frame.bitmap])).outcome;
   }
 
+  /// "Who is this?": the face in `source` against every person enrolled here.
+  /// `{ outcome: 'decision', candidates: [{ profile, result, model_id }], identified }`, where
+  /// `identified` is the best person whose photos verify (or null: nobody enrolled here), or
+  /// `{ outcome: 'no_face', check }`.
+  async identify(source) {
+    const frame = await frameOf(source);
+    return (await this.request({ type: 'Identify', frame }, [frame.bitmap])).outcome;
+  }
+
   // Everything ------------------------------------------------------------------------------
 
   /// Every person, photo, model and setting as one archive (a Uint8Array, a .tar file).

@@ -24,7 +24,7 @@ use faceverify::verify::policy::VerificationError;
 use thiserror::Error;
 
 pub mod session;
-pub use session::{ProbeDecision, TrainOptions, Trained, VerifyOptions, train, verify};
+pub use session::{ProbeDecision, TrainOptions, Trained, VerifyOptions, identify, train, verify};
 
 /// Why a command failed. [`CliError::exit_code`] maps it to the process status.
 #[derive(Debug, Error)]

@@ -7,11 +7,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use faceverify::app::IdentifyOutcome;
 use faceverify::train::impostors::FitOptions;
 use faceverify::train::run::TrainingMode;
 use faceverify_cli::{
     BackendChoice, CliError, ImpostorOptions, TrainOptions, VerifyOptions, default_weights_path,
-    impostors, train, verify,
+    identify, impostors, train, verify,
 };
 
 mod bench;
@@ -27,6 +28,9 @@ const USAGE: &str = "usage:
       keeps the photos, runs and model in DIR (a checkpoint every epoch: --resume continues).
   faceverify verify (--model M --refs DIR | --store DIR) [--detection X] [--verification X]
                     [--backend cpu|wgpu] IMAGE...
+  faceverify identify --people DIR [--backend cpu|wgpu] IMAGE...
+      Who each IMAGE shows among the people of DIR (DIR/<name>/*.jpg): the best match that
+      verifies, or nobody enrolled here (each person decides with the default model).
   faceverify impostors --lfw DIR --out FILE [--clusters K] [--min-members N]
                        [--backend cpu|wgpu] [--weights FILE]
   faceverify eval --lfw DIR --pairs FILE [--crop detect|centre] [--fallback centre|lfw-framing]
@@ -250,6 +254,48 @@ fn verify_command(mut args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
+fn identify_command(mut args: Args) -> Result<(), CliError> {
+    let people = PathBuf::from(args.required("people")?);
+    let backend = args.backend()?;
+    let images: Vec<PathBuf> = args.positional.iter().map(PathBuf::from).collect();
+    args.finish()?;
+    if images.is_empty() {
+        return Err(CliError::Usage(format!(
+            "identify needs at least one IMAGE\n\n{USAGE}"
+        )));
+    }
+    for (image, outcome) in identify(&people, &images, backend)? {
+        let IdentifyOutcome::Decision {
+            candidates,
+            identified,
+            ..
+        } = outcome
+        else {
+            println!("{}: no face found", image.display());
+            continue;
+        };
+        let matched = |c: &faceverify::app::Candidate| {
+            format!(
+                "{} of {} photos matched",
+                c.result.detections, c.result.reference_count
+            )
+        };
+        match (identified, candidates.first()) {
+            (Some(person), Some(best)) => {
+                println!("{}: {} ({})", image.display(), person.name, matched(best))
+            }
+            (None, Some(best)) => println!(
+                "{}: nobody enrolled here (closest: {}, {})",
+                image.display(),
+                best.profile.name,
+                matched(best)
+            ),
+            (_, None) => println!("{}: nobody enrolled here", image.display()),
+        }
+    }
+    Ok(())
+}
+
 fn impostors_command(mut args: Args) -> Result<(), CliError> {
     let defaults = FitOptions::default();
     let options = ImpostorOptions {
@@ -292,6 +338,7 @@ fn run(raw: &[String]) -> Result<(), CliError> {
     match command.as_str() {
         "train" => train_command(args),
         "verify" => verify_command(args),
+        "identify" => identify_command(args),
         "impostors" => impostors_command(args),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");

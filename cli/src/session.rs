@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use faceverify::app::{
-    self, Host, ImportReport, NamedFile, Session, SessionError, TrainOutcome, TrainRequest,
-    VerifyOutcome,
+    self, Host, IdentifyOutcome, ImportReport, NamedFile, Session, SessionError, TrainOutcome,
+    TrainRequest, VerifyOutcome,
 };
 use faceverify::backend::{BackendKind, BackendPreference};
 use faceverify::model::koch::DeviceBufferLimits;
@@ -200,10 +200,21 @@ impl From<SessionError> for CliError {
     }
 }
 
-/// Imports the photos of `dir` as `role` photos (detected and aligned as in the page).
+/// Imports the photos of `dir` as `role` photos of the command line's profile (detected and
+/// aligned as in the page).
 pub fn import_folder(
     session: &mut Session<CliHost>,
     dir: &Path,
+    role: ImageRole,
+) -> Result<ImportReport, CliError> {
+    import_folder_as(session, dir, CLI_PROFILE, role)
+}
+
+/// Imports the photos of `dir` as `role` photos of `profile`.
+pub fn import_folder_as(
+    session: &mut Session<CliHost>,
+    dir: &Path,
+    profile: &str,
     role: ImageRole,
 ) -> Result<ImportReport, CliError> {
     let files = list_images(dir)?
@@ -217,7 +228,7 @@ pub fn import_folder(
         })
         .collect::<Result<Vec<_>, CliError>>()?;
     let request = WorkerRequest::ImportPhotos {
-        profile: CLI_PROFILE.into(),
+        profile: profile.into(),
         role,
         files,
     };
@@ -389,4 +400,56 @@ pub fn camera_frame(path: &Path) -> Result<CameraFrame, CliError> {
         height: rgba.height(),
         rgba: rgba.into_raw(),
     })
+}
+
+/// `faceverify identify`: who each image shows among the people of `people` (`people/<name>/`
+/// holds photos of one person; their folder name is their id).
+pub fn identify(
+    people: &Path,
+    images: &[PathBuf],
+    backend: BackendChoice,
+) -> Result<Vec<(PathBuf, IdentifyOutcome)>, CliError> {
+    let store = StoreDir::new(None);
+    let mut session = open(&store, backend, true)?;
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(people)
+        .map_err(|e| io(people, e))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    folders.sort();
+    if folders.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} holds no folders of people (<name>/*.jpg)",
+            people.display()
+        )));
+    }
+    for folder in &folders {
+        let name = folder
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let profile = faceverify::store::Profile {
+            id: name.clone(),
+            name,
+        };
+        ask(
+            &mut session,
+            WorkerRequest::SaveProfile {
+                profile: profile.clone(),
+            },
+        )?;
+        import_folder_as(&mut session, folder, &profile.id, ImageRole::Verification)?;
+    }
+    images
+        .iter()
+        .map(|image| {
+            let request = WorkerRequest::Identify {
+                frame: camera_frame(image)?,
+            };
+            match ask(&mut session, request)? {
+                WorkerResponse::Identified { outcome } => Ok((image.clone(), *outcome)),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .collect()
 }

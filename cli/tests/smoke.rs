@@ -1,5 +1,6 @@
 //! The `faceverify` binary end to end: `train` on a tiny tutorial-layout folder made from LFW
-//! photos, then `verify` a genuine and an impostor probe; and the exit code of a usage error.
+//! photos, then `verify` a genuine and an impostor probe; `identify` among three people; and
+//! the exit code of a usage error.
 //! Needs `../shared/data/lfw` and panics with a clear message when it is missing.
 
 use std::path::{Path, PathBuf};
@@ -176,4 +177,34 @@ fn eval_reports_lfw_accuracy_on_a_few_pairs() {
         stdout.contains("ROC AUC:") && stdout.contains("TAR at FAR = 1e-3"),
         "{stdout}"
     );
+}
+
+#[test]
+fn identify_names_an_enrolled_person_and_nobody_for_a_stranger() {
+    let lfw = lfw();
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faceverify-cli-identify");
+    let _ = std::fs::remove_dir_all(&work);
+    let people = work.join("people");
+    for person in ["George_W_Bush", "Colin_Powell", "Gerhard_Schroeder"] {
+        copy_into(&people.join(person), &photos(&lfw.join(person))[..4]);
+    }
+    let genuine = photos(&lfw.join("Colin_Powell"))[10].clone();
+    let stranger = photos(&lfw.join("Hugo_Chavez"))[0].clone();
+    let out = faceverify(&[
+        "identify",
+        "--people",
+        people.to_str().unwrap(),
+        genuine.to_str().unwrap(),
+        stranger.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "identify failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains(": Colin_Powell ("), "{stdout}");
+    assert!(lines[1].contains(": nobody enrolled here"), "{stdout}");
 }

@@ -16,6 +16,7 @@ use crate::verify::policy::VerificationError;
 mod capture;
 mod descriptors;
 mod expand;
+mod identification;
 mod session;
 mod state;
 mod training;
@@ -27,6 +28,7 @@ pub use crate::vision::quality::{
 pub use capture::*;
 pub use descriptors::*;
 pub use expand::*;
+pub use identification::*;
 pub use session::{Host, MAX_PROFILE_NAME, Session, SessionError};
 pub use state::*;
 pub use training::*;

@@ -4,6 +4,7 @@
 //! [`Host`]; the browser's worker is a message pump around [`Session::answer`], and every
 //! request is tested natively against a memory store.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -29,7 +30,8 @@ use crate::vision::frame::FrameError;
 
 use super::{
     AppError, NamedFile, NewPhoto, QualityGate, RunIds, TrainRequest, Verifier, YieldFn, capture,
-    check_frame, import_model, import_photos, profile_state, train, verify_frame,
+    check_frame, identify_frame, import_model, import_photos, profile_state, reference_images,
+    train, verify_frame,
 };
 
 /// The longest profile name, in characters.
@@ -115,13 +117,6 @@ impl SessionError {
     }
 }
 
-/// A profile's verifier, valid while the photos and models it was built from are unchanged.
-struct LoadedVerifier {
-    profile: ProfileId,
-    generation: u64,
-    verifier: Verifier,
-}
-
 /// What a worker keeps between requests, and the answer to each.
 pub struct Session<H: Host> {
     host: H,
@@ -129,9 +124,9 @@ pub struct Session<H: Host> {
     /// training while the session is busy with it.
     cancel: CancelFlag,
     parts: Parts<H::Store>,
-    verifier: Option<LoadedVerifier>,
-    /// Bumped by every change to photos or models, so a loaded verifier is rebuilt.
-    generation: u64,
+    /// Each profile's verifier, loaded on first use; all are dropped when photos or models
+    /// change.
+    verifiers: BTreeMap<ProfileId, Verifier>,
     /// The saved thresholds, read once instead of on every verified frame.
     policy: Option<VerificationPolicy>,
 }
@@ -254,8 +249,7 @@ impl<H: Host> Session<H> {
                 impostors: None,
                 store: None,
             },
-            verifier: None,
-            generation: 0,
+            verifiers: BTreeMap::new(),
             policy: None,
         }
     }
@@ -330,6 +324,7 @@ impl<H: Host> Session<H> {
             // one that arrives as a request found none.
             WorkerRequest::CancelTraining => Err(SessionError::NoTraining),
             WorkerRequest::Verify { profile, frame } => self.verify(profile, &frame).await,
+            WorkerRequest::Identify { frame } => self.identify(&frame).await,
             WorkerRequest::SaveSettings { profile, settings } => {
                 self.save_settings(profile.as_deref(), &settings).await
             }
@@ -382,9 +377,8 @@ impl<H: Host> Session<H> {
 
     /// Photos or models changed: what was derived from them is rebuilt on next use.
     fn changed(&mut self) {
-        self.generation += 1;
         self.policy = None;
-        self.verifier = None;
+        self.verifiers.clear();
     }
 
     // Requests ----------------------------------------------------------------------------
@@ -394,7 +388,7 @@ impl<H: Host> Session<H> {
         let report = selected.report.clone();
         self.parts.backend = Some(selected);
         self.parts.pipeline = None;
-        self.verifier = None;
+        self.verifiers.clear();
         WorkerResponse::Ready {
             description: report.describe(),
             backend: report,
@@ -566,36 +560,62 @@ impl<H: Host> Session<H> {
     ) -> Result<WorkerResponse, SessionError> {
         let frame = frame.to_frame()?;
         let policy = self.policy().await?;
-        let limits = self.device_limits().await;
-        let generation = self.generation;
-        if !matches!(&self.verifier, Some(v) if v.profile == profile && v.generation == generation)
-        {
-            self.verifier = None;
+        self.load_verifiers(std::slice::from_ref(&profile)).await?;
+        let verifier = &self.verifiers[&profile];
+        let pipeline = self.parts.ready(&self.host).await?.pipeline;
+        let outcome = verify_frame(pipeline, verifier, &frame, &verifier.policy(policy)).await?;
+        Ok(WorkerResponse::Verified {
+            outcome: Box::new(outcome),
+        })
+    }
+
+    /// "Who is this?": the frame against every profile that has photos to compare with.
+    async fn identify(&mut self, frame: &CameraFrame) -> Result<WorkerResponse, SessionError> {
+        let frame = frame.to_frame()?;
+        let policy = self.policy().await?;
+        let store = self.store().await?;
+        let mut enrolled = Vec::new();
+        for profile in store.list_profiles().await? {
+            if !reference_images(store, &profile.id).await?.is_empty() {
+                enrolled.push(profile);
+            }
         }
+        let ids: Vec<ProfileId> = enrolled.iter().map(|p| p.id.clone()).collect();
+        self.load_verifiers(&ids).await?;
+        let people: Vec<(Profile, &Verifier)> = enrolled
+            .into_iter()
+            .map(|p| {
+                let verifier = &self.verifiers[&p.id];
+                (p, verifier)
+            })
+            .collect();
+        let pipeline = self.parts.ready(&self.host).await?.pipeline;
+        let outcome = identify_frame(pipeline, &people, &frame, policy).await?;
+        Ok(WorkerResponse::Identified {
+            outcome: Box::new(outcome),
+        })
+    }
+
+    /// Loads the verifiers of `profiles` that are not loaded yet.
+    async fn load_verifiers(&mut self, profiles: &[ProfileId]) -> Result<(), SessionError> {
+        let limits = self.device_limits().await;
         let ready = self.parts.ready(&self.host).await?;
-        let (store, pipeline, device) = (ready.store, ready.pipeline, ready.device);
-        let load = async {
+        for profile in profiles {
+            if self.verifiers.contains_key(profile) {
+                continue;
+            }
             let verifier = Verifier::load(
-                store,
-                pipeline,
-                &profile,
-                device,
+                ready.store,
+                ready.pipeline,
+                profile,
+                ready.device,
                 limits.as_ref(),
                 H::yield_now,
             )
             .await?;
-            Ok::<_, SessionError>(LoadedVerifier {
-                profile: profile.clone(),
-                generation,
-                verifier,
-            })
-        };
-        let loaded = filled(&mut self.verifier, load).await?;
-        let policy = loaded.verifier.policy(policy);
-        let outcome = verify_frame(pipeline, &loaded.verifier, &frame, &policy).await?;
-        Ok(WorkerResponse::Verified {
-            outcome: Box::new(outcome),
-        })
+            self.verifiers.insert(profile.clone(), verifier);
+        }
+        Ok(())
     }
 
     async fn save_settings(

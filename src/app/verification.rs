@@ -170,20 +170,16 @@ impl Verifier {
         self.reference_ids.len()
     }
 
-    /// Scores an aligned 150×150 probe crop against every reference and applies `policy`.
+    /// Scores the probe against every reference and applies `policy`.
     pub async fn decide(
         &self,
         pipeline: &FacePipeline,
-        aligned: &Frame,
+        probe: &mut Probe<'_>,
         policy: &VerificationPolicy,
     ) -> Result<VerificationResult, AppError> {
         let scores = match &self.network {
             VerifierNetwork::FineTune(head) => {
-                let embedding = pipeline
-                    .embed_aligned(std::slice::from_ref(aligned))
-                    .await?
-                    .pop()
-                    .expect("one crop in, one embedding out");
+                let embedding = probe.descriptor(pipeline).await?.to_vec();
                 let device = self.references.device();
                 let probe =
                     Tensor::from_data(TensorData::new(embedding, [1, EMBEDDING_DIM]), &device);
@@ -191,7 +187,7 @@ impl Verifier {
             }
             VerifierNetwork::Classic(network) => {
                 let small = image::imageops::resize(
-                    &aligned.to_image(),
+                    &probe.aligned.to_image(),
                     KOCH_INPUT.width as u32,
                     KOCH_INPUT.height as u32,
                     image::imageops::FilterType::Triangle,
@@ -202,6 +198,34 @@ impl Verifier {
             }
         };
         Ok(policy.decide(read_scores(scores).await?)?)
+    }
+}
+
+/// A probe face as verifiers take it: its aligned 150×150 crop, and the crop's descriptor,
+/// computed once however many fine-tune or default models compare it.
+pub struct Probe<'a> {
+    aligned: &'a Frame,
+    descriptor: Option<Vec<f32>>,
+}
+
+impl<'a> Probe<'a> {
+    pub fn new(aligned: &'a Frame) -> Self {
+        Self {
+            aligned,
+            descriptor: None,
+        }
+    }
+
+    async fn descriptor(&mut self, pipeline: &FacePipeline) -> Result<&[f32], AppError> {
+        let descriptor = match self.descriptor.take() {
+            Some(descriptor) => descriptor,
+            None => pipeline
+                .embed_aligned(std::slice::from_ref(self.aligned))
+                .await?
+                .pop()
+                .expect("one crop in, one embedding out"),
+        };
+        Ok(self.descriptor.insert(descriptor))
     }
 }
 
@@ -255,7 +279,9 @@ pub async fn verify_frame(
     let Some(aligned) = aligned else {
         return Ok(VerifyOutcome::NoFace { check });
     };
-    let result = verifier.decide(pipeline, &aligned, policy).await?;
+    let result = verifier
+        .decide(pipeline, &mut Probe::new(&aligned), policy)
+        .await?;
     Ok(VerifyOutcome::Decision {
         check,
         result,

@@ -170,3 +170,25 @@ pub fn export_archive(session: &Session) -> Vec<u8> {
     };
     super::base64_decode::decode(text).expect("the archive arrives as base64")
 }
+
+/// Clicks "Who is this?" and returns the answer (`identified`, `nobody`, `no-face`, `error`)
+/// and the name identified, if any.
+pub fn identify(session: &Session) -> (String, String) {
+    session.eval("document.getElementById('verdict').dataset.verdict = 'pending';");
+    session.wait_for(
+        "!document.getElementById('identify-once').disabled",
+        "the identify button",
+        STARTUP,
+    );
+    session.click("identify-once");
+    let answer = session.wait_for(
+        "(v => v !== 'pending' && v)(document.getElementById('verdict').dataset.verdict)",
+        "an answer",
+        STARTUP,
+    );
+    let name = session.eval("return document.getElementById('verdict').dataset.identified || '';");
+    (
+        answer.as_str().unwrap_or_default().to_string(),
+        name.as_str().unwrap_or_default().to_string(),
+    )
+}
