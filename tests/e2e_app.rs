@@ -180,6 +180,8 @@ fn enrol_train_verify(webgpu: bool) {
         screenshot(&session, &format!("{label}-trained.png"));
         let report = session.text("metrics-table");
         assert!(report.contains("Precision"), "{report}");
+        // What training changed against the default model, on the run's test pairs.
+        assert!(report.contains("Default model on these pairs"), "{report}");
         exported_archive_holds_the_profile(&session, anchors + positives);
 
         // A reload keeps everything: the model is loaded from IndexedDB.

@@ -279,6 +279,14 @@ fn a_session_enrols_trains_verifies_exports_and_deletes_everything() {
         panic!("{trained:?}");
     };
     let model = outcome.model.as_ref().expect("a model was stored");
+    // What training changed, on the run's own test pairs.
+    let before = outcome
+        .default_model
+        .expect("fine-tune compares with the default model");
+    assert!(
+        before.pairs > 0 && (0.0..=1.0).contains(&before.false_reject_rate),
+        "{before:?}"
+    );
     assert!(
         session
             .host()

@@ -595,7 +595,7 @@ async function train(resume) {
       const resumed = outcome.resumed_from ? ` Resumed from epoch ${outcome.resumed_from[0] + 1}.` : '';
       $('train-status').textContent = `Done: ${report.history.length} epochs${report.stop?.early_stopped ? ' (stopped early: the test loss stopped improving)' : ''}. Ready to verify.${resumed}`;
       $('train-progress').value = $('train-progress').max;
-      renderReport(report, outcome.counts);
+      renderReport(report, outcome.counts, outcome.default_model);
       announce(`Training finished. Test precision ${pct(report.evaluation.precision)}, recall ${pct(report.evaluation.recall)}.`);
     }
   } catch (error) {
@@ -673,7 +673,7 @@ function drawTrainingChart(rows) {
   canvas.setAttribute('aria-label', `Per epoch: ${rows.map((r) => `epoch ${r.epoch + 1} loss ${(r.test_loss ?? r.train_loss).toFixed(3)} precision ${pct(r.precision)} recall ${pct(r.recall)}`).join('; ')}`);
 }
 
-function renderReport(report, counts) {
+function renderReport(report, counts, defaultModel = null) {
   const ev = report.evaluation;
   const rows = [
     ['Pairs from', `${counts[0]} anchors, ${counts[1]} positives, ${counts[2]} negatives (with impostor samples)`],
@@ -685,6 +685,16 @@ function renderReport(report, counts) {
     ['Equal error rate', `${pct(ev.eer.rate)} at score ${ev.eer.threshold.toFixed(3)}`],
     [`FAR / FRR at ${ev.threshold}`, `${pct(ev.false_accept_rate)} / ${pct(ev.false_reject_rate)}`],
   ];
+  // What training changed: the default model on the same test pairs, at its own threshold.
+  if (defaultModel) {
+    rows.push(['Default model on these pairs (FAR / FRR)',
+      `${pct(defaultModel.false_accept_rate)} / ${pct(defaultModel.false_reject_rate)} at ${defaultModel.threshold.toFixed(2)}`]);
+    if (report.policy) {
+      const d = report.policy.detection;
+      rows.push(['This model on them (FAR / FRR)',
+        `${pct(d.false_accept_rate)} / ${pct(d.false_reject_rate)} at ${report.policy.policy.detection.toFixed(2)}`]);
+    }
+  }
   $('metrics-table').replaceChildren(...rows.map(([k, v]) => {
     const tr = document.createElement('tr');
     const th = document.createElement('th');

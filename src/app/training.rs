@@ -16,7 +16,9 @@ use crate::store::{
     ImageRole, Millis, ModelSummary, ProfileId, RunStatus, Store, StoredImage, StoredModel,
     TrainingMode, TrainingRun,
 };
+use crate::train::default_head::{DefaultHead, EmbeddedPair, PairRates, rates_at, score_pairs};
 use crate::train::impostors::ImpostorModel;
+use crate::train::pairs::{LabelledPair, PairLabel};
 use crate::train::run::{
     CLASSIC_TOWER_KIND, FINE_TUNE_TOWER_KIND, FinalReport, FineTuneInputs, HeadModel, ImageTable,
     PairModel, RunControl, RunError, RunSettings, SiameseModel, StopReason, TrainedModel, Trainer,
@@ -76,6 +78,9 @@ pub struct TrainOutcome {
     pub resumed_from: Option<(usize, usize)>,
     /// Photos per role that went into the pairs (impostor samples counted as negatives).
     pub counts: [usize; 3],
+    /// The default model on the same test pairs at its own threshold (fine-tune mode): what
+    /// training changed.
+    pub default_model: Option<PairRates>,
 }
 
 /// Writes checkpoints and the run's history through the store, forwards events and yields.
@@ -226,7 +231,7 @@ pub async fn train<S: Store>(
         },
     };
 
-    let (tower_kind, counts, outcome) = match request.mode {
+    let (tower_kind, counts, outcome, default_model) = match request.mode {
         TrainingMode::FineTune => {
             let embed = async |images: &[StoredImage]| {
                 image_descriptors(store, pipeline, images, yield_now).await
@@ -266,11 +271,14 @@ pub async fn train<S: Store>(
             let (trainer, resumed) = resume(fresh, previous.as_ref().map(|(c, _)| c), || {
                 HeadModel::new(&table, seed)
             })?;
+            let test = trainer.split().test.clone();
             let outcome = run_trainer(
                 store, trainer, resumed, run, &ids, control, on_event, yield_now,
             )
             .await?;
-            (FINE_TUNE_TOWER_KIND, counts, outcome)
+            // A comparison for the page: a failure here must not cost the trained model.
+            let default_model = default_model_rates(&table, &test, device).await.ok();
+            (FINE_TUNE_TOWER_KIND, counts, outcome, default_model)
         }
         TrainingMode::Classic => {
             if negatives.len() < MIN_CLASSIC_NEGATIVES {
@@ -312,7 +320,7 @@ pub async fn train<S: Store>(
                 store, trainer, resumed, run, &ids, control, on_event, yield_now,
             )
             .await?;
-            (CLASSIC_TOWER_KIND, counts, outcome)
+            (CLASSIC_TOWER_KIND, counts, outcome, None)
         }
     };
     let (stop, record, report, resumed_from, mut run) = outcome;
@@ -325,6 +333,7 @@ pub async fn train<S: Store>(
             report: None,
             resumed_from,
             counts,
+            default_model: None,
         });
     }
     let report = report.expect("a finished run has a report");
@@ -379,7 +388,29 @@ pub async fn train<S: Store>(
         report: Some(report),
         resumed_from,
         counts,
+        default_model,
     })
+}
+
+/// The default model's rates on `test` (pairs of rows of `table`), at its own threshold.
+async fn default_model_rates(
+    table: &[Vec<f32>],
+    test: &[LabelledPair<usize>],
+    device: &Device,
+) -> Result<PairRates, AppError> {
+    let default = DefaultHead::bundled().map_err(|e| AppError::IncompatibleModel(e.to_string()))?;
+    let pairs: Vec<EmbeddedPair> = test
+        .iter()
+        .map(|p| {
+            let same = p.label == PairLabel::Same;
+            (table[p.anchor].clone(), table[p.other].clone(), same)
+        })
+        .collect();
+    let scores = score_pairs(&default.module(device), &pairs, device)
+        .await
+        .map_err(|e| AppError::IncompatibleModel(e.to_string()))?;
+    let same: Vec<bool> = pairs.iter().map(|(_, _, same)| *same).collect();
+    Ok(rates_at(&scores, &same, default.policy.detection.value()))
 }
 
 type RunResult = (

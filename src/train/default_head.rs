@@ -268,6 +268,40 @@ pub async fn score_pairs(
     Ok(scores)
 }
 
+/// How a detection threshold does on scored pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PairRates {
+    pub threshold: f32,
+    /// Different-person pairs scored above the threshold.
+    pub false_accept_rate: f64,
+    /// Same-person pairs scored at or below it.
+    pub false_reject_rate: f64,
+    pub pairs: usize,
+}
+
+/// The rates of `threshold` on `scores` (`same`: whether each pair shows one person).
+pub fn rates_at(scores: &[f32], same: &[bool], threshold: f32) -> PairRates {
+    let rate = |select: bool, accept: bool| {
+        let chosen: Vec<f32> = scores
+            .iter()
+            .zip(same)
+            .filter(|(_, s)| **s == select)
+            .map(|(v, _)| *v)
+            .collect();
+        let hits = chosen
+            .iter()
+            .filter(|v| (**v > threshold) == accept)
+            .count();
+        hits as f64 / chosen.len().max(1) as f64
+    };
+    PairRates {
+        threshold,
+        false_accept_rate: rate(false, true),
+        false_reject_rate: rate(true, false),
+        pairs: scores.len(),
+    }
+}
+
 /// The lowest detection threshold whose false-accept rate on the different-person scores is at
 /// most `target` (a detection is a score above the threshold), and the false-accept and
 /// false-reject rates there. Verification takes more than half of the references.
@@ -284,24 +318,12 @@ pub fn calibrate(scores: &[f32], same: &[bool], target: f64) -> (VerificationPol
     let threshold = different
         .get(allowed)
         .map_or(0.5, |score| score.clamp(0.0, 1.0));
-    let rate = |select: bool, accept: bool| {
-        let chosen: Vec<f32> = scores
-            .iter()
-            .zip(same)
-            .filter(|(_, s)| **s == select)
-            .map(|(v, _)| *v)
-            .collect();
-        let hits = chosen
-            .iter()
-            .filter(|v| (**v > threshold) == accept)
-            .count();
-        hits as f64 / chosen.len().max(1) as f64
-    };
+    let rates = rates_at(scores, same, threshold);
     let policy = VerificationPolicy::new(
         DetectionThreshold::new(threshold).expect("clamped to 0..=1"),
         VerificationThreshold::new(0.5).expect("in range"),
     );
-    (policy, rate(false, true), rate(true, false))
+    (policy, rates.false_accept_rate, rates.false_reject_rate)
 }
 
 /// Area under the ROC curve: the chance that a same-person pair outscores a different one.
