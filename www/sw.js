@@ -5,11 +5,21 @@
 // - Everything else: network first (the HTTP cache makes that a cheap revalidation), falling
 //   back to the cache offline, so a new build is picked up at the next online load.
 // Cache names start with "faceverify" so "Delete all my data" finds them (web::idb_store).
-const CACHE = 'faceverify-app-v3';
+const CACHE = 'faceverify-app-v4';
 const SHELL = [
   './',
   'index.html',
   'app.js',
+  'page/camera.js',
+  'page/charts.js',
+  'page/data.js',
+  'page/engine.js',
+  'page/enrol.js',
+  'page/profile.js',
+  'page/state.js',
+  'page/training.js',
+  'page/ui.js',
+  'page/verification.js',
   'verifier.js',
   'worker.js',
   'builds.js',

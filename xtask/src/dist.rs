@@ -69,17 +69,17 @@ fn remove_if_present(dir: &Path) -> Result {
     }
 }
 
-/// Copies the plain files of `from` into `to` (created): the page's and the models' folders
-/// are flat.
+/// Copies the files of `from` into `to` (created), folders and all: the page's modules sit in
+/// `www/page/`.
 pub fn copy_files(from: &Path, to: &Path) -> Result {
     std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
     let entries = std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?;
     for entry in entries {
-        let path = entry
-            .map_err(|e| format!("{}: {e}", from.display()))?
-            .path();
-        if path.is_file() {
-            let target = to.join(path.file_name().expect("a file has a name"));
+        let path = entry.map_err(|e| format!("{}: {e}", from.display()))?.path();
+        let target = to.join(path.file_name().expect("an entry has a name"));
+        if path.is_dir() {
+            copy_files(&path, &target)?;
+        } else if path.is_file() {
             std::fs::copy(&path, &target).map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
@@ -148,6 +148,37 @@ mod tests {
                 "www/{linked} is missing"
             );
         }
+    }
+
+    #[test]
+    fn the_service_worker_keeps_every_module_of_the_page() {
+        // Offline, a module missing from the cache stops the page from starting.
+        let worker = std::fs::read_to_string(root().join("www/sw.js")).unwrap();
+        let mut modules = vec!["app.js".to_string(), "verifier.js".to_string()];
+        for entry in std::fs::read_dir(root().join("www/page")).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            modules.push(format!("page/{name}"));
+        }
+        for module in modules {
+            assert!(
+                worker.contains(&format!("'{module}'")),
+                "sw.js does not keep {module}"
+            );
+        }
+    }
+
+    #[test]
+    fn copying_takes_folders_along() {
+        let from = std::env::temp_dir().join(format!("xtask-copy-{}", std::process::id()));
+        let to = from.with_extension("out");
+        std::fs::create_dir_all(from.join("page")).unwrap();
+        std::fs::write(from.join("app.js"), "a").unwrap();
+        std::fs::write(from.join("page/ui.js"), "b").unwrap();
+        copy_files(&from, &to).unwrap();
+        assert_eq!(std::fs::read_to_string(to.join("page/ui.js")).unwrap(), "b");
+        assert_eq!(std::fs::read_to_string(to.join("app.js")).unwrap(), "a");
+        std::fs::remove_dir_all(&from).unwrap();
+        std::fs::remove_dir_all(&to).unwrap();
     }
 
     #[test]
