@@ -457,17 +457,23 @@ fn one_photo_is_enough_to_verify_with_the_default_model() {
     {
         let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
         open_app(&session, &url, "CPU");
+        // Captures until one is stored (a frame may be refused by the quality checks).
         for _ in 0..10 {
-            if count(&session, "anchor") > 0 {
-                break;
-            }
+            session.eval("document.getElementById('capture-status').textContent = '';");
             session.wait_for(
                 "!document.getElementById('capture-anchor').disabled",
                 "the capture button",
                 STARTUP,
             );
             session.click("capture-anchor");
-            std::thread::sleep(Duration::from_millis(700));
+            session.wait_for(
+                "document.getElementById('capture-status').textContent !== ''",
+                "the capture's outcome",
+                STARTUP,
+            );
+            if count(&session, "anchor") > 0 {
+                break;
+            }
         }
         assert_eq!(
             count(&session, "anchor"),

@@ -75,7 +75,9 @@ pub fn copy_files(from: &Path, to: &Path) -> Result {
     std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
     let entries = std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?;
     for entry in entries {
-        let path = entry.map_err(|e| format!("{}: {e}", from.display()))?.path();
+        let path = entry
+            .map_err(|e| format!("{}: {e}", from.display()))?
+            .path();
         let target = to.join(path.file_name().expect("an entry has a name"));
         if path.is_dir() {
             copy_files(&path, &target)?;
