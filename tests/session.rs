@@ -297,8 +297,7 @@ fn a_session_enrols_trains_verifies_exports_and_deletes_everything() {
         "training reports its epochs"
     );
     // The calibrated thresholds became the saved ones.
-    let calibrated: faceverify::verify::policy::VerificationPolicy =
-        serde_json::from_value(model.metrics["policy"].clone()).unwrap();
+    let calibrated = app::ModelMetrics::of(&model.metrics).unwrap().policy;
     let settings = state(&mut session).settings;
     assert_eq!(settings.detection_threshold, calibrated.detection.value());
     assert_eq!(

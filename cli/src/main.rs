@@ -186,24 +186,22 @@ fn print_report(outcome: &faceverify::app::TrainOutcome) {
         println!("training stopped ({:?}); no model was stored", outcome.stop);
         return;
     };
-    let test = &model.metrics["test"];
-    let number = |value: &serde_json::Value| value.as_f64().unwrap_or(f64::NAN);
-    println!(
-        "test split: loss {:.4}  precision {:.3}  recall {:.3}  accuracy {:.3}  AUC {:.4}  EER {:.3}",
-        number(&test["loss"]),
-        number(&test["precision"]),
-        number(&test["recall"]),
-        number(&test["accuracy"]),
-        number(&test["auc"]),
-        number(&test["eer"]),
-    );
-    let policy = &model.metrics["policy"];
-    match model.metrics["calibration_problem"].as_str() {
+    let Some(metrics) = faceverify::app::ModelMetrics::of(&model.metrics) else {
+        println!("the stored model has no figures");
+        return;
+    };
+    if let Some(test) = metrics.test {
+        println!(
+            "test split: loss {:.4}  precision {:.3}  recall {:.3}  accuracy {:.3}  AUC {:.4}  EER {:.3}",
+            test.loss, test.precision, test.recall, test.accuracy, test.auc, test.eer,
+        );
+    }
+    match &metrics.calibration_problem {
         Some(problem) => println!("no calibration ({problem}); default policy 0.5/0.5"),
         None => println!(
             "calibrated policy: detection {:.3}, verification {:.3}",
-            number(&policy["detection"]),
-            number(&policy["verification"]),
+            metrics.policy.detection.value(),
+            metrics.policy.verification.value(),
         ),
     }
 }

@@ -29,9 +29,9 @@ use crate::vision::align::CropMode;
 use crate::vision::frame::FrameError;
 
 use super::{
-    AppError, NamedFile, NewPhoto, QualityGate, RunIds, TrainRequest, Verifier, YieldFn, capture,
-    check_frame, identify_frame, import_model, import_photos, profile_state, reference_images,
-    train, verify_frame,
+    AppError, ModelMetrics, NamedFile, NewPhoto, QualityGate, RunIds, TrainRequest, Verifier,
+    YieldFn, capture, check_frame, identify_frame, import_model, import_photos, profile_state,
+    reference_images, train, verify_frame,
 };
 
 /// The longest profile name, in characters.
@@ -201,8 +201,7 @@ async fn adopt_calibrated_thresholds(
     store: &impl Store,
     model: &ModelSummary,
 ) -> Result<(), StoreError> {
-    let Ok(policy) = serde_json::from_value::<VerificationPolicy>(model.metrics["policy"].clone())
-    else {
+    let Some(ModelMetrics { policy, .. }) = ModelMetrics::of(&model.metrics) else {
         return Ok(());
     };
     let mut settings = store.settings().await?;

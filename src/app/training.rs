@@ -24,6 +24,7 @@ use crate::train::run::{
     PairModel, RunControl, RunError, RunSettings, SiameseModel, StopReason, TrainedModel, Trainer,
     TrainingCheckpoint, TrainingEvent, TrainingObserver, classic_trainer, fine_tune_trainer,
 };
+use crate::verify::calibration::PolicyProposal;
 use crate::verify::policy::VerificationPolicy;
 use crate::vision::frame::Frame;
 
@@ -65,6 +66,44 @@ pub struct RunIds {
     pub run_id: String,
     pub model_id: String,
     pub now: Millis,
+}
+
+/// A model's figures on its run's test split, as stored with it (`StoredModel::metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TestMetrics {
+    pub loss: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub accuracy: f64,
+    pub auc: f64,
+    /// Equal error rate.
+    pub eer: f64,
+}
+
+/// What is stored with a model beside its weights: its test figures and its calibration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetrics {
+    /// `None` for a model file imported without them.
+    #[serde(default)]
+    pub test: Option<TestMetrics>,
+    /// The thresholds it verifies with.
+    pub policy: VerificationPolicy,
+    #[serde(default)]
+    pub calibration: Option<PolicyProposal>,
+    #[serde(default)]
+    pub calibration_problem: Option<String>,
+}
+
+impl ModelMetrics {
+    /// Reads the metrics stored with a model; `None` when they are not in this form.
+    pub fn of(stored: &serde_json::Value) -> Option<Self> {
+        serde_json::from_value(stored.clone()).ok()
+    }
+
+    /// The form a store keeps (`StoredModel::metrics` is free-form JSON).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("numbers and strings always serialise")
+    }
 }
 
 /// The end of a run.
@@ -341,19 +380,20 @@ pub async fn train<S: Store>(
         .policy
         .as_ref()
         .map_or_else(VerificationPolicy::default, |p| p.policy);
-    let metrics = serde_json::json!({
-        "test": {
-            "loss": report.test_loss,
-            "precision": report.evaluation.precision,
-            "recall": report.evaluation.recall,
-            "accuracy": report.evaluation.accuracy,
-            "auc": report.evaluation.auc,
-            "eer": report.evaluation.eer.rate,
-        },
-        "policy": policy,
-        "calibration": report.policy,
-        "calibration_problem": report.calibration_problem,
-    });
+    let metrics = ModelMetrics {
+        test: Some(TestMetrics {
+            loss: report.test_loss,
+            precision: report.evaluation.precision,
+            recall: report.evaluation.recall,
+            accuracy: report.evaluation.accuracy,
+            auc: report.evaluation.auc,
+            eer: report.evaluation.eer.rate,
+        }),
+        policy,
+        calibration: report.policy,
+        calibration_problem: report.calibration_problem.clone(),
+    }
+    .to_value();
     let model = TrainedModel {
         tower_kind: tower_kind.into(),
         record,

@@ -27,7 +27,7 @@ use crate::vision::quality::FrameCheck;
 use super::capture::examine_frame;
 use super::descriptors::image_descriptors;
 use super::training::crops;
-use super::{AppError, MAX_REFERENCES, YieldFn};
+use super::{AppError, MAX_REFERENCES, ModelMetrics, YieldFn};
 
 /// The model a profile verifies with, loaded, with its references embedded once: its active
 /// model, or, before it has one, the default model (so one photo is enough to verify).
@@ -300,12 +300,20 @@ pub async fn import_model<S: Store>(
     now: Millis,
 ) -> Result<ModelSummary, AppError> {
     let model = TrainedModel::from_bytes(&bytes).map_err(|e| AppError::NotAModel(e.to_string()))?;
-    let mut metrics = model.summary["metrics"].clone();
-    if !metrics.is_object() {
-        metrics = serde_json::json!({});
-    }
     // The thresholds in the file are the ones it verifies with.
-    metrics["policy"] = serde_json::json!(model.policy);
+    let metrics = match ModelMetrics::of(&model.summary["metrics"]) {
+        Some(metrics) => ModelMetrics {
+            policy: model.policy,
+            ..metrics
+        },
+        None => ModelMetrics {
+            test: None,
+            policy: model.policy,
+            calibration: None,
+            calibration_problem: None,
+        },
+    }
+    .to_value();
     let stored = StoredModel {
         id: model_id,
         profile_id: profile.into(),
