@@ -37,7 +37,7 @@ impl BackendKind {
 }
 
 /// What the user (or the settings page) asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendPreference {
     /// WebGPU when it works, otherwise the CPU.

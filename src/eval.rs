@@ -43,7 +43,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 16;
 
 /// Errors reading a pairs file. Line numbers count from 1, the header being line 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PairsError {
+pub enum PairsFileError {
     #[error("the pairs file is empty")]
     Empty,
     #[error(
@@ -78,7 +78,7 @@ pub enum PairsError {
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error(transparent)]
-    Pairs(#[from] PairsError),
+    Pairs(#[from] PairsFileError),
     #[cfg(not(target_arch = "wasm32"))]
     #[error("cannot read {path}: {source}")]
     Io {
@@ -198,12 +198,12 @@ impl PairsFile {
     /// Parses LFW's pairs format: a header, then `Name i j` (same person) and `Name1 i Name2 j`
     /// (different people) lines, fields separated by spaces or tabs. Blank lines are skipped.
     /// The pairs must follow the header's layout and count.
-    pub fn parse(text: &str) -> Result<Self, PairsError> {
+    pub fn parse(text: &str) -> Result<Self, PairsFileError> {
         let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
         let (_, header) = lines
             .by_ref()
             .find(|(_, l)| !l.is_empty())
-            .ok_or(PairsError::Empty)?;
+            .ok_or(PairsFileError::Empty)?;
         let layout = parse_header(header)?;
         let mut pairs = Vec::with_capacity(layout.total_pairs());
         for (line, text) in lines.filter(|(_, l)| !l.is_empty()) {
@@ -219,7 +219,7 @@ impl PairsFile {
                             "different-person"
                         }
                     };
-                    return Err(PairsError::OutOfOrder {
+                    return Err(PairsFileError::OutOfOrder {
                         line,
                         text: text.to_string(),
                         expected: kind(expected),
@@ -230,7 +230,7 @@ impl PairsFile {
             pairs.push(pair);
         }
         if pairs.len() != layout.total_pairs() {
-            return Err(PairsError::WrongCount {
+            return Err(PairsFileError::WrongCount {
                 expected: layout.total_pairs(),
                 found: pairs.len(),
             });
@@ -279,8 +279,8 @@ impl PairsFile {
     }
 }
 
-fn parse_header(text: &str) -> Result<PairsLayout, PairsError> {
-    let bad = || PairsError::BadHeader {
+fn parse_header(text: &str) -> Result<PairsLayout, PairsFileError> {
+    let bad = || PairsFileError::BadHeader {
         text: text.to_string(),
     };
     let fields: Vec<&str> = text.split_whitespace().collect();
@@ -299,13 +299,13 @@ fn parse_header(text: &str) -> Result<PairsLayout, PairsError> {
     }
 }
 
-fn parse_pair(line: usize, text: &str) -> Result<LfwPair, PairsError> {
-    let bad = |reason: String| PairsError::BadLine {
+fn parse_pair(line: usize, text: &str) -> Result<LfwPair, PairsFileError> {
+    let bad = |reason: String| PairsFileError::BadLine {
         line,
         text: text.to_string(),
         reason,
     };
-    let number = |s: &str| -> Result<u32, PairsError> {
+    let number = |s: &str| -> Result<u32, PairsFileError> {
         match s.parse::<u32>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(bad(format!(
@@ -314,7 +314,7 @@ fn parse_pair(line: usize, text: &str) -> Result<LfwPair, PairsError> {
         }
     };
     // A name becomes a path component: refuse anything that could leave the LFW folder.
-    let name = |s: &str| -> Result<String, PairsError> {
+    let name = |s: &str| -> Result<String, PairsFileError> {
         if s.contains(['/', '\\']) || s == "." || s == ".." {
             return Err(bad(format!("'{s}' is not a person's name")));
         }

@@ -20,16 +20,16 @@ use crate::vision::align::CropMode;
 use crate::vision::frame::{Frame, FrameError};
 
 /// The pretrained networks' weight files, served beside the app (`cargo xtask dist` copies `models/`).
-pub const MODEL_FILES: [ModelFile; 3] = [
-    ModelFile {
+pub const NETWORK_FILES: [NetworkFile; 3] = [
+    NetworkFile {
         name: "face detector",
         path: "models/blazeface.f16.bin",
     },
-    ModelFile {
+    NetworkFile {
         name: "face descriptor network",
         path: "models/face_resnet.q8.bin",
     },
-    ModelFile {
+    NetworkFile {
         name: "impostor model",
         path: "models/impostors.json",
     },
@@ -37,14 +37,14 @@ pub const MODEL_FILES: [ModelFile; 3] = [
 
 /// One weight file the worker downloads on first use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModelFile {
+pub struct NetworkFile {
     /// What a person sees in the progress line.
     pub name: &'static str,
     /// Relative to the app's root.
     pub path: &'static str,
 }
 
-impl ModelFile {
+impl NetworkFile {
     /// The file's name inside the models folder.
     pub fn file_name(&self) -> &'static str {
         self.path.rsplit('/').next().unwrap_or(self.path)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use faceverify::eval::{
-    EvalError, EvalModels, EvalOptions, LfwDirectory, LfwImage, LfwPair, PairsError, PairsFile,
+    EvalError, EvalModels, EvalOptions, LfwDirectory, LfwImage, LfwPair, PairsFile, PairsFileError,
     PairsLayout, assign_folds, best_threshold, distance_metrics, evaluate_lfw, k_fold_accuracy,
 };
 use faceverify::model::blazeface;
@@ -123,24 +123,24 @@ fn the_dev_file_parses_and_its_folds_are_balanced() {
 
 #[test]
 fn malformed_files_are_typed_errors() {
-    assert_eq!(PairsFile::parse(""), Err(PairsError::Empty));
-    assert_eq!(PairsFile::parse("\n  \n"), Err(PairsError::Empty));
+    assert_eq!(PairsFile::parse(""), Err(PairsFileError::Empty));
+    assert_eq!(PairsFile::parse("\n  \n"), Err(PairsFileError::Empty));
     assert!(matches!(
         PairsFile::parse("lots of pairs\nA 1 2\n"),
-        Err(PairsError::BadHeader { .. })
+        Err(PairsFileError::BadHeader { .. })
     ));
     assert!(matches!(
         PairsFile::parse("0 same-then-different\n"),
-        Err(PairsError::BadHeader { .. })
+        Err(PairsFileError::BadHeader { .. })
     ));
     // Wrong number of fields, on line 2.
     assert!(matches!(
         PairsFile::parse("1 same-then-different\nA 1\nB 1 C 2\n"),
-        Err(PairsError::BadLine { line: 2, .. })
+        Err(PairsFileError::BadLine { line: 2, .. })
     ));
     assert!(matches!(
         PairsFile::parse("1 same-then-different\nA 1 2 3 4\nB 1 C 2\n"),
-        Err(PairsError::BadLine { line: 2, .. })
+        Err(PairsFileError::BadLine { line: 2, .. })
     ));
     // Not a number, zero (LFW counts from 1), negative.
     for bad in ["A x 2", "A 0 2", "A 1 -2"] {
@@ -148,7 +148,7 @@ fn malformed_files_are_typed_errors() {
         assert!(
             matches!(
                 PairsFile::parse(&text),
-                Err(PairsError::BadLine { line: 2, .. })
+                Err(PairsFileError::BadLine { line: 2, .. })
             ),
             "{bad}"
         );
@@ -156,16 +156,16 @@ fn malformed_files_are_typed_errors() {
     // A different-person line naming one person twice; a name that would leave the folder.
     assert!(matches!(
         PairsFile::parse("1 same-then-different\nA 1 2\nB 1 B 2\n"),
-        Err(PairsError::BadLine { line: 3, .. })
+        Err(PairsFileError::BadLine { line: 3, .. })
     ));
     assert!(matches!(
         PairsFile::parse("1 same-then-different\n.. 1 2\nB 1 C 2\n"),
-        Err(PairsError::BadLine { line: 2, .. })
+        Err(PairsFileError::BadLine { line: 2, .. })
     ));
     // A different-person pair where the header promises a same-person one.
     assert_eq!(
         PairsFile::parse("1 same-then-different\nB 1 C 2\nA 1 2\n"),
-        Err(PairsError::OutOfOrder {
+        Err(PairsFileError::OutOfOrder {
             line: 2,
             text: "B 1 C 2".into(),
             expected: "same-person",
@@ -175,14 +175,14 @@ fn malformed_files_are_typed_errors() {
     // Too few and too many pairs.
     assert_eq!(
         PairsFile::parse("2 same-then-different\nA 1 2\nD 1 3\nB 1 C 2\n"),
-        Err(PairsError::WrongCount {
+        Err(PairsFileError::WrongCount {
             expected: 4,
             found: 3
         })
     );
     assert_eq!(
         PairsFile::parse("1 same-then-different\nA 1 2\nB 1 C 2\nD 1 E 1\n"),
-        Err(PairsError::WrongCount {
+        Err(PairsFileError::WrongCount {
             expected: 2,
             found: 3
         })

@@ -13,7 +13,7 @@ use faceverify::app::{
 };
 use faceverify::backend::{BackendKind, BackendPreference};
 use faceverify::model::koch::DeviceBufferLimits;
-use faceverify::protocol::{CameraFrame, ModelFile, WorkerRequest, WorkerResponse};
+use faceverify::protocol::{CameraFrame, NetworkFile, WorkerRequest, WorkerResponse};
 use faceverify::store::{
     ImageRole, ImportMode, MemoryStore, Profile, Settings, StoreError, TrainingMode,
 };
@@ -87,7 +87,7 @@ impl Host for TestHost {
         Ok(MemoryStore::new())
     }
 
-    async fn model_file(&self, file: ModelFile) -> Result<Vec<u8>, String> {
+    async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String> {
         if let Some(detail) = self.offline.borrow().clone() {
             return Err(detail);
         }

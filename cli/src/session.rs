@@ -14,7 +14,7 @@ use faceverify::app::{
 };
 use faceverify::backend::{BackendKind, BackendPreference};
 use faceverify::model::koch::DeviceBufferLimits;
-use faceverify::protocol::{CameraFrame, ModelFile, WorkerRequest, WorkerResponse};
+use faceverify::protocol::{CameraFrame, NetworkFile, WorkerRequest, WorkerResponse};
 use faceverify::store::{DirStore, ImageRole, Settings, Store, StoreError};
 use faceverify::train::run::{CancelFlag, StopReason, TrainingEvent, TrainingMode};
 use faceverify::verify::policy::VerificationResult;
@@ -66,7 +66,7 @@ impl Host for CliHost {
         DirStore::open(&self.store)
     }
 
-    async fn model_file(&self, file: ModelFile) -> Result<Vec<u8>, String> {
+    async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String> {
         let path = self.models.join(file.file_name());
         std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
     }

@@ -14,7 +14,7 @@ use thiserror::Error;
 use crate::backend::{self, BackendKind, BackendPreference, SelectedBackend};
 use crate::model::koch::DeviceBufferLimits;
 use crate::pipeline::{FacePipeline, PipelineError};
-use crate::protocol::{CameraFrame, MODEL_FILES, ModelFile, WorkerRequest, WorkerResponse};
+use crate::protocol::{CameraFrame, NETWORK_FILES, NetworkFile, WorkerRequest, WorkerResponse};
 use crate::selfcheck;
 use crate::store::archive::{self, ArchiveError};
 use crate::store::validate::ArchiveLimits;
@@ -54,7 +54,7 @@ pub trait Host {
     /// Opens the app's storage.
     async fn open_store(&self) -> Result<Self::Store, StoreError>;
     /// The bytes of a pretrained network's file; on failure, what went wrong.
-    async fn model_file(&self, file: ModelFile) -> Result<Vec<u8>, String>;
+    async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String>;
     /// The GPU's buffer limits (asked only while the session computes on a GPU).
     async fn gpu_limits(&self) -> Option<DeviceBufferLimits>;
     /// Deletes everything the app keeps on this device; `store`, when open, is handed over
@@ -171,7 +171,7 @@ async fn filled<T, E>(
     Ok(slot.insert(value))
 }
 
-async fn model_file<H: Host>(host: &H, file: ModelFile) -> Result<Vec<u8>, SessionError> {
+async fn model_file<H: Host>(host: &H, file: NetworkFile) -> Result<Vec<u8>, SessionError> {
     host.model_file(file)
         .await
         .map_err(|detail| SessionError::Download {
@@ -182,14 +182,14 @@ async fn model_file<H: Host>(host: &H, file: ModelFile) -> Result<Vec<u8>, Sessi
 
 /// The face pipeline on `device`, from the detector's and the tower's files.
 async fn load_pipeline<H: Host>(host: &H, device: &Device) -> Result<FacePipeline, SessionError> {
-    let [detector, tower, _] = MODEL_FILES;
+    let [detector, tower, _] = NETWORK_FILES;
     let detector = model_file(host, detector).await?;
     let tower = model_file(host, tower).await?;
     FacePipeline::from_bytes(&detector, &tower, device).map_err(SessionError::DamagedNetworks)
 }
 
 async fn load_impostors<H: Host>(host: &H) -> Result<ImpostorModel, SessionError> {
-    let bytes = model_file(host, MODEL_FILES[2]).await?;
+    let bytes = model_file(host, NETWORK_FILES[2]).await?;
     let text =
         String::from_utf8(bytes).map_err(|e| SessionError::DamagedImpostors(e.to_string()))?;
     ImpostorModel::from_json(&text).map_err(|e| SessionError::DamagedImpostors(e.to_string()))

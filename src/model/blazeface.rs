@@ -27,6 +27,8 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData, f16};
 
+use super::WeightTensor;
+
 /// Side of the square input in pixels.
 pub const INPUT_SIZE: usize = 128;
 /// Number of anchors (rows of the outputs).
@@ -295,13 +297,6 @@ pub fn input_from_rgb8(pixels: &[u8], device: &Device) -> Tensor<4> {
 /// One 0..255 channel value as the network sees it.
 pub fn pixel_to_input(p: u8) -> f32 {
     (f64::from(p) / 127.5 - 1.0) as f32
-}
-
-/// One tensor of a weights file, as f32.
-#[derive(Debug, Clone)]
-pub struct WeightTensor {
-    pub shape: Vec<usize>,
-    pub values: Vec<f32>,
 }
 
 /// The parsed contents of `models/blazeface.f16.bin` (CPU memory; plain Rust).

@@ -29,6 +29,8 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::WeightTensor;
+
 /// Side of the square input in pixels.
 pub const INPUT_SIZE: usize = 150;
 /// Length of the face descriptor.
@@ -359,13 +361,6 @@ pub fn input_from_rgb8(pixels: &[u8], device: &Device) -> Tensor<4> {
         device,
     )
     .permute([0, 3, 1, 2])
-}
-
-/// One tensor of a weights file, dequantised to f32.
-#[derive(Debug, Clone)]
-pub struct WeightTensor {
-    pub shape: Vec<usize>,
-    pub values: Vec<f32>,
 }
 
 /// The parsed, dequantised contents of `models/face_resnet.q8.bin` (CPU memory; plain Rust).

@@ -5,3 +5,11 @@ pub mod face_resnet;
 pub mod koch;
 pub mod siamese;
 pub mod tower;
+
+/// One tensor of a weights file (`models/*.bin`), as f32 (dequantised where the file stores
+/// fewer bits).
+#[derive(Debug, Clone)]
+pub struct WeightTensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}

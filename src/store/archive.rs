@@ -299,7 +299,7 @@ fn describe_problems(problems: &[ArchiveProblem]) -> String {
 
 /// What an import wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImportReport {
+pub struct ArchiveImport {
     pub mode: ImportMode,
     pub counts: ArchiveCounts,
 }
@@ -440,10 +440,10 @@ pub async fn import_archive(
     archive: &[u8],
     mode: ImportMode,
     limits: &ArchiveLimits,
-) -> Result<ImportReport, ArchiveError> {
+) -> Result<ArchiveImport, ArchiveError> {
     let contents = decode_archive(archive, limits, &ImageLimits::default())?;
     store.import_contents(&contents, mode).await?;
-    Ok(ImportReport {
+    Ok(ArchiveImport {
         mode,
         counts: counts_of(&contents),
     })

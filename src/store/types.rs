@@ -238,16 +238,8 @@ pub struct TrainingRun {
     pub epochs: Vec<EpochStats>,
 }
 
-/// Which compute backend the worker should use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendPreference {
-    /// WebGPU when an adapter is available, the CPU otherwise.
-    #[default]
-    Auto,
-    Webgpu,
-    Cpu,
-}
+/// Which compute backend the worker should use (kept in the settings).
+pub use crate::backend::BackendPreference;
 
 /// App-wide settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::store::ImageRole;
+
 /// A small deterministic random number generator (SplitMix64).
 ///
 /// Not `rand`: its generators' streams are not promised to stay the same across versions, and a
@@ -185,18 +187,6 @@ impl TrainingConfig {
         }
         Ok(())
     }
-}
-
-/// Which set of images is missing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageRole {
-    /// Captures of the user compared against the others.
-    Anchor,
-    /// More captures of the user.
-    Positive,
-    /// Faces of other people.
-    Negative,
 }
 
 /// Why pairs could not be made.

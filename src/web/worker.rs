@@ -18,7 +18,7 @@ use super::executor::spawn_local;
 use super::idb_store::{self, IdbStore};
 use crate::app::{self, Host, Session};
 use crate::model::koch::DeviceBufferLimits;
-use crate::protocol::{MODEL_FILES, ModelFile, WorkerRequest, WorkerResponse};
+use crate::protocol::{NETWORK_FILES, NetworkFile, WorkerRequest, WorkerResponse};
 use crate::store::StoreError;
 use crate::train::run::CancelFlag;
 
@@ -45,7 +45,7 @@ impl WebHost {
             current_id: RefCell::new(JsValue::UNDEFINED),
             downloads: RefCell::new(HashMap::new()),
         };
-        let [detector, tower, _] = MODEL_FILES;
+        let [detector, tower, _] = NETWORK_FILES;
         for file in [detector, tower] {
             // Started here; a spawned task drives it, and the session awaits it when needed.
             let _started = host.download(file);
@@ -54,7 +54,7 @@ impl WebHost {
     }
 
     /// The download of `file`, started unless under way or done.
-    fn download(&self, file: ModelFile) -> Download {
+    fn download(&self, file: NetworkFile) -> Download {
         self.downloads
             .borrow_mut()
             .entry(file.path)
@@ -114,7 +114,7 @@ impl Host for WebHost {
         IdbStore::open_default().await
     }
 
-    async fn model_file(&self, file: ModelFile) -> Result<Vec<u8>, String> {
+    async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String> {
         let result = self.download(file).await;
         if result.is_err() {
             // The next request downloads again (the network may be back).
@@ -247,7 +247,7 @@ async fn yield_to_event_loop() {
 /// do).
 async fn download(
     scope: DedicatedWorkerGlobalScope,
-    file: ModelFile,
+    file: NetworkFile,
     url: String,
 ) -> Result<Vec<u8>, String> {
     let detail = |e: JsValue| e.as_string().unwrap_or_else(|| format!("{e:?}"));
