@@ -459,8 +459,11 @@ fn page_load_figures(collected: &mut Collected, timings: &mut Timings) -> Result
     );
     let step = Instant::now();
     let load = run_streaming(
+        // The native tests' selection and features, so the page-load driver reuses their
+        // build (default features would build Burn's native wgpu stack for it).
         cargo()
-            .args(["test", "--quiet", "--test", "bench_load", "--"])
+            .args(crate::NATIVE_TEST_ARGS)
+            .args(["--quiet", "--test", "bench_load", "--"])
             .args(["--include-ignored", "--nocapture"])
             .env("FACEVERIFY_DIST", root().join("dist")),
     );

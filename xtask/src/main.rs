@@ -382,7 +382,7 @@ fn browser_tests() -> Result<Vec<String>> {
 /// Without default features the native tree leaves out Burn's wgpu stack (wgpu, naga, cubecl:
 /// about half of its build), which the browser tests exercise as WebGPU; `cargo test
 /// --workspace` with default features also runs the native wgpu tests on Vulkan.
-const NATIVE_TEST_ARGS: [&str; 3] = ["test", "--workspace", "--no-default-features"];
+pub(crate) const NATIVE_TEST_ARGS: [&str; 3] = ["test", "--workspace", "--no-default-features"];
 
 /// The end-to-end tests select the same packages as the native tests, so cargo resolves the
 /// same features and reuses that build. Selecting only the root package resolves other
