@@ -105,6 +105,11 @@ impl Host for TestHost {
     }
 }
 
+/// Whether the session posted a progress message that `which` accepts.
+fn posted(session: &Session<TestHost>, which: impl Fn(&WorkerResponse) -> bool) -> bool {
+    session.host().posted.borrow().iter().any(which)
+}
+
 fn new_session() -> Session<TestHost> {
     let mut session = Session::new(TestHost::default(), CancelFlag::new());
     let ready = send(
@@ -209,12 +214,10 @@ fn enrol(session: &mut Session<TestHost>) {
     };
     assert_eq!(report.added.len(), 5, "{report:?}");
     assert!(
-        session
-            .host()
-            .posted
-            .borrow()
-            .iter()
-            .any(|m| matches!(m, WorkerResponse::ImportProgress { done: 5, total: 5 })),
+        posted(&session, |m| matches!(
+            m,
+            WorkerResponse::ImportProgress { done: 5, total: 5 }
+        )),
         "the import reports its progress"
     );
 }
@@ -288,12 +291,7 @@ fn a_session_enrols_trains_verifies_exports_and_deletes_everything() {
         "{before:?}"
     );
     assert!(
-        session
-            .host()
-            .posted
-            .borrow()
-            .iter()
-            .any(|m| matches!(m, WorkerResponse::Training { .. })),
+        posted(&session, |m| matches!(m, WorkerResponse::Training { .. })),
         "training reports its epochs"
     );
     // The calibrated thresholds became the saved ones.

@@ -24,14 +24,14 @@ use crate::store::{
 };
 use crate::train::impostors::ImpostorModel;
 use crate::train::run::{CancelFlag, RunControl, TrainingEvent};
-use crate::verify::policy::{ThresholdError, VerificationPolicy};
+use crate::verify::policy::{ThresholdError, VerificationError, VerificationPolicy};
 use crate::vision::align::CropMode;
 use crate::vision::frame::FrameError;
 
 use super::{
     AppError, ModelMetrics, NamedFile, NewPhoto, QualityGate, RunIds, TrainRequest, Verifier,
     YieldFn, capture, check_frame, identify_frame, import_model, import_photos, profile_state,
-    reference_images, train, verify_frame,
+    train, verify_frame,
 };
 
 /// The longest profile name, in characters.
@@ -157,6 +157,15 @@ async fn chosen(slot: &mut Option<SelectedBackend>) -> &mut SelectedBackend {
         None => backend::select(BackendPreference::Auto).await,
     };
     slot.insert(selected)
+}
+
+/// What loading a profile without photos to compare with means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unenrolled {
+    /// It is left out (identification among everyone).
+    Skip,
+    /// It is an error that says what to do (verifying that profile).
+    Refuse,
 }
 
 /// `slot`'s value, made by `make` the first time.
@@ -559,7 +568,8 @@ impl<H: Host> Session<H> {
     ) -> Result<WorkerResponse, SessionError> {
         let frame = frame.to_frame()?;
         let policy = self.policy().await?;
-        self.load_verifiers(std::slice::from_ref(&profile)).await?;
+        self.load_verifiers(std::slice::from_ref(&profile), Unenrolled::Refuse)
+            .await?;
         let verifier = &self.verifiers[&profile];
         let pipeline = self.parts.ready(&self.host).await?.pipeline;
         let outcome = verify_frame(pipeline, verifier, &frame, &verifier.policy(policy)).await?;
@@ -572,20 +582,16 @@ impl<H: Host> Session<H> {
     async fn identify(&mut self, frame: &CameraFrame) -> Result<WorkerResponse, SessionError> {
         let frame = frame.to_frame()?;
         let policy = self.policy().await?;
-        let store = self.store().await?;
-        let mut enrolled = Vec::new();
-        for profile in store.list_profiles().await? {
-            if !reference_images(store, &profile.id).await?.is_empty() {
-                enrolled.push(profile);
-            }
-        }
-        let ids: Vec<ProfileId> = enrolled.iter().map(|p| p.id.clone()).collect();
-        self.load_verifiers(&ids).await?;
-        let people: Vec<(Profile, &Verifier)> = enrolled
+        let profiles = self.store().await?.list_profiles().await?;
+        let ids: Vec<ProfileId> = profiles.iter().map(|p| p.id.clone()).collect();
+        // Loaded verifiers are kept, so a frame reads no photos; a profile without photos to
+        // compare with is not enrolled and has none.
+        self.load_verifiers(&ids, Unenrolled::Skip).await?;
+        let people: Vec<(Profile, &Verifier)> = profiles
             .into_iter()
-            .map(|p| {
-                let verifier = &self.verifiers[&p.id];
-                (p, verifier)
+            .filter_map(|p| {
+                let verifier = self.verifiers.get(&p.id)?;
+                Some((p, verifier))
             })
             .collect();
         let pipeline = self.parts.ready(&self.host).await?.pipeline;
@@ -596,14 +602,18 @@ impl<H: Host> Session<H> {
     }
 
     /// Loads the verifiers of `profiles` that are not loaded yet.
-    async fn load_verifiers(&mut self, profiles: &[ProfileId]) -> Result<(), SessionError> {
+    async fn load_verifiers(
+        &mut self,
+        profiles: &[ProfileId],
+        unenrolled: Unenrolled,
+    ) -> Result<(), SessionError> {
         let limits = self.device_limits().await;
         let ready = self.parts.ready(&self.host).await?;
         for profile in profiles {
             if self.verifiers.contains_key(profile) {
                 continue;
             }
-            let verifier = Verifier::load(
+            let loaded = Verifier::load(
                 ready.store,
                 ready.pipeline,
                 profile,
@@ -611,8 +621,15 @@ impl<H: Host> Session<H> {
                 limits.as_ref(),
                 H::yield_now,
             )
-            .await?;
-            self.verifiers.insert(profile.clone(), verifier);
+            .await;
+            match loaded {
+                Ok(verifier) => {
+                    self.verifiers.insert(profile.clone(), verifier);
+                }
+                Err(AppError::Verification(VerificationError::NoReferences))
+                    if unenrolled == Unenrolled::Skip => {}
+                Err(error) => return Err(error.into()),
+            }
         }
         Ok(())
     }

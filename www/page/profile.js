@@ -129,7 +129,8 @@ export function renderModel(state) {
   if (!app.training) {
     $('train-status').textContent = model
       ? `Trained ${new Date(model.created).toLocaleString()} (${model.tower_kind}). Test precision ${pct(model.metrics?.test?.precision)}, recall ${pct(model.metrics?.test?.recall)}.`
-      : checkpoint ? 'A training run was interrupted: resume it or start again.' : 'Not trained yet.';
+      : checkpoint ? 'A training run was interrupted: resume it or start again.'
+        : 'Not trained yet: until then the default model verifies, from the first photo on.';
   }
   const policy = model?.metrics?.policy;
   const marks = (which, value) => {

@@ -65,7 +65,7 @@ export async function identifyOnce() {
     verdict.dataset.identified = outcome.identified?.name ?? '';
     verdict.textContent = outcome.identified ? `This is ${outcome.identified.name}.` : 'Nobody enrolled here.';
     $('verdict-detail').textContent = best
-      ? `${outcome.identified ? '' : `Closest: ${best.profile.name}, `}${matched(best)} (of ${outcome.candidates.length} people enrolled).`
+      ? `${outcome.identified ? '' : `Closest: ${best.profile.name}, `}${matched(best)} (${outcome.candidates.length === 1 ? 'the one person' : `${outcome.candidates.length} people`} enrolled here).`
       : 'Nobody has photos to compare with yet.';
     announce(verdict.textContent);
   } catch (error) {
