@@ -99,6 +99,9 @@ pub enum WorkerRequest {
     },
     /// Answered by `State`.
     DeletePhoto { profile: String, id: String },
+    /// Deletes every adaptive reference of the profile ("forget what was learned"). Answered by
+    /// `State`.
+    ForgetAdaptive { profile: String },
     /// Moves a photo to another role (e.g. makes a positive one of the N verification photos).
     /// Answered by `State`.
     SetPhotoRole {
@@ -152,6 +155,7 @@ impl WorkerRequest {
             Self::ImportPhotos { .. } => "ImportPhotos",
             Self::ImportModel { .. } => "ImportModel",
             Self::DeletePhoto { .. } => "DeletePhoto",
+            Self::ForgetAdaptive { .. } => "ForgetAdaptive",
             Self::SetPhotoRole { .. } => "SetPhotoRole",
             Self::Train { .. } => "Train",
             Self::CancelTraining => "CancelTraining",

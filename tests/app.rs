@@ -141,6 +141,35 @@ fn ids(n: u32) -> RunIds {
     }
 }
 
+/// One training run on the CPU backend.
+#[allow(clippy::too_many_arguments)]
+async fn train_run(
+    store: &MemoryStore,
+    pipeline: &FacePipeline,
+    impostors: Option<&faceverify::train::impostors::ImpostorModel>,
+    device_limits: Option<&faceverify::model::koch::DeviceBufferLimits>,
+    request: &TrainRequest,
+    ids: RunIds,
+    control: &RunControl,
+    on_event: &mut dyn FnMut(&TrainingEvent),
+) -> Result<app::TrainOutcome, app::AppError> {
+    let device = Device::flex();
+    let parts = app::TrainingParts {
+        store,
+        pipeline,
+        impostors,
+        device: &device,
+        device_limits,
+    };
+    let hooks = app::RunHooks {
+        ids,
+        control,
+        on_event,
+        yield_now: app::no_yield,
+    };
+    app::train(&parts, request, hooks).await
+}
+
 /// Trains `request` on the CPU backend with the bundled impostor model, ignoring the events.
 fn train_quietly(
     store: &MemoryStore,
@@ -148,17 +177,15 @@ fn train_quietly(
     request: &TrainRequest,
     ids: RunIds,
 ) -> app::TrainOutcome {
-    block(app::train(
+    block(train_run(
         store,
         pipeline,
         Some(&impostors()),
-        &Device::flex(),
         None,
         request,
         ids,
         &RunControl::new(no_clock),
         &mut |_: &TrainingEvent| {},
-        app::no_yield,
     ))
     .unwrap()
 }
@@ -173,17 +200,15 @@ fn capture_train_and_verify_on_a_memory_store() {
     assert!(stored.iter().all(|i| i.aligned_crop.is_some()));
 
     let mut events = Vec::new();
-    let outcome = block(app::train(
+    let outcome = block(train_run(
         &store,
         &pipeline,
         Some(&impostors()),
-        &Device::flex(),
         None,
         &request(false),
         ids(1),
         &RunControl::new(no_clock),
         &mut |e: &TrainingEvent| events.push(e.clone()),
-        app::no_yield,
     ))
     .unwrap();
     assert_ne!(outcome.stop, StopReason::Cancelled);
@@ -424,11 +449,10 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
     let control = RunControl::new(no_clock);
     let cancel = control.cancel.clone();
     let mut steps = 0;
-    let outcome = block(app::train(
+    let outcome = block(train_run(
         &store,
         &pipeline,
         Some(&impostors()),
-        &Device::flex(),
         None,
         &request(false),
         ids(1),
@@ -441,7 +465,6 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
                 }
             }
         },
-        app::no_yield,
     ))
     .unwrap();
     assert_eq!(outcome.stop, StopReason::Cancelled);
@@ -475,17 +498,15 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
 #[test]
 fn training_refuses_with_too_few_photos() {
     let store = with_profile();
-    let error = block(app::train(
+    let error = block(train_run(
         &store,
         &pipeline(),
         None,
-        &Device::flex(),
         None,
         &request(false),
         ids(1),
         &RunControl::new(no_clock),
         &mut |_: &TrainingEvent| {},
-        app::no_yield,
     ))
     .unwrap_err();
     assert!(error.to_string().contains("anchor"), "{error}");
@@ -812,17 +833,15 @@ fn classic_mode_refuses_a_gpu_that_cannot_hold_the_koch_network() {
         mode: TrainingMode::Classic,
         ..request(false)
     };
-    let error = block(app::train(
+    let error = block(train_run(
         &store,
         &pipeline,
         None,
-        &Device::flex(),
         Some(&faceverify::model::koch::DeviceBufferLimits::WEBGPU_DEFAULTS),
         &classic,
         ids(1),
         &RunControl::new(no_clock),
         &mut |_: &TrainingEvent| {},
-        app::no_yield,
     ))
     .unwrap_err()
     .to_string();

@@ -283,6 +283,7 @@ fn fine_tune_inputs() -> FineTuneInputs {
         positives: captures(&person, 10, 2),
         negatives: Vec::new(),
         impostors: impostors.sample(40, 3),
+        start: None,
     }
 }
 

@@ -445,6 +445,42 @@ fn the_example_page_enrols_trains_and_verifies_with_the_built_package() {
     eprintln!("[example] person-b: {verdict}");
 }
 
+/// With "Learn from clear matches" on, a clear match joins the references (shown apart in the
+/// gallery), and "Forget what was learned" removes it.
+fn learns_a_clear_match_and_forgets_it(session: &Session) {
+    session.click("adaptive-references");
+    let mut outcomes = Vec::new();
+    for _ in 0..20 {
+        let (verdict, _) = verify(session);
+        let adaptation =
+            session.eval("return document.getElementById('verdict').dataset.adaptation;");
+        outcomes.push((verdict, adaptation.clone()));
+        if adaptation == "learned" {
+            break;
+        }
+    }
+    assert!(
+        outcomes.iter().any(|(_, a)| a == "learned"),
+        "no clear match was learned in 20 frames: {outcomes:?}"
+    );
+    session.wait_for(
+        "Number(document.getElementById('counts').dataset.adaptive) >= 1",
+        "the learned photo in the gallery",
+        STARTUP,
+    );
+    session.click("forget-adaptive");
+    session.wait_for(
+        "Number(document.getElementById('counts').dataset.adaptive) === 0",
+        "the learned photos to be forgotten",
+        STARTUP,
+    );
+    assert_eq!(
+        count(session, "anchor"),
+        1,
+        "forgetting keeps the enrolled photo"
+    );
+}
+
 /// One photo is enough: right after the first capture the default model verifies the same
 /// man and rejects another, and the page says which model decided.
 #[test]
@@ -503,13 +539,20 @@ fn one_photo_is_enough_to_verify_with_the_default_model() {
                 .any(|(answer, name)| answer == "identified" && name == "Me"),
             "{answers:?}"
         );
+        learns_a_clear_match_and_forgets_it(&session);
     }
+    // Adaptive references stay on: another man is neither verified nor learned.
     let session = driver.session_with_profile(&browser_args("person-b.mjpeg", false), &profile);
     open_app(&session, &url, "CPU");
     let verdicts = verdicts(&session, 3);
     assert!(
         verdicts.iter().all(|(v, _)| v == "not-verified"),
         "another man must never be verified: {verdicts:?}"
+    );
+    assert_eq!(
+        count(&session, "adaptive"),
+        0,
+        "another man's face was learned"
     );
     let (answer, name) = identify(&session);
     assert_eq!(

@@ -109,6 +109,7 @@ fn head_inputs() -> FineTuneInputs {
         positives: embeddings(12, 0, 2),
         negatives: [embeddings(6, 1, 3), embeddings(6, 2, 4)].concat(),
         impostors: embeddings(6, 1, 5),
+        start: None,
     }
 }
 
@@ -544,6 +545,7 @@ fn fine_tune_on_lfw_reaches_095_precision_and_recall() {
         positives: embed(positives),
         negatives: embed(&negatives),
         impostors: impostor_model.sample(40, 1),
+        start: None,
     };
     let embedded = started.elapsed();
 

@@ -41,6 +41,8 @@ function wire() {
     };
   }
   $('train-mode').onchange = saveSettings;
+  $('attempt-far').onchange = saveSettings;
+  $('adaptive-references').onchange = saveSettings;
   $('backend-select').onchange = async () => {
     saveSettings();
     await useBackend($('backend-select').value);

@@ -2,7 +2,8 @@
 // and src/app; the fields used most are spelled out, the rest stay open.
 
 export type Backend = 'auto' | 'webgpu' | 'cpu';
-export type Role = 'anchor' | 'positive' | 'verification' | 'negative';
+/** 'adaptive': learned while verifying (adaptive references), never chosen by hand. */
+export type Role = 'anchor' | 'positive' | 'verification' | 'negative' | 'adaptive';
 /** An image the verifier reads a face from. */
 export type FaceSource = ImageBitmap | ImageData | HTMLVideoElement | HTMLImageElement
   | HTMLCanvasElement | OffscreenCanvas | Blob;
@@ -36,9 +37,25 @@ export interface ProfileState {
   profile: { id: string; name: string };
   images: ImageSummary[];
   model: { id: string; tower_kind: string; created: number; metrics: unknown } | null;
-  settings: { detection_threshold: number; verification_threshold: number; backend: Backend; mode: string };
+  settings: Settings;
   [field: string]: unknown;
 }
+
+export interface Settings {
+  detection_threshold: number;
+  verification_threshold: number;
+  backend: Backend;
+  mode: string;
+  /** The false-accept rate per verification attempt training calibrates for (1e-4). */
+  attempt_false_accept_rate: number;
+  /** Whether clear matches join the references (at most 10, oldest out first). */
+  adaptive_references: boolean;
+}
+
+export type Adaptation =
+  | { kind: 'off' }
+  | { kind: 'learned'; image: string }
+  | { kind: 'skipped'; reason: 'not_verified' | 'frame_fault' | 'narrow_margin' };
 
 export interface FrameHint { hint: 'no_face' | 'several_faces' | 'too_small' | 'too_dark' | 'too_blurred'; [detail: string]: unknown }
 
@@ -57,7 +74,7 @@ export interface VerificationResult {
 }
 
 export type VerifyOutcome =
-  | { outcome: 'decision'; result: VerificationResult; check: unknown; calibrated: unknown; model_id: string }
+  | { outcome: 'decision'; result: VerificationResult; check: unknown; calibrated: unknown; model_id: string; adaptation: Adaptation }
   | { outcome: 'no_face'; check: unknown };
 
 export type IdentifyOutcome =
@@ -101,6 +118,9 @@ export class FaceVerifier extends EventTarget {
   deletePerson(id: string): Promise<ProfileState>;
   enrol(person: string, source: FaceSource, options?: { role?: Role; checks?: boolean }): Promise<CaptureOutcome>;
   deletePhoto(person: string, id: string): Promise<ProfileState>;
+  /** Forgets every photo of `person` learned while verifying. */
+  forgetLearned(person: string): Promise<ProfileState>;
+  saveSettings(settings: Settings, person?: string | null): Promise<ProfileState>;
   train(person: string, options?: TrainOptions): Promise<{ stop?: string; report?: unknown; model?: unknown; [field: string]: unknown }>;
   verify(person: string, source: FaceSource): Promise<VerifyOutcome>;
   /** "Who is this?" among every person enrolled here. */

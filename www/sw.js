@@ -5,7 +5,7 @@
 // - Everything else: network first (the HTTP cache makes that a cheap revalidation), falling
 //   back to the cache offline, so a new build is picked up at the next online load.
 // Cache names start with "faceverify" so "Delete all my data" finds them (web::idb_store).
-const CACHE = 'faceverify-app-v4';
+const CACHE = 'faceverify-app-v5';
 const SHELL = [
   './',
   'index.html',

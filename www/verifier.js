@@ -131,6 +131,17 @@ export class FaceVerifier extends EventTarget {
     return (await this.request({ type: 'DeletePhoto', profile: person, id })).state;
   }
 
+  /// Forgets every photo of `person` learned while verifying (the adaptive references).
+  async forgetLearned(person) {
+    return (await this.request({ type: 'ForgetAdaptive', profile: person })).state;
+  }
+
+  /// Saves the settings (`state().settings` with changes): thresholds, backend, training mode,
+  /// the false-accept rate per attempt training calibrates for, adaptive references.
+  async saveSettings(settings, person = null) {
+    return (await this.request({ type: 'SaveSettings', profile: person, settings })).state;
+  }
+
   // Training and verification -------------------------------------------------------------
 
   /// Trains `person`'s model (`mode`: 'fine_tune' or 'classic'). `onProgress` receives each
@@ -150,8 +161,9 @@ export class FaceVerifier extends EventTarget {
   }
 
   /// Whether the face in `source` is `person`: `{ outcome: 'decision', result: { verified,
-  /// fraction, detections, reference_count, scores, policy }, check, calibrated, model_id }`, or
-  /// `{ outcome: 'no_face', check }`.
+  /// fraction, detections, reference_count, scores, policy }, check, calibrated, model_id,
+  /// adaptation }`, or `{ outcome: 'no_face', check }`. With adaptive references on, a clear
+  /// match's face joins the references (`adaptation.kind === 'learned'`).
   async verify(person, source) {
     const frame = await frameOf(source);
     return (await this.request({ type: 'Verify', profile: person, frame }, [frame.bitmap])).outcome;

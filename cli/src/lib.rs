@@ -16,6 +16,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use faceverify::backend::wgpu_device;
 use faceverify::model::face_resnet::{FaceResNet, WEIGHTS_PATH};
+use faceverify::pipeline::FacePipeline;
 use faceverify::train::impostors::{
     FitOptions, ImpostorError, ImpostorModel, ImpostorSelection, build_from_lfw,
 };
@@ -176,7 +177,7 @@ pub struct ImpostorOptions {
     pub out: PathBuf,
     /// Clustering.
     pub fit: FitOptions,
-    /// Pretrained tower weights.
+    /// Pretrained tower weights; the detector's are read from the same folder.
     pub weights: PathBuf,
     /// Where the tower runs.
     pub backend: BackendChoice,
@@ -185,13 +186,19 @@ pub struct ImpostorOptions {
 /// `faceverify impostors`.
 pub fn impostors(options: &ImpostorOptions, quiet: bool) -> Result<ImpostorModel, CliError> {
     let device = options.backend.device()?;
-    let tower = load_tower(&options.weights, &device)?;
+    let detector = options.weights.with_file_name(
+        Path::new(faceverify::model::blazeface::WEIGHTS_PATH)
+            .file_name()
+            .expect("a file name"),
+    );
+    let read = |path: &Path| std::fs::read(path).map_err(|e| io(path, e));
+    let pipeline = FacePipeline::from_bytes(&read(&detector)?, &read(&options.weights)?, &device)
+        .map_err(|e| CliError::Tower(e.to_string()))?;
     let model = build_from_lfw(
         &options.lfw,
         &ImpostorSelection::default(),
         options.fit,
-        &tower,
-        &device,
+        &pipeline,
         |done, total| {
             if !quiet && (done % 100 == 0 || done == total) {
                 println!("embedded {done}/{total} people");

@@ -23,11 +23,15 @@ mod eval_command;
 const USAGE: &str = "usage:
   faceverify train --data DIR [--mode fine-tune|classic] [--epochs N] [--batch N] [--seed N]
                    [--backend cpu|wgpu] [--out model.bin] [--store DIR [--resume]] [--quiet]
+                   [--target-far X]
       DIR/anchor, DIR/positive and DIR/negative hold photos (JPEG or PNG); each face is
-      detected and aligned, and the model trained and calibrated, as in the page. --store
-      keeps the photos, runs and model in DIR (a checkpoint every epoch: --resume continues).
+      detected and aligned, and the model trained and calibrated, as in the page (fine-tune
+      mode: for a false-accept rate per attempt of X, 1e-4 by default). --store keeps the
+      photos, runs and model in DIR (a checkpoint every epoch: --resume continues).
   faceverify verify (--model M --refs DIR | --store DIR) [--detection X] [--verification X]
-                    [--backend cpu|wgpu] IMAGE...
+                    [--adapt on|off] [--backend cpu|wgpu] IMAGE...
+      Checks identity only (still photos cannot show liveness). --adapt on keeps clear
+      matches as adaptive references in the store (at most 10, the oldest out first).
   faceverify identify --people DIR [--backend cpu|wgpu] IMAGE...
       Who each IMAGE shows among the people of DIR (DIR/<name>/*.jpg): the best match that
       verifies, or nobody enrolled here (each person decides with the default model).
@@ -143,6 +147,7 @@ fn train_command(mut args: Args) -> Result<(), CliError> {
         backend: args.backend()?,
         out: PathBuf::from(args.take("out").unwrap_or_else(|| "model.bin".into())),
         store: args.take("store").map(PathBuf::from),
+        target_far: args.parsed("target-far")?,
     };
     let quiet = args.switch("quiet");
     args.finish()?;
@@ -196,14 +201,43 @@ fn print_report(outcome: &faceverify::app::TrainOutcome) {
             test.loss, test.precision, test.recall, test.accuracy, test.auc, test.eer,
         );
     }
-    match &metrics.calibration_problem {
-        Some(problem) => println!("no calibration ({problem}); default policy 0.5/0.5"),
-        None => println!(
+    match (&metrics.attempts, &metrics.calibration_problem) {
+        (Some(attempts), _) => println!("{}", describe_attempts(attempts)),
+        (None, Some(problem)) => println!("no calibration ({problem}); default policy 0.5/0.5"),
+        (None, None) => println!(
             "calibrated policy: detection {:.3}, verification {:.3}",
             metrics.policy.detection.value(),
             metrics.policy.verification.value(),
         ),
     }
+    if let Some(problem) = &metrics.attempts_problem {
+        println!("no calibration per attempt: {problem}");
+    }
+}
+
+/// What the per-attempt calibration chose and what it shows.
+fn describe_attempts(attempts: &faceverify::verify::attempts::AttemptCalibration) -> String {
+    format!(
+        "calibrated policy: detection {:.2}, verification {:.3}\n  \
+         false accepts per attempt: {} of {} impostor attempts ({:.1e}; below {:.1e} with 95% \
+         confidence), target {:.0e} {}\n  \
+         false rejects: {} of {} genuine attempts on the enrolment photos ({:.1}%)",
+        attempts.policy.detection.value(),
+        attempts.policy.verification.value(),
+        attempts.impostors_accepted,
+        attempts.impostor_attempts,
+        attempts.false_accept_rate,
+        attempts.false_accept_upper_bound,
+        attempts.target_false_accept_rate,
+        if attempts.target_met {
+            "met"
+        } else {
+            "NOT met"
+        },
+        attempts.genuine_rejected,
+        attempts.genuine_attempts,
+        100.0 * attempts.false_reject_rate,
+    )
 }
 
 fn verify_command(mut args: Args) -> Result<(), CliError> {
@@ -215,6 +249,16 @@ fn verify_command(mut args: Args) -> Result<(), CliError> {
         verification: args.parsed("verification")?,
         backend: args.backend()?,
         images: args.positional.iter().map(PathBuf::from).collect(),
+        adapt: match args.take("adapt").as_deref() {
+            None => None,
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            Some(other) => {
+                return Err(CliError::Usage(format!(
+                    "--adapt takes on or off, not '{other}'"
+                )));
+            }
+        },
     };
     args.finish()?;
     if options.images.is_empty() {
@@ -227,7 +271,8 @@ fn verify_command(mut args: Args) -> Result<(), CliError> {
             "verify needs --model and --refs, or a --store that train kept\n\n{USAGE}"
         )));
     }
-    for decision in verify(&options)? {
+    let decisions = verify(&options)?;
+    for decision in &decisions {
         let Some(result) = &decision.result else {
             println!("{}: no face found", decision.image.display());
             continue;
@@ -248,7 +293,17 @@ fn verify_command(mut args: Args) -> Result<(), CliError> {
             result.policy.verification.value(),
         );
         println!("  scores: [{}]", scores.join(", "));
+        if decision.learned {
+            println!("  kept as an adaptive reference");
+        }
     }
+    let decided: Vec<_> = decisions.iter().filter_map(|d| d.result.as_ref()).collect();
+    println!(
+        "{} of {} images verified ({} without a face); identity only: still photos cannot show liveness",
+        decided.iter().filter(|r| r.verified).count(),
+        decided.len(),
+        decisions.len() - decided.len(),
+    );
     Ok(())
 }
 

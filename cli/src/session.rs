@@ -258,6 +258,9 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// A folder to keep the photos, runs and models in.
     pub store: Option<PathBuf>,
+    /// The false-accept rate per verification attempt to calibrate for (`None`: the saved
+    /// setting, 1e-4 by default).
+    pub target_far: Option<f64>,
 }
 
 /// What `train` did: the photos imported per role, and the run.
@@ -276,6 +279,9 @@ pub fn train(options: &TrainOptions, quiet: bool) -> Result<Trained, CliError> {
         if dir.is_dir() {
             imported.push((role, import_folder(&mut session, &dir, role)?));
         }
+    }
+    if let Some(target) = options.target_far {
+        change_settings(&mut session, |s| s.attempt_false_accept_rate = target)?;
     }
     let request = TrainRequest {
         profile: CLI_PROFILE.into(),
@@ -305,6 +311,7 @@ pub fn role_folder(role: ImageRole) -> &'static str {
         ImageRole::Positive => "positive",
         ImageRole::Negative => "negative",
         ImageRole::Verification => "verification",
+        ImageRole::Adaptive => "adaptive",
     }
 }
 
@@ -322,12 +329,16 @@ pub struct VerifyOptions {
     pub detection: Option<f32>,
     pub verification: Option<f32>,
     pub backend: BackendChoice,
+    /// Switches adaptive references on or off in the store (`None`: as saved).
+    pub adapt: Option<bool>,
 }
 
 /// One probe's answer: the tutorial's decision, or no face.
 pub struct ProbeDecision {
     pub image: PathBuf,
     pub result: Option<VerificationResult>,
+    /// Whether the face became an adaptive reference.
+    pub learned: bool,
 }
 
 /// `faceverify verify`: each probe through the page's verification.
@@ -342,8 +353,18 @@ pub fn verify(options: &VerifyOptions) -> Result<Vec<ProbeDecision>, CliError> {
         let profile = CLI_PROFILE.into();
         ask(&mut session, WorkerRequest::ImportModel { profile, bytes })?;
     }
-    if options.detection.is_some() || options.verification.is_some() {
-        override_thresholds(&mut session, options.detection, options.verification)?;
+    if options.detection.is_some() || options.verification.is_some() || options.adapt.is_some() {
+        change_settings(&mut session, |settings| {
+            if let Some(adapt) = options.adapt {
+                settings.adaptive_references = adapt;
+            }
+            if let Some(detection) = options.detection {
+                settings.detection_threshold = detection;
+            }
+            if let Some(verification) = options.verification {
+                settings.verification_threshold = verification;
+            }
+        })?;
     }
     options
         .images
@@ -353,35 +374,38 @@ pub fn verify(options: &VerifyOptions) -> Result<Vec<ProbeDecision>, CliError> {
                 profile: CLI_PROFILE.into(),
                 frame: camera_frame(image)?,
             };
-            let result = match ask(&mut session, request)? {
+            let (result, learned) = match ask(&mut session, request)? {
                 WorkerResponse::Verified { outcome } => match *outcome {
-                    VerifyOutcome::Decision { result, .. } => Some(result),
-                    VerifyOutcome::NoFace { .. } => None,
+                    VerifyOutcome::Decision {
+                        result, adaptation, ..
+                    } => (
+                        Some(result),
+                        matches!(adaptation, app::Adaptation::Learned { .. }),
+                    ),
+                    VerifyOutcome::NoFace { .. } => (None, false),
                 },
                 other => return Err(unexpected(&other)),
             };
             Ok(ProbeDecision {
                 image: image.clone(),
                 result,
+                learned,
             })
         })
         .collect()
 }
 
-fn override_thresholds(
+/// Saves the settings after `change`.
+fn change_settings(
     session: &mut Session<CliHost>,
-    detection: Option<f32>,
-    verification: Option<f32>,
+    change: impl FnOnce(&mut Settings),
 ) -> Result<(), CliError> {
     let WorkerResponse::State { state } = ask(session, WorkerRequest::LoadState { profile: None })?
     else {
         return Err(CliError::Session("no state".into()));
     };
-    let settings = Settings {
-        detection_threshold: detection.unwrap_or(state.settings.detection_threshold),
-        verification_threshold: verification.unwrap_or(state.settings.verification_threshold),
-        ..state.settings
-    };
+    let mut settings = state.settings;
+    change(&mut settings);
     ask(
         session,
         WorkerRequest::SaveSettings {

@@ -98,6 +98,11 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
         stdout.contains("test split:") && stdout.contains("wrote"),
         "{stdout}"
     );
+    // Calibrated for the default false-accept rate per attempt, with its confidence.
+    assert!(
+        stdout.contains("false accepts per attempt") && stdout.contains("target 1e-4 met"),
+        "{stdout}"
+    );
     assert!(model.is_file());
 
     let genuine = &user[40];
@@ -118,7 +123,11 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
         String::from_utf8_lossy(&verify.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(
+        lines[4].starts_with("1 of 2 images verified") && lines[4].contains("identity only"),
+        "{stdout}"
+    );
     assert!(lines[0].contains(": VERIFIED"), "{stdout}");
     assert!(lines[2].contains(": NOT VERIFIED"), "{stdout}");
     assert!(lines[1].trim_start().starts_with("scores: ["), "{stdout}");
@@ -207,4 +216,54 @@ fn identify_names_an_enrolled_person_and_nobody_for_a_stranger() {
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].contains(": Colin_Powell ("), "{stdout}");
     assert!(lines[1].contains(": nobody enrolled here"), "{stdout}");
+}
+
+#[test]
+fn verify_keeps_clear_matches_as_adaptive_references_but_never_a_stranger() {
+    let lfw = lfw();
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faceverify-cli-adaptive");
+    let _ = std::fs::remove_dir_all(&work);
+    let user = photos(&lfw.join("George_W_Bush"));
+    let refs = work.join("refs");
+    copy_into(&refs, &user[..3]);
+    let store = work.join("store");
+    let stranger = photos(&lfw.join("Luiz_Inacio_Lula_da_Silva"))[0].clone();
+    let mut args: Vec<String> = ["verify", "--store", store.to_str().unwrap(), "--refs"]
+        .map(String::from)
+        .to_vec();
+    args.push(refs.to_str().unwrap().into());
+    args.extend(["--adapt".into(), "on".into()]);
+    args.push(stranger.to_str().unwrap().into());
+    args.extend(user[3..13].iter().map(|p| p.to_str().unwrap().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let verify = faceverify(&args);
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let stranger_line = lines
+        .iter()
+        .position(|l| l.contains("Luiz_Inacio"))
+        .unwrap();
+    assert!(lines[stranger_line].contains("NOT VERIFIED"), "{stdout}");
+    assert!(!lines[stranger_line + 2].contains("adaptive"), "{stdout}");
+    let learned = stdout.matches("kept as an adaptive reference").count();
+    assert!(learned >= 1, "{stdout}");
+    // Kept in the store: the next run compares with them too (3 enrolled + the kept ones).
+    let again = faceverify(&[
+        "verify",
+        "--store",
+        store.to_str().unwrap(),
+        user[20].to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains(": VERIFIED"), "{stdout}");
+    assert_eq!(
+        stdout.lines().nth(1).unwrap().matches(',').count(),
+        3 + learned - 1,
+        "{stdout}"
+    );
 }

@@ -137,7 +137,16 @@ async fn photo_record(
     let (FrameCheck { hints, .. }, Some(aligned)) = examine_frame(pipeline, frame).await? else {
         return Ok(None);
     };
-    let image = StoredImage {
+    Ok(Some((stored_image(frame, &aligned, photo)?, hints)))
+}
+
+/// The record of `frame` as a photo, with its face's aligned crop.
+pub(super) fn stored_image(
+    frame: &Frame,
+    aligned: &Frame,
+    photo: NewPhoto,
+) -> Result<StoredImage, AppError> {
+    Ok(StoredImage {
         id: photo.id,
         profile_id: photo.profile,
         role: photo.role,
@@ -146,10 +155,9 @@ async fn photo_record(
         width: frame.width(),
         height: frame.height(),
         encoded: encode_jpeg(frame)?,
-        aligned_crop: Some(encode_jpeg(&aligned)?),
+        aligned_crop: Some(encode_jpeg(aligned)?),
         descriptor: None,
-    };
-    Ok(Some((image, hints)))
+    })
 }
 
 /// Stores one camera frame as a photo of `photo.role` (one transaction). No face, or a face

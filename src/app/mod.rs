@@ -11,8 +11,11 @@ use thiserror::Error;
 use crate::pipeline::PipelineError;
 use crate::store::StoreError;
 use crate::train::run::RunError;
+use crate::verify::calibration::CalibrationError;
 use crate::verify::policy::VerificationError;
 
+mod adaptation;
+mod calibration;
 mod capture;
 mod descriptors;
 mod expand;
@@ -25,6 +28,8 @@ mod verification;
 pub use crate::vision::quality::{
     FrameCheck, FrameHint, MIN_BRIGHTNESS, MIN_FACE_FRACTION, MIN_SHARPNESS, frame_hints, sharpness,
 };
+pub use adaptation::*;
+pub use calibration::*;
 pub use capture::*;
 pub use descriptors::*;
 pub use expand::*;
@@ -54,6 +59,8 @@ pub enum AppError {
     Training(#[from] RunError),
     #[error(transparent)]
     Verification(#[from] VerificationError),
+    #[error("the thresholds could not be calibrated: {0}")]
+    Calibration(#[from] CalibrationError),
     #[error("{0}")]
     Image(String),
     #[error("training needs at least {needed} {role} photos of this profile, and it has {found}")]

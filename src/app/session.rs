@@ -29,9 +29,10 @@ use crate::vision::align::CropMode;
 use crate::vision::frame::FrameError;
 
 use super::{
-    AppError, ModelMetrics, NamedFile, NewPhoto, QualityGate, RunIds, TrainRequest, Verifier,
-    YieldFn, capture, check_frame, identify_frame, import_model, import_photos, profile_state,
-    train, verify_frame,
+    Adaptation, AppError, ModelMetrics, NamedFile, NewPhoto, QualityGate, RunHooks, RunIds,
+    TrainRequest, TrainingParts, Verifier, VerifyOutcome, YieldFn, capture, check_frame,
+    clear_match, forget_adaptive, identify_frame, import_model, import_photos, keep_adaptive,
+    profile_state, train, verify_keeping_face,
 };
 
 /// The longest profile name, in characters.
@@ -127,8 +128,8 @@ pub struct Session<H: Host> {
     /// Each profile's verifier, loaded on first use; all are dropped when photos or models
     /// change.
     verifiers: BTreeMap<ProfileId, Verifier>,
-    /// The saved thresholds, read once instead of on every verified frame.
-    policy: Option<VerificationPolicy>,
+    /// The saved settings, read once instead of on every verified frame.
+    settings: Option<Settings>,
 }
 
 /// What a session loads on first use.
@@ -258,7 +259,7 @@ impl<H: Host> Session<H> {
                 store: None,
             },
             verifiers: BTreeMap::new(),
-            policy: None,
+            settings: None,
         }
     }
 
@@ -319,6 +320,11 @@ impl<H: Host> Session<H> {
                 self.changed();
                 self.state(Some(&profile)).await
             }
+            WorkerRequest::ForgetAdaptive { profile } => {
+                forget_adaptive(self.store().await?, &profile).await?;
+                self.changed();
+                self.state(Some(&profile)).await
+            }
             WorkerRequest::DeletePhoto { profile, id } => {
                 self.store().await?.delete_image(&id).await?;
                 self.changed();
@@ -368,24 +374,29 @@ impl<H: Host> Session<H> {
         }
     }
 
-    /// The saved thresholds.
-    async fn policy(&mut self) -> Result<VerificationPolicy, SessionError> {
-        if let Some(policy) = self.policy {
-            return Ok(policy);
+    /// The saved settings.
+    async fn settings(&mut self) -> Result<Settings, SessionError> {
+        if let Some(settings) = self.settings {
+            return Ok(settings);
         }
         let settings = self.store().await?.settings().await?;
-        let policy = VerificationPolicy::from_values(
+        self.settings = Some(settings);
+        Ok(settings)
+    }
+
+    /// The saved thresholds.
+    async fn policy(&mut self) -> Result<VerificationPolicy, SessionError> {
+        let settings = self.settings().await?;
+        VerificationPolicy::from_values(
             settings.detection_threshold,
             settings.verification_threshold,
         )
-        .map_err(SessionError::SavedThresholds)?;
-        self.policy = Some(policy);
-        Ok(policy)
+        .map_err(SessionError::SavedThresholds)
     }
 
     /// Photos or models changed: what was derived from them is rebuilt on next use.
     fn changed(&mut self) {
-        self.policy = None;
+        self.settings = None;
         self.verifiers.clear();
     }
 
@@ -536,19 +547,20 @@ impl<H: Host> Session<H> {
                 event: event.clone(),
             })
         };
-        let outcome = train(
-            ready.store,
-            ready.pipeline,
-            ready.impostors,
-            ready.device,
-            limits.as_ref(),
-            request,
+        let parts = TrainingParts {
+            store: ready.store,
+            pipeline: ready.pipeline,
+            impostors: ready.impostors,
+            device: ready.device,
+            device_limits: limits.as_ref(),
+        };
+        let hooks = RunHooks {
             ids,
-            &control,
-            &mut on_event,
-            H::yield_now,
-        )
-        .await;
+            control: &control,
+            on_event: &mut on_event,
+            yield_now: H::yield_now,
+        };
+        let outcome = train(&parts, request, hooks).await;
         // The flag is shared with the page's handler: lower it for the next run.
         control.cancel.reset();
         let outcome = outcome?;
@@ -567,12 +579,38 @@ impl<H: Host> Session<H> {
         frame: &CameraFrame,
     ) -> Result<WorkerResponse, SessionError> {
         let frame = frame.to_frame()?;
+        let settings = self.settings().await?;
         let policy = self.policy().await?;
         self.load_verifiers(std::slice::from_ref(&profile), Unenrolled::Refuse)
             .await?;
         let verifier = &self.verifiers[&profile];
-        let pipeline = self.parts.ready(&self.host).await?.pipeline;
-        let outcome = verify_frame(pipeline, verifier, &frame, &verifier.policy(policy)).await?;
+        let ready = self.parts.ready(&self.host).await?;
+        let (mut outcome, aligned) =
+            verify_keeping_face(ready.pipeline, verifier, &frame, &verifier.policy(policy)).await?;
+        if let (
+            VerifyOutcome::Decision {
+                check,
+                result,
+                adaptation,
+                ..
+            },
+            Some(aligned),
+        ) = (&mut outcome, aligned)
+            && settings.adaptive_references
+        {
+            *adaptation = match clear_match(result, check, verifier.enrolled_references) {
+                Err(reason) => Adaptation::Skipped { reason },
+                Ok(()) => {
+                    let id = ready.host.new_id("photo");
+                    let now = H::now_ms() as u64;
+                    let kept = keep_adaptive(ready.store, &profile, &frame, &aligned, id, now);
+                    let image = kept.await?;
+                    // The next frame is compared with the new reference too.
+                    self.verifiers.remove(&profile);
+                    Adaptation::Learned { image }
+                }
+            };
+        }
         Ok(WorkerResponse::Verified {
             outcome: Box::new(outcome),
         })
@@ -639,13 +677,14 @@ impl<H: Host> Session<H> {
         profile: Option<&str>,
         settings: &Settings,
     ) -> Result<WorkerResponse, SessionError> {
-        let policy = VerificationPolicy::from_values(
+        // Refused before anything is written: the thresholds must make a policy.
+        VerificationPolicy::from_values(
             settings.detection_threshold,
             settings.verification_threshold,
         )
         .map_err(SessionError::Thresholds)?;
         self.store().await?.put_settings(settings).await?;
-        self.policy = Some(policy);
+        self.settings = Some(*settings);
         self.state(profile).await
     }
 

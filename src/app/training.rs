@@ -8,8 +8,10 @@ use std::pin::Pin;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::model::face_resnet::EMBEDDING_DIM;
 use crate::model::koch::{DeviceBufferLimits, KOCH_INPUT, KochTowerConfig};
 use crate::model::siamese::Siamese;
+use crate::model::siamese::SiameseHead;
 use crate::pipeline::FacePipeline;
 use crate::store::validate::{self};
 use crate::store::{
@@ -23,11 +25,14 @@ use crate::train::run::{
     CLASSIC_TOWER_KIND, FINE_TUNE_TOWER_KIND, FinalReport, FineTuneInputs, HeadModel, ImageTable,
     PairModel, RunControl, RunError, RunSettings, SiameseModel, StopReason, TrainedModel, Trainer,
     TrainingCheckpoint, TrainingEvent, TrainingObserver, classic_trainer, fine_tune_trainer,
+    load_module_record,
 };
+use crate::verify::attempts::{AttemptCalibration, LinearHead, impostor_attempts_for};
 use crate::verify::calibration::PolicyProposal;
 use crate::verify::policy::VerificationPolicy;
 use crate::vision::frame::Frame;
 
+use super::calibration::calibrate_profile;
 use super::descriptors::image_descriptors;
 use super::verification::koch_fits;
 use super::{AppError, FINE_TUNE_MAX_PAIRS, IMPOSTOR_SAMPLES};
@@ -81,7 +86,7 @@ pub struct TestMetrics {
 }
 
 /// What is stored with a model beside its weights: its test figures and its calibration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ModelMetrics {
     /// `None` for a model file imported without them.
     #[serde(default)]
@@ -92,6 +97,13 @@ pub struct ModelMetrics {
     pub calibration: Option<PolicyProposal>,
     #[serde(default)]
     pub calibration_problem: Option<String>,
+    /// Thresholds for the settings' FAR per verification attempt (fine-tune mode), from
+    /// thousands of impostor attempts against the references.
+    #[serde(default)]
+    pub attempts: Option<AttemptCalibration>,
+    /// Why there is no per-attempt calibration.
+    #[serde(default)]
+    pub attempts_problem: Option<String>,
 }
 
 impl ModelMetrics {
@@ -200,66 +212,95 @@ fn settings_for(request: &TrainRequest) -> RunSettings {
 /// How often a fine-tune run writes its checkpoint (a reload loses at most this much work).
 pub const FINE_TUNE_CHECKPOINT_INTERVAL_MS: f64 = 2000.0;
 
-/// Trains `request.profile`'s model on its stored photos: fine-tune (the frozen pretrained tower
-/// embeds every crop once, the head learns on the CPU backend) or classic (the whole Koch
-/// network on `device`). Checkpoints and the run's history go to the store every epoch; the
-/// finished model is written, then activated. A cancelled run leaves its checkpoint so
-/// `resume: true` continues it.
-#[allow(clippy::too_many_arguments)]
-pub async fn train<S: Store>(
+/// What a run works with: the store, the networks and the device.
+pub struct TrainingParts<'a, S: Store> {
+    pub store: &'a S,
+    pub pipeline: &'a FacePipeline,
+    /// Synthetic other people for fine-tune mode's negatives and its FAR calibration.
+    pub impostors: Option<&'a ImpostorModel>,
+    pub device: &'a Device,
+    pub device_limits: Option<&'a DeviceBufferLimits>,
+}
+
+/// How a run reports and is steered: its record ids, the cancel flag, progress events and
+/// the host's event loop.
+pub struct RunHooks<'a> {
+    pub ids: RunIds,
+    pub control: &'a RunControl,
+    pub on_event: &'a mut dyn FnMut(&TrainingEvent),
+    pub yield_now: YieldFn,
+}
+
+/// A profile's photos by training role.
+struct TrainingPhotos {
+    anchors: Vec<StoredImage>,
+    positives: Vec<StoredImage>,
+    negatives: Vec<StoredImage>,
+}
+
+impl TrainingPhotos {
+    async fn load<S: Store>(store: &S, profile: &str) -> Result<Self, AppError> {
+        let photos = Self {
+            anchors: store.list_images(profile, Some(ImageRole::Anchor)).await?,
+            positives: store
+                .list_images(profile, Some(ImageRole::Positive))
+                .await?,
+            negatives: store
+                .list_images(profile, Some(ImageRole::Negative))
+                .await?,
+        };
+        for (role, needed, found) in [
+            ("anchor", MIN_ANCHORS, photos.anchors.len()),
+            ("positive", MIN_POSITIVES, photos.positives.len()),
+        ] {
+            if found < needed {
+                return Err(AppError::NotEnoughPhotos {
+                    role,
+                    needed,
+                    found,
+                });
+            }
+        }
+        Ok(photos)
+    }
+}
+
+/// The run a request starts or continues: its settings, and the interrupted run it resumes.
+struct PlannedRun {
+    settings: RunSettings,
+    previous: Option<TrainingCheckpoint>,
+    record: TrainingRun,
+}
+
+/// Resumes only the profile's own interrupted run, with the settings it was started with.
+async fn plan_run<S: Store>(
     store: &S,
-    pipeline: &FacePipeline,
-    impostors: Option<&ImpostorModel>,
-    device: &Device,
-    device_limits: Option<&DeviceBufferLimits>,
     request: &TrainRequest,
-    ids: RunIds,
-    control: &RunControl,
-    on_event: &mut dyn FnMut(&TrainingEvent),
-    yield_now: YieldFn,
-) -> Result<TrainOutcome, AppError> {
+    ids: &RunIds,
+) -> Result<PlannedRun, AppError> {
     let profile = request.profile.as_str();
-    let anchors = store.list_images(profile, Some(ImageRole::Anchor)).await?;
-    let positives = store
-        .list_images(profile, Some(ImageRole::Positive))
-        .await?;
-    let negatives = store
-        .list_images(profile, Some(ImageRole::Negative))
-        .await?;
-    for (role, needed, found) in [
-        ("anchor", MIN_ANCHORS, anchors.len()),
-        ("positive", MIN_POSITIVES, positives.len()),
-    ] {
-        if found < needed {
-            return Err(AppError::NotEnoughPhotos {
-                role,
-                needed,
-                found,
+    if request.resume
+        && let Some(checkpoint) = store.latest_checkpoint(profile).await?
+    {
+        let run = store.get_run(&checkpoint.run_id).await?;
+        if let (Ok(saved), Some(run)) =
+            (TrainingCheckpoint::from_store_checkpoint(&checkpoint), run)
+            && run.mode == request.mode
+        {
+            return Ok(PlannedRun {
+                settings: saved.settings.clone(),
+                previous: Some(saved),
+                record: TrainingRun {
+                    status: RunStatus::Running,
+                    ..run
+                },
             });
         }
     }
-    let mut settings = settings_for(request);
-
-    // Resume only the profile's own interrupted run, with the settings it was started with.
-    let previous = match store.latest_checkpoint(profile).await? {
-        Some(checkpoint) if request.resume => {
-            let run = store.get_run(&checkpoint.run_id).await?;
-            match (TrainingCheckpoint::from_store_checkpoint(&checkpoint), run) {
-                (Ok(saved), Some(run)) if run.mode == request.mode => {
-                    settings = saved.settings.clone();
-                    Some((saved, run))
-                }
-                _ => None,
-            }
-        }
-        _ => None,
-    };
-    let run = match &previous {
-        Some((_, run)) => TrainingRun {
-            status: RunStatus::Running,
-            ..run.clone()
-        },
-        None => TrainingRun {
+    Ok(PlannedRun {
+        settings: settings_for(request),
+        previous: None,
+        record: TrainingRun {
             id: ids.run_id.clone(),
             profile_id: profile.into(),
             mode: request.mode,
@@ -268,118 +309,148 @@ pub async fn train<S: Store>(
             settings: serde_json::Value::Null,
             epochs: Vec::new(),
         },
-    };
+    })
+}
 
-    let (tower_kind, counts, outcome, default_model) = match request.mode {
-        TrainingMode::FineTune => {
-            let embed = async |images: &[StoredImage]| {
-                image_descriptors(store, pipeline, images, yield_now).await
-            };
-            let mut inputs = FineTuneInputs {
-                anchors: embed(&anchors).await?,
-                positives: embed(&positives).await?,
-                negatives: embed(&negatives).await?,
-                impostors: Vec::new(),
-            };
-            if let Some(model) = impostors {
-                inputs.impostors = model.sample(IMPOSTOR_SAMPLES, settings.training.seed);
-            }
-            if inputs.negatives.len() + inputs.impostors.len() == 0 {
-                return Err(AppError::NotEnoughNegatives {
-                    needed: 1,
-                    found: 0,
-                });
-            }
-            if previous.is_none() && settings.training.pairs_per_class.is_none() {
-                settings.training.pairs_per_class =
-                    Some((anchors.len() * positives.len()).clamp(1, FINE_TUNE_MAX_PAIRS));
-            }
-            let counts = [
-                inputs.anchors.len(),
-                inputs.positives.len(),
-                inputs.negatives.len() + inputs.impostors.len(),
-            ];
-            let fresh = fine_tune_trainer(&inputs, settings.clone())?;
-            let table = [
-                inputs.anchors,
-                inputs.positives,
-                [inputs.negatives, inputs.impostors].concat(),
-            ]
-            .concat();
-            let seed = settings.training.seed;
-            let (trainer, resumed) = resume(fresh, previous.as_ref().map(|(c, _)| c), || {
-                HeadModel::new(&table, seed)
-            })?;
-            let test = trainer.split().test.clone();
-            let outcome = run_trainer(
-                store, trainer, resumed, run, &ids, control, on_event, yield_now,
-            )
-            .await?;
-            // A comparison for the page: a failure here must not cost the trained model.
-            let default_model = default_model_rates(&table, &test, device).await.ok();
-            (FINE_TUNE_TOWER_KIND, counts, outcome, default_model)
-        }
-        TrainingMode::Classic => {
-            if negatives.len() < MIN_CLASSIC_NEGATIVES {
-                return Err(AppError::NotEnoughNegatives {
-                    needed: MIN_CLASSIC_NEGATIVES,
-                    found: negatives.len(),
-                });
-            }
-            // Both images of every pair go through the tower in one batch.
-            koch_fits(device_limits, 2 * settings.training.batch_size)?;
-            let size = KOCH_INPUT.width as u32;
-            let table = |images: &[StoredImage]| -> Result<Vec<Vec<f32>>, AppError> {
-                Ok(ImageTable::from_frames(&crops(images, size)?, KOCH_INPUT)?.images)
-            };
-            let (a, p, n) = (table(&anchors)?, table(&positives)?, table(&negatives)?);
-            let counts = [a.len(), p.len(), n.len()];
-            let autodiff = device.clone().autodiff();
-            let build = || Siamese::new(KochTowerConfig::new().init(&autodiff), &autodiff);
-            let fresh = classic_trainer(
-                build(),
-                autodiff.clone(),
-                KOCH_INPUT,
-                [&a, &p, &n],
-                settings.clone(),
-            )?;
-            let images = [a, p, n].concat();
-            let (trainer, resumed) = resume(fresh, previous.as_ref().map(|(c, _)| c), || {
-                Ok(SiameseModel::new(
-                    build(),
-                    ImageTable {
-                        shape: KOCH_INPUT,
-                        images,
-                    },
-                    autodiff.clone(),
-                    CLASSIC_TOWER_KIND,
-                ))
-            })?;
-            let outcome = run_trainer(
-                store, trainer, resumed, run, &ids, control, on_event, yield_now,
-            )
-            .await?;
-            (CLASSIC_TOWER_KIND, counts, outcome, None)
-        }
+/// What a finished or cancelled run of either mode hands back.
+struct ModeOutcome {
+    tower_kind: &'static str,
+    counts: [usize; 3],
+    run: RunResult,
+    default_model: Option<PairRates>,
+    /// Fine-tune mode's descriptors of the imported negatives: real other people, added to
+    /// the FAR calibration's impostor attempts.
+    negatives: Vec<Vec<f32>>,
+}
+
+/// Trains `request.profile`'s model on its stored photos: fine-tune (the frozen pretrained tower
+/// embeds every crop once, the head learns on the CPU backend) or classic (the whole Koch
+/// network on `device`). Checkpoints and the run's history go to the store every epoch; the
+/// finished model is calibrated, written, then activated. A cancelled run leaves its checkpoint
+/// so `resume: true` continues it.
+pub async fn train<S: Store>(
+    parts: &TrainingParts<'_, S>,
+    request: &TrainRequest,
+    hooks: RunHooks<'_>,
+) -> Result<TrainOutcome, AppError> {
+    let photos = TrainingPhotos::load(parts.store, &request.profile).await?;
+    let planned = plan_run(parts.store, request, &hooks.ids).await?;
+    let ids = hooks.ids.clone();
+    let trained = match request.mode {
+        TrainingMode::FineTune => train_fine_tune(parts, &photos, planned, hooks).await?,
+        TrainingMode::Classic => train_classic(parts, &photos, planned, hooks).await?,
     };
-    let (stop, record, report, resumed_from, mut run) = outcome;
+    let (stop, record, report, resumed_from, mut run) = trained.run;
     if stop == StopReason::Cancelled {
         run.status = RunStatus::Cancelled;
-        store.put_run(&run).await?;
+        parts.store.put_run(&run).await?;
         return Ok(TrainOutcome {
             model: None,
             stop,
             report: None,
             resumed_from,
-            counts,
+            counts: trained.counts,
             default_model: None,
         });
     }
     let report = report.expect("a finished run has a report");
-    let policy = report
-        .policy
-        .as_ref()
-        .map_or_else(VerificationPolicy::default, |p| p.policy);
+    let attempts = match trained.tower_kind {
+        FINE_TUNE_TOWER_KIND => {
+            let seed = run_seed(&run);
+            let profile = &request.profile;
+            Some(calibrate_fine_tune(parts, profile, &record, &trained.negatives, seed).await)
+        }
+        _ => None,
+    };
+    let stored = model_record(
+        request,
+        &ids,
+        &run,
+        (trained.tower_kind, trained.counts),
+        record,
+        &report,
+        attempts,
+    );
+    // The new model is written whole before the pointer moves; then the run is closed and its
+    // checkpoint (no longer needed) removed.
+    parts.store.save_and_activate_model(&stored).await?;
+    run.status = RunStatus::Finished;
+    run.epochs = report.history.clone();
+    parts.store.put_run(&run).await?;
+    parts.store.delete_checkpoint(&request.profile).await?;
+    Ok(TrainOutcome {
+        model: Some(stored.summary()),
+        stop,
+        report: Some(report),
+        resumed_from,
+        counts: trained.counts,
+        default_model: trained.default_model,
+    })
+}
+
+/// The seed the run used, for the calibration's impostor draw.
+fn run_seed(run: &TrainingRun) -> u64 {
+    run.settings["training"]["seed"].as_u64().unwrap_or(0)
+}
+
+/// The FAR-per-attempt calibration of a fine-tuned head, or why there is none (which must not
+/// cost the trained model).
+async fn calibrate_fine_tune<S: Store>(
+    parts: &TrainingParts<'_, S>,
+    profile: &str,
+    record: &[u8],
+    negatives: &[Vec<f32>],
+    seed: u64,
+) -> Result<AttemptCalibration, String> {
+    let head = load_module_record(SiameseHead::new(EMBEDDING_DIM, parts.device), record)
+        .map_err(|e| e.to_string())?;
+    let (weights, bias) = DefaultHead::weights_of(&head)
+        .await
+        .map_err(|e| e.to_string())?;
+    let settings = parts.store.settings().await.map_err(|e| e.to_string())?;
+    let target = settings.attempt_false_accept_rate;
+    let mut impostors = match parts.impostors {
+        Some(model) => model.sample(impostor_attempts_for(target), seed ^ CALIBRATION_SEED),
+        None => Vec::new(),
+    };
+    impostors.extend_from_slice(negatives);
+    let head = LinearHead { weights, bias };
+    calibrate_profile(
+        parts.store,
+        parts.pipeline,
+        profile,
+        &head,
+        &impostors,
+        target,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Keeps the calibration's impostor draw apart from the training's.
+const CALIBRATION_SEED: u64 = 0xfa5e_ca11;
+
+/// The stored model: weights, the thresholds it verifies with, and its figures.
+fn model_record(
+    request: &TrainRequest,
+    ids: &RunIds,
+    run: &TrainingRun,
+    (tower_kind, counts): (&str, [usize; 3]),
+    record: Vec<u8>,
+    report: &FinalReport,
+    attempts: Option<Result<AttemptCalibration, String>>,
+) -> StoredModel {
+    let (attempts, attempts_problem) = match attempts {
+        Some(Ok(calibration)) => (Some(calibration), None),
+        Some(Err(problem)) => (None, Some(problem)),
+        None => (None, None),
+    };
+    // Per attempt when there is such a calibration; else the test split's pair-level one.
+    let policy = match (&attempts, &report.policy) {
+        (Some(calibration), _) => calibration.policy,
+        (None, Some(proposal)) => proposal.policy,
+        (None, None) => VerificationPolicy::default(),
+    };
     let metrics = ModelMetrics {
         test: Some(TestMetrics {
             loss: report.test_loss,
@@ -392,6 +463,8 @@ pub async fn train<S: Store>(
         policy,
         calibration: report.policy,
         calibration_problem: report.calibration_problem.clone(),
+        attempts,
+        attempts_problem,
     }
     .to_value();
     let model = TrainedModel {
@@ -405,30 +478,141 @@ pub async fn train<S: Store>(
             "metrics": metrics,
         }),
     };
-    let stored = StoredModel {
+    StoredModel {
         id: ids.model_id.clone(),
-        profile_id: profile.into(),
+        profile_id: request.profile.clone(),
         tower_kind: tower_kind.into(),
         format_version: validate::MODEL_FILE_FORMAT_VERSION,
         created: ids.now,
         training_settings: run.settings.clone(),
         metrics,
         bytes: model.to_bytes(),
+    }
+}
+
+/// Fine-tune mode: the frozen tower's descriptors of every photo (read from the store when
+/// kept), negatives = imported faces + impostor samples, the head trained on the CPU backend.
+async fn train_fine_tune<S: Store>(
+    parts: &TrainingParts<'_, S>,
+    photos: &TrainingPhotos,
+    planned: PlannedRun,
+    hooks: RunHooks<'_>,
+) -> Result<ModeOutcome, AppError> {
+    let PlannedRun {
+        mut settings,
+        previous,
+        record,
+    } = planned;
+    let embed = async |images: &[StoredImage]| {
+        image_descriptors(parts.store, parts.pipeline, images, hooks.yield_now).await
     };
-    // The new model is written whole before the pointer moves; then the run is closed and its
-    // checkpoint (no longer needed) removed.
-    store.save_and_activate_model(&stored).await?;
-    run.status = RunStatus::Finished;
-    run.epochs = report.history.clone();
-    store.put_run(&run).await?;
-    store.delete_checkpoint(profile).await?;
-    Ok(TrainOutcome {
-        model: Some(stored.summary()),
-        stop,
-        report: Some(report),
-        resumed_from,
+    let mut inputs = FineTuneInputs {
+        anchors: embed(&photos.anchors).await?,
+        positives: embed(&photos.positives).await?,
+        negatives: embed(&photos.negatives).await?,
+        impostors: Vec::new(),
+        // The personal model refines the default one rather than starting from nothing.
+        start: DefaultHead::bundled().ok(),
+    };
+    if let Some(model) = parts.impostors {
+        inputs.impostors = model.sample(IMPOSTOR_SAMPLES, settings.training.seed);
+    }
+    if inputs.negatives.len() + inputs.impostors.len() == 0 {
+        return Err(AppError::NotEnoughNegatives {
+            needed: 1,
+            found: 0,
+        });
+    }
+    if previous.is_none() && settings.training.pairs_per_class.is_none() {
+        settings.training.pairs_per_class =
+            Some((inputs.anchors.len() * inputs.positives.len()).clamp(1, FINE_TUNE_MAX_PAIRS));
+    }
+    let counts = [
+        inputs.anchors.len(),
+        inputs.positives.len(),
+        inputs.negatives.len() + inputs.impostors.len(),
+    ];
+    let fresh = fine_tune_trainer(&inputs, settings.clone())?;
+    let negatives = inputs.negatives.clone();
+    let table = [
+        inputs.anchors,
+        inputs.positives,
+        [inputs.negatives, inputs.impostors].concat(),
+    ]
+    .concat();
+    let seed = settings.training.seed;
+    let (trainer, resumed) = resume(fresh, previous.as_ref(), || HeadModel::new(&table, seed))?;
+    let test = trainer.split().test.clone();
+    let run = run_trainer(parts.store, trainer, resumed, record, hooks).await?;
+    // A comparison for the page: a failure here must not cost the trained model.
+    let default_model = default_model_rates(&table, &test, parts.device).await.ok();
+    Ok(ModeOutcome {
+        tower_kind: FINE_TUNE_TOWER_KIND,
         counts,
+        run,
         default_model,
+        negatives,
+    })
+}
+
+/// Classic mode: the whole Koch network on the device, from the crops resized to 100×100.
+async fn train_classic<S: Store>(
+    parts: &TrainingParts<'_, S>,
+    photos: &TrainingPhotos,
+    planned: PlannedRun,
+    hooks: RunHooks<'_>,
+) -> Result<ModeOutcome, AppError> {
+    let PlannedRun {
+        settings,
+        previous,
+        record,
+    } = planned;
+    if photos.negatives.len() < MIN_CLASSIC_NEGATIVES {
+        return Err(AppError::NotEnoughNegatives {
+            needed: MIN_CLASSIC_NEGATIVES,
+            found: photos.negatives.len(),
+        });
+    }
+    // Both images of every pair go through the tower in one batch.
+    koch_fits(parts.device_limits, 2 * settings.training.batch_size)?;
+    let size = KOCH_INPUT.width as u32;
+    let table = |images: &[StoredImage]| -> Result<Vec<Vec<f32>>, AppError> {
+        Ok(ImageTable::from_frames(&crops(images, size)?, KOCH_INPUT)?.images)
+    };
+    let (a, p, n) = (
+        table(&photos.anchors)?,
+        table(&photos.positives)?,
+        table(&photos.negatives)?,
+    );
+    let counts = [a.len(), p.len(), n.len()];
+    let autodiff = parts.device.clone().autodiff();
+    let build = || Siamese::new(KochTowerConfig::new().init(&autodiff), &autodiff);
+    let fresh = classic_trainer(
+        build(),
+        autodiff.clone(),
+        KOCH_INPUT,
+        [&a, &p, &n],
+        settings.clone(),
+    )?;
+    let images = [a, p, n].concat();
+    let (trainer, resumed) = resume(fresh, previous.as_ref(), || {
+        Ok(SiameseModel::new(
+            build(),
+            ImageTable {
+                shape: KOCH_INPUT,
+                images,
+            },
+            autodiff.clone(),
+            CLASSIC_TOWER_KIND,
+        ))
+    })?;
+    let run = run_trainer(parts.store, trainer, resumed, record, hooks).await?;
+    Ok(ModeOutcome {
+        tower_kind: CLASSIC_TOWER_KIND,
+        counts,
+        run,
+        default_model: None,
+        negatives: Vec::new(),
     })
 }
 
@@ -481,17 +665,19 @@ fn resume<M: PairModel>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_trainer<S: Store, M: PairModel>(
     store: &S,
     mut trainer: Trainer<M>,
     resumed: Option<(usize, usize)>,
     mut run: TrainingRun,
-    ids: &RunIds,
-    control: &RunControl,
-    on_event: &mut dyn FnMut(&TrainingEvent),
-    yield_now: YieldFn,
+    hooks: RunHooks<'_>,
 ) -> Result<RunResult, AppError> {
+    let RunHooks {
+        ids,
+        control,
+        on_event,
+        yield_now,
+    } = hooks;
     if resumed.is_none() {
         run.id = ids.run_id.clone();
         run.epochs.clear();

@@ -24,10 +24,11 @@ use crate::verify::policy::{
 use crate::vision::frame::Frame;
 use crate::vision::quality::FrameCheck;
 
+use super::adaptation::Adaptation;
 use super::capture::examine_frame;
 use super::descriptors::image_descriptors;
 use super::training::crops;
-use super::{AppError, MAX_REFERENCES, ModelMetrics, YieldFn};
+use super::{AppError, MAX_ADAPTIVE_REFERENCES, MAX_REFERENCES, ModelMetrics, YieldFn};
 
 /// The model a profile verifies with, loaded, with its references embedded once: its active
 /// model, or, before it has one, the default model (so one photo is enough to verify).
@@ -38,6 +39,8 @@ pub struct Verifier {
     network: VerifierNetwork,
     references: Tensor<2>,
     pub reference_ids: Vec<ImageId>,
+    /// The first this many references are enrolled photos; the rest are adaptive.
+    pub enrolled_references: usize,
 }
 
 enum VerifierNetwork {
@@ -45,8 +48,9 @@ enum VerifierNetwork {
     Classic(Siamese<KochTower>),
 }
 
-/// The photos a probe is compared with: the profile's verification photos, or, when it has
-/// none, its most recent anchors and positives (the tutorial copied positives there by hand).
+/// The photos a probe is compared with: the enrolled ones first (the profile's verification
+/// photos, or, when it has none, its most recent anchors and positives: the tutorial copied
+/// positives there by hand), then its adaptive photos, newest first.
 pub async fn reference_images<S: Store>(
     store: &S,
     profile: &str,
@@ -62,6 +66,16 @@ pub async fn reference_images<S: Store>(
         chosen.sort_by_key(|i| std::cmp::Reverse(i.created));
     }
     chosen.truncate(MAX_REFERENCES);
+    if chosen.is_empty() {
+        // Adaptive photos extend an enrolment; alone they are none.
+        return Ok(chosen);
+    }
+    let mut adaptive = store
+        .list_images(profile, Some(ImageRole::Adaptive))
+        .await?;
+    adaptive.sort_by_key(|i| std::cmp::Reverse(i.created));
+    adaptive.truncate(MAX_ADAPTIVE_REFERENCES);
+    chosen.extend(adaptive);
     Ok(chosen)
 }
 
@@ -121,6 +135,7 @@ impl Verifier {
             network,
             references: embeddings,
             reference_ids,
+            enrolled_references: enrolled_count(&references),
         })
     }
 
@@ -146,6 +161,7 @@ impl Verifier {
                 device,
             ),
             reference_ids: references.iter().map(|i| i.id.clone()).collect(),
+            enrolled_references: enrolled_count(references),
         })
     }
 
@@ -199,6 +215,13 @@ impl Verifier {
         };
         Ok(policy.decide(read_scores(scores).await?)?)
     }
+}
+
+fn enrolled_count(references: &[StoredImage]) -> usize {
+    references
+        .iter()
+        .filter(|i| i.role != ImageRole::Adaptive)
+        .count()
 }
 
 /// A probe face as verifiers take it: its aligned 150×150 crop, and the crop's descriptor,
@@ -265,6 +288,9 @@ pub enum VerifyOutcome {
         /// The thresholds the model's calibration proposed.
         calibrated: VerificationPolicy,
         model_id: String,
+        /// Whether the face became an adaptive reference.
+        #[serde(default)]
+        adaptation: Adaptation,
     },
 }
 
@@ -275,19 +301,34 @@ pub async fn verify_frame(
     frame: &Frame,
     policy: &VerificationPolicy,
 ) -> Result<VerifyOutcome, AppError> {
+    Ok(verify_keeping_face(pipeline, verifier, frame, policy)
+        .await?
+        .0)
+}
+
+/// [`verify_frame`], also handing back the face's aligned crop (what an adaptive reference
+/// keeps).
+pub async fn verify_keeping_face(
+    pipeline: &FacePipeline,
+    verifier: &Verifier,
+    frame: &Frame,
+    policy: &VerificationPolicy,
+) -> Result<(VerifyOutcome, Option<Frame>), AppError> {
     let (check, aligned) = examine_frame(pipeline, frame).await?;
     let Some(aligned) = aligned else {
-        return Ok(VerifyOutcome::NoFace { check });
+        return Ok((VerifyOutcome::NoFace { check }, None));
     };
     let result = verifier
         .decide(pipeline, &mut Probe::new(&aligned), policy)
         .await?;
-    Ok(VerifyOutcome::Decision {
+    let outcome = VerifyOutcome::Decision {
         check,
         result,
         calibrated: verifier.calibrated,
         model_id: verifier.model_id.clone(),
-    })
+        adaptation: Adaptation::Off,
+    };
+    Ok((outcome, Some(aligned)))
 }
 
 /// Stores a model file (the bytes of a profile's model, as `faceverify train --out` writes
@@ -307,10 +348,8 @@ pub async fn import_model<S: Store>(
             ..metrics
         },
         None => ModelMetrics {
-            test: None,
             policy: model.policy,
-            calibration: None,
-            calibration_problem: None,
+            ..ModelMetrics::default()
         },
     }
     .to_value();

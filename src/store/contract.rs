@@ -200,6 +200,8 @@ pub mod samples {
             verification_threshold: 0.7,
             backend: super::super::BackendPreference::Cpu,
             mode: TrainingMode::Classic,
+            attempt_false_accept_rate: 1e-3,
+            adaptive_references: true,
         }
     }
 
@@ -433,7 +435,11 @@ pub async fn delete_image(store: &impl Store) {
     assert!(store.delete_image("alice-0").await.unwrap());
     assert_eq!(store.get_image("alice-0").await.unwrap(), None);
     assert!(!store.delete_image("alice-0").await.unwrap());
-    assert_eq!(store.list_images("alice", None).await.unwrap().len(), 3);
+    // `populate` gives alice one photo of each role.
+    assert_eq!(
+        store.list_images("alice", None).await.unwrap().len(),
+        ImageRole::ALL.len() - 1
+    );
 }
 
 /// Write the new model, then switch the pointer: until the switch the old model stays active.
@@ -683,7 +689,8 @@ pub async fn archive_round_trip_is_byte_identical(store: &impl Store) {
     )
     .await
     .unwrap();
-    assert_eq!(report.counts.images, 5);
+    // One photo of each role for alice, one for bob.
+    assert_eq!(report.counts.images, ImageRole::ALL.len() as u64 + 1);
     assert_eq!(report.counts.models, 2);
     assert_eq!(snapshot(store).await, before);
     assert_eq!(archive::export_archive(store).await.unwrap(), archive_bytes);

@@ -303,6 +303,14 @@ pub fn check_settings(settings: &Settings) -> Result<(), StoreError> {
             ));
         }
     }
+    let rate = settings.attempt_false_accept_rate;
+    if !(rate > 0.0 && rate < 1.0) {
+        return Err(invalid(
+            "settings",
+            "settings",
+            format!("the false-accept rate per attempt must be above 0 and below 1, not {rate}"),
+        ));
+    }
     Ok(())
 }
 

@@ -36,14 +36,18 @@ pub enum ImageRole {
     Negative,
     /// The N reference images a probe is compared against at verification time.
     Verification,
+    /// A probe's face kept after a clear match, compared like a reference so the references
+    /// follow the person's appearance; bounded in number, never trained on.
+    Adaptive,
 }
 
 impl ImageRole {
-    pub const ALL: [ImageRole; 4] = [
+    pub const ALL: [ImageRole; 5] = [
         ImageRole::Anchor,
         ImageRole::Positive,
         ImageRole::Negative,
         ImageRole::Verification,
+        ImageRole::Adaptive,
     ];
 }
 
@@ -244,12 +248,22 @@ pub use crate::backend::BackendPreference;
 /// App-wide settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
-    /// A face detection counts when its score is at least this.
+    /// A comparison with a reference is a detection when its score is above this.
     pub detection_threshold: f32,
-    /// A probe is verified when at least this fraction of detections match.
+    /// A probe is verified when the fraction of detections is above this.
     pub verification_threshold: f32,
     pub backend: BackendPreference,
     pub mode: TrainingMode,
+    /// The false-accept rate per verification attempt that training calibrates for.
+    #[serde(default = "default_attempt_far")]
+    pub attempt_false_accept_rate: f64,
+    /// Whether a clear match may join the references as an adaptive photo.
+    #[serde(default)]
+    pub adaptive_references: bool,
+}
+
+fn default_attempt_far() -> f64 {
+    crate::verify::attempts::DEFAULT_ATTEMPT_FAR
 }
 
 impl Default for Settings {
@@ -260,6 +274,8 @@ impl Default for Settings {
             verification_threshold: 0.5,
             backend: BackendPreference::Auto,
             mode: TrainingMode::FineTune,
+            attempt_false_accept_rate: default_attempt_far(),
+            adaptive_references: false,
         }
     }
 }

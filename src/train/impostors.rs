@@ -24,7 +24,7 @@ use crate::vision::frame::Frame;
 /// `format` field of an impostor model file.
 pub const IMPOSTOR_FORMAT: &str = "faceverify-impostors";
 /// Version of the impostor model file this build reads and writes.
-pub const IMPOSTOR_VERSION: u32 = 1;
+pub const IMPOSTOR_VERSION: u32 = 2;
 /// The committed model, relative to the crate root.
 pub const IMPOSTOR_MODEL_PATH: &str = "models/impostors.json";
 
@@ -91,6 +91,14 @@ pub struct ImpostorModel {
     pub people: usize,
     /// The clusters, largest first.
     pub clusters: Vec<ImpostorCluster>,
+    /// How the dimensions vary together within a cluster: the lower-triangular Cholesky factor
+    /// of the correlation matrix of every person's deviation from their cluster's centroid
+    /// (each dimension divided by the cluster's standard deviation), pooled over all people,
+    /// packed row by row (`dim·(dim+1)/2` numbers). Independent dimensions would make a
+    /// weighted distance between two descriptors a sum of 128 independent terms, far more
+    /// concentrated than between real faces: the synthetic impostors would never come as
+    /// close to a person as real strangers do.
+    pub correlation_cholesky: Vec<f32>,
 }
 
 /// How the clusters are fitted.
@@ -150,6 +158,63 @@ fn means(points: &[Vec<f32>], assignment: &[usize], count: usize, dim: usize) ->
     sums.into_iter()
         .zip(members)
         .map(|(sum, n)| sum.iter().map(|s| (s / n.max(1) as f64) as f32).collect())
+        .collect()
+}
+
+/// Shrinkage toward independence that keeps the pooled correlation matrix positive definite
+/// (1,785 people estimate 8,256 correlations well, but not perfectly).
+const CORRELATION_SHRINKAGE: f64 = 0.02;
+
+/// See [`ImpostorModel::correlation_cholesky`].
+fn pooled_correlation_cholesky(
+    embeddings: &[Vec<f32>],
+    assignment: &[usize],
+    clusters: &[ImpostorCluster],
+    dim: usize,
+) -> Vec<f32> {
+    let mut sums = vec![0f64; dim * dim];
+    for (point, &c) in embeddings.iter().zip(assignment) {
+        let cluster = &clusters[c];
+        let deviation: Vec<f64> = (0..dim)
+            .map(|d| {
+                let sd = f64::from(cluster.std_dev[d]).max(1e-9);
+                (f64::from(point[d]) - f64::from(cluster.centroid[d])) / sd
+            })
+            .collect();
+        for i in 0..dim {
+            for j in 0..=i {
+                sums[i * dim + j] += deviation[i] * deviation[j];
+            }
+        }
+    }
+    let n = embeddings.len().max(1) as f64;
+    let keep = 1.0 - CORRELATION_SHRINKAGE;
+    let correlation = |i: usize, j: usize| {
+        let (i, j) = if i >= j { (i, j) } else { (j, i) };
+        let diagonal = |k: usize| (sums[k * dim + k] / n).max(1e-12);
+        let r = sums[i * dim + j] / n / (diagonal(i) * diagonal(j)).sqrt();
+        if i == j { 1.0 } else { keep * r }
+    };
+    cholesky(dim, correlation)
+}
+
+/// The packed lower-triangular Cholesky factor of the symmetric positive definite matrix
+/// `entry(i, j)`.
+fn cholesky(dim: usize, entry: impl Fn(usize, usize) -> f64) -> Vec<f32> {
+    let mut l = vec![0f64; dim * dim];
+    for i in 0..dim {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|k| l[i * dim + k] * l[j * dim + k]).sum();
+            l[i * dim + j] = if i == j {
+                (entry(i, i) - sum).max(1e-12).sqrt()
+            } else {
+                (entry(i, j) - sum) / l[j * dim + j]
+            };
+        }
+    }
+    (0..dim)
+        .flat_map(|i| (0..=i).map(move |j| (i, j)))
+        .map(|(i, j)| l[i * dim + j] as f32)
         .collect()
 }
 
@@ -269,6 +334,8 @@ impl ImpostorModel {
                 }
             })
             .collect();
+        let correlation_cholesky =
+            pooled_correlation_cholesky(embeddings, &assignment, &clusters, dim);
         clusters.sort_by(|a, b| b.members.cmp(&a.members));
         Ok(Self {
             format: IMPOSTOR_FORMAT.into(),
@@ -277,6 +344,7 @@ impl ImpostorModel {
             source: source.into(),
             people,
             clusters,
+            correlation_cholesky,
         })
     }
 
@@ -301,16 +369,35 @@ impl ImpostorModel {
                 }
                 target -= candidate.share;
             }
+            let independent: Vec<f64> = (0..self.embedding_dim).map(|_| normal()).collect();
+            let correlated = self.correlate(&independent);
             draws.push(
                 cluster
                     .centroid
                     .iter()
                     .zip(&cluster.std_dev)
-                    .map(|(&mean, &sd)| (f64::from(mean) + f64::from(sd) * normal()) as f32)
+                    .zip(correlated)
+                    .map(|((&mean, &sd), z)| (f64::from(mean) + f64::from(sd) * z) as f32)
                     .collect(),
             );
         }
         draws
+    }
+
+    /// `L·z`: independent standard normals made to vary together like real deviations.
+    fn correlate(&self, independent: &[f64]) -> Vec<f64> {
+        let mut row_start = 0;
+        (0..self.embedding_dim)
+            .map(|row| {
+                let factors = &self.correlation_cholesky[row_start..row_start + row + 1];
+                row_start += row + 1;
+                factors
+                    .iter()
+                    .zip(independent)
+                    .map(|(&l, &z)| f64::from(l) * z)
+                    .sum()
+            })
+            .collect()
     }
 
     /// Parses and checks a model file.
@@ -353,6 +440,15 @@ impl ImpostorModel {
         let total: f64 = self.clusters.iter().map(|c| c.share).sum();
         if (total - 1.0).abs() > 1e-6 {
             return bad(format!("cluster shares add up to {total}, not 1"));
+        }
+        let packed = self.embedding_dim * (self.embedding_dim + 1) / 2;
+        if self.correlation_cholesky.len() != packed
+            || self.correlation_cholesky.iter().any(|v| !v.is_finite())
+        {
+            return bad(format!(
+                "the correlation factor needs {packed} finite numbers, has {}",
+                self.correlation_cholesky.len()
+            ));
         }
         Ok(())
     }
@@ -403,11 +499,10 @@ impl Default for ImpostorSelection {
 mod native {
     use std::path::{Path, PathBuf};
 
-    use burn::tensor::Device;
-
     use super::*;
-    use crate::model::face_resnet::{FaceResNet, INPUT_SIZE};
-    use crate::train::run::embed_faces;
+    use crate::model::face_resnet::INPUT_SIZE;
+    use crate::pipeline::FacePipeline;
+    use crate::vision::align::CropMode;
 
     fn io(path: &Path, detail: impl ToString) -> ImpostorError {
         ImpostorError::Io {
@@ -460,43 +555,49 @@ mod native {
         ))
     }
 
-    /// Builds the impostor model from an LFW folder: the selected people's photos, cropped,
-    /// embedded by `tower` on `device` and averaged per person, then fitted.
+    /// Builds the impostor model from an LFW folder: the selected people's photos, their
+    /// largest face detected and aligned by `pipeline` exactly as the app aligns a captured
+    /// photo, embedded and averaged per person, then fitted. A person none of whose photos
+    /// shows a face the detector finds is left out.
     pub fn build_from_lfw(
         lfw: &Path,
         selection: &ImpostorSelection,
         options: FitOptions,
-        tower: &FaceResNet,
-        device: &Device,
+        pipeline: &FacePipeline,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<ImpostorModel, ImpostorError> {
         let people = select_lfw_photos(lfw, selection)?;
         let mut embeddings = Vec::with_capacity(people.len());
         for (done, (_, photos)) in people.iter().enumerate() {
-            let faces = photos
-                .iter()
-                .map(|p| load_face(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            let embedded = pollster::block_on(embed_faces(tower, &faces, faces.len(), device))?;
-            let dim = embedded[0].len();
-            let mean: Vec<f32> = (0..dim)
-                .map(|d| embedded.iter().map(|e| e[d]).sum::<f32>() / embedded.len() as f32)
-                .collect();
-            embeddings.push(mean);
+            let mut embedded = Vec::new();
+            for photo in photos {
+                let bytes = std::fs::read(photo).map_err(|e| io(photo, e))?;
+                let analysis =
+                    pollster::block_on(pipeline.analyse_encoded(&bytes, CropMode::Detect))
+                        .map_err(|e| io(photo, e))?;
+                embedded.extend(analysis.embedding);
+            }
+            if let Some(first) = embedded.first() {
+                let mean: Vec<f32> = (0..first.len())
+                    .map(|d| embedded.iter().map(|e| e[d]).sum::<f32>() / embedded.len() as f32)
+                    .collect();
+                embeddings.push(mean);
+            }
             progress(done + 1, people.len());
         }
         let source = format!(
             "LFW (../shared/data/lfw, aligned grayscale 250x250), people whose names start with \
-             {}-{} except {:?}: {} people, the first {} photo(s) of each (sorted file names), \
-             centre {:.0}% square resized to 150x150, embedded by face_resnet.q8.bin and \
-             averaged per person; k-means++ (seed {}) with {} clusters, clusters under {} \
-             people merged",
+             {}-{} except {:?}: {} of {} people (the others show no face the detector finds), \
+             the first {} photo(s) of each (sorted file names), the largest face detected by \
+             BlazeFace and aligned to dlib's 150x150 template as the app aligns photos, \
+             embedded by face_resnet.q8.bin and averaged per person; k-means++ (seed {}) with \
+             {} clusters, clusters under {} people merged; correlations pooled within clusters",
             selection.first_letters.0,
             selection.first_letters.1,
             selection.excluded,
+            embeddings.len(),
             people.len(),
             selection.photos_per_person,
-            LFW_FACE_FRACTION * 100.0,
             options.seed,
             options.clusters,
             options.min_members,
@@ -591,6 +692,53 @@ mod tests {
     }
 
     #[test]
+    fn samples_vary_together_like_the_people_they_summarise() {
+        // One group whose first two dimensions move together and whose third moves against
+        // them.
+        let mut rng = SeededRng::new(9);
+        let people: Vec<Vec<f32>> = (0..400)
+            .map(|_| {
+                let shared = rng.uniform(-1.0, 1.0);
+                let own = rng.uniform(-0.2, 0.2);
+                vec![
+                    (shared + own) as f32,
+                    (shared - own) as f32,
+                    (-shared) as f32,
+                    rng.uniform(-1.0, 1.0) as f32,
+                ]
+            })
+            .collect();
+        let options = FitOptions {
+            clusters: 1,
+            min_members: 10,
+            iterations: 5,
+            seed: 3,
+        };
+        let model = ImpostorModel::fit(&people, options, "test").unwrap();
+        let correlation = |points: &[Vec<f32>], a: usize, b: usize| {
+            let n = points.len() as f64;
+            let mean = |d: usize| points.iter().map(|p| f64::from(p[d])).sum::<f64>() / n;
+            let (ma, mb) = (mean(a), mean(b));
+            let cov = |x: usize, mx: f64, y: usize, my: f64| {
+                points
+                    .iter()
+                    .map(|p| (f64::from(p[x]) - mx) * (f64::from(p[y]) - my))
+                    .sum::<f64>()
+                    / n
+            };
+            cov(a, ma, b, mb) / (cov(a, ma, a, ma) * cov(b, mb, b, mb)).sqrt()
+        };
+        let samples = model.sample(20_000, 1);
+        for (a, b) in [(0, 1), (0, 2), (1, 3)] {
+            let real = correlation(&people, a, b);
+            let drawn = correlation(&samples, a, b);
+            assert!((real - drawn).abs() < 0.05, "({a}, {b}): {real} vs {drawn}");
+        }
+        assert!(correlation(&samples, 0, 1) > 0.8);
+        assert!(correlation(&samples, 0, 2) < -0.8);
+    }
+
+    #[test]
     fn json_round_trips_and_damage_is_refused() {
         let model = ImpostorModel::fit(
             &blobs(),
@@ -606,6 +754,9 @@ mod tests {
         assert_eq!(ImpostorModel::from_json(&model.to_json()).unwrap(), model);
         let mut broken = model.clone();
         broken.clusters[0].centroid.pop();
+        assert!(ImpostorModel::from_json(&broken.to_json()).is_err());
+        let mut broken = model.clone();
+        broken.correlation_cholesky.pop();
         assert!(ImpostorModel::from_json(&broken.to_json()).is_err());
         assert!(matches!(
             ImpostorModel::fit(&blobs()[..3], FitOptions::default(), "x"),

@@ -38,6 +38,7 @@ use burn::tensor::{Bytes, Transaction};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::default_head::DefaultHead;
 use super::loss::binary_cross_entropy;
 use super::metrics::{ConfusionCounts, EvaluationReport, MetricsError, evaluate};
 use super::pairs::{
@@ -1348,6 +1349,14 @@ impl HeadModel {
         })
     }
 
+    /// Starts from `start`'s weights instead of a seeded initialisation: a head trained on
+    /// thousands of pairs of many people knows which dimensions tell faces apart, which a
+    /// handful of one person's photos cannot teach from scratch.
+    pub fn starting_from(mut self, start: &DefaultHead) -> Self {
+        self.head = Some(start.module(&self.device));
+        self
+    }
+
     /// The head being trained.
     pub fn head(&self) -> &SiameseHead {
         self.head
@@ -1454,6 +1463,8 @@ pub struct FineTuneInputs {
     pub negatives: Vec<Vec<f32>>,
     /// Samples of the impostor model (`train::impostors`), used as further negatives.
     pub impostors: Vec<Vec<f32>>,
+    /// The head to start from (the default model); `None` starts from a seeded one.
+    pub start: Option<DefaultHead>,
 }
 
 /// A fine-tune run: pairs from the embeddings (negatives = imported faces + impostor samples),
@@ -1470,7 +1481,10 @@ pub fn fine_tune_trainer(
         ],
         &settings.training,
     )?;
-    let model = HeadModel::new(&table, settings.training.seed)?;
+    let mut model = HeadModel::new(&table, settings.training.seed)?;
+    if let Some(start) = &inputs.start {
+        model = model.starting_from(start);
+    }
     Trainer::new(model, split, settings)
 }
 
@@ -1777,6 +1791,7 @@ mod tests {
             positives: embeddings(10, 0, 2),
             negatives: embeddings(10, 1, 3),
             impostors: Vec::new(),
+            start: None,
         }
     }
 

@@ -35,6 +35,11 @@ pub enum CalibrationError {
     /// Internal: a proposed threshold left 0..=1.
     #[error(transparent)]
     Threshold(#[from] ThresholdError),
+    /// Attempts with no scores, or impostor attempts against different numbers of references.
+    #[error(
+        "every impostor attempt must be scored against the same references, and none may be empty"
+    )]
+    UnevenAttempts,
 }
 
 /// A proposed threshold and what it achieves on the data it was chosen from.

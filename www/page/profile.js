@@ -2,7 +2,7 @@
 
 import { drawTrainingChart } from './charts.js';
 import { call } from './engine.js';
-import { $, ROLES, ROLE_NAMES, app } from './state.js';
+import { $, CHOSEN_ROLES, ROLES, ROLE_NAMES, app } from './state.js';
 import { announce, errorText, formatBytes, pct, show } from './ui.js';
 import { updateVerifyButtons } from './verification.js';
 
@@ -22,6 +22,8 @@ export function renderState(state) {
   $('train-mode').value = state.settings.mode;
   setSlider('detection', state.settings.detection_threshold);
   setSlider('verification', state.settings.verification_threshold);
+  $('attempt-far').value = String(state.settings.attempt_false_accept_rate);
+  $('adaptive-references').checked = state.settings.adaptive_references;
   renderGalleries(state.images);
   renderModel(state);
   measureUsage();
@@ -72,8 +74,11 @@ export function renderGalleries(images) {
     const details = document.createElement('details');
     details.open = role !== 'negative';
     const summary = document.createElement('summary');
-    summary.textContent = `${ROLE_NAMES[role]}s (${ofRole.length})`;
+    summary.textContent = role === 'adaptive'
+      ? `Learned while verifying (${ofRole.length} of at most 10)`
+      : `${ROLE_NAMES[role]}s (${ofRole.length})`;
     details.append(summary);
+    if (role === 'adaptive') details.append(forgetButton());
     const list = document.createElement('ul');
     list.className = 'gallery';
     // Negatives can be hundreds: show the newest 48.
@@ -94,7 +99,8 @@ export function thumbnail(image, number) {
   img.alt = `${ROLE_NAMES[image.role]} ${number}, ${new Date(image.created).toLocaleString()}`;
   const role = document.createElement('select');
   role.setAttribute('aria-label', `Use of ${ROLE_NAMES[image.role]} ${number}`);
-  for (const r of ROLES) role.append(new Option(ROLE_NAMES[r], r, false, r === image.role));
+  const choices = image.role === 'adaptive' ? ROLES : CHOSEN_ROLES;
+  for (const r of choices) role.append(new Option(ROLE_NAMES[r], r, false, r === image.role));
   role.onchange = () => mutate({ type: 'SetPhotoRole', profile: app.profile, id: image.id, role: role.value },
     `Moved to ${ROLE_NAMES[role.value]}s.`);
   const remove = document.createElement('button');
@@ -104,6 +110,15 @@ export function thumbnail(image, number) {
   remove.onclick = () => mutate({ type: 'DeletePhoto', profile: app.profile, id: image.id }, 'Photo deleted.');
   item.append(img, role, remove);
   return item;
+}
+
+function forgetButton() {
+  const forget = document.createElement('button');
+  forget.type = 'button';
+  forget.id = 'forget-adaptive';
+  forget.textContent = 'Forget what was learned';
+  forget.onclick = () => mutate({ type: 'ForgetAdaptive', profile: app.profile }, 'Learned photos forgotten.');
+  return forget;
 }
 
 export async function mutate(request, done) {
@@ -140,9 +155,21 @@ export function renderModel(state) {
   };
   marks('detection', policy?.detection);
   marks('verification', policy?.verification);
-  $('calibrated').textContent = policy
-    ? `Calibrated for this model: detection ${policy.detection.toFixed(2)}, verification ${policy.verification.toFixed(2)} (marked on the sliders).`
-    : 'Train a model to get calibrated thresholds.';
+  const attempts = model?.metrics?.attempts;
+  $('calibrated').textContent = !policy ? 'Train a model to get calibrated thresholds.'
+    : `Calibrated for this model: detection ${policy.detection.toFixed(2)}, verification ${policy.verification.toFixed(2)} (marked on the sliders).${attempts ? ` ${attemptsText(attempts)}` : ''}`;
+}
+
+/// What the thresholds chosen for a false-accept rate per attempt give, with the estimate's
+/// confidence.
+export function attemptsText(a) {
+  const inN = (rate) => (rate > 0 ? `1 in ${Math.round(1 / rate).toLocaleString()}` : '0');
+  const met = a.target_met ? 'meets' : 'does NOT meet';
+  return `Chosen for at most ${inN(a.target_false_accept_rate)} false accepts per attempt: `
+    + `${a.impostors_accepted} of ${a.impostor_attempts.toLocaleString()} impostor attempts accepted `
+    + `(FAR below ${a.false_accept_upper_bound.toExponential(1)} with 95% confidence, which ${met} the target); `
+    + `${a.genuine_rejected} of ${a.genuine_attempts} attempts with the enrolment photos refused `
+    + `(FRR ${pct(a.false_reject_rate)}; later photos are refused more often).`;
 }
 
 export function renderUsage(usage) {

@@ -2,8 +2,13 @@
 // the page's state through `app`; nothing else is kept at module level.
 
 export const $ = (id) => document.getElementById(id);
-export const ROLES = ['anchor', 'positive', 'verification', 'negative'];
-export const ROLE_NAMES = { anchor: 'anchor', positive: 'positive', verification: 'verification photo', negative: 'negative' };
+export const ROLES = ['anchor', 'positive', 'verification', 'negative', 'adaptive'];
+export const ROLE_NAMES = {
+  anchor: 'anchor', positive: 'positive', verification: 'verification photo', negative: 'negative',
+  adaptive: 'learned photo',
+};
+/// Roles a person can give a photo (learned photos come only from verification).
+export const CHOSEN_ROLES = ROLES.filter((r) => r !== 'adaptive');
 
 export const KIND_LABELS = { Wgpu: 'WebGPU', Cpu: 'CPU' };
 /// How often the live view asks for faces, at most (ms).

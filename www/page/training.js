@@ -2,7 +2,7 @@
 
 import { scheduleLiveCheck } from './camera.js';
 import { drawRoc, drawTrainingChart } from './charts.js';
-import { loadState } from './profile.js';
+import { attemptsText, loadState } from './profile.js';
 import { $, app } from './state.js';
 import { announce, errorText, formatBytes, pct, setEnabled } from './ui.js';
 
@@ -35,7 +35,7 @@ export async function train(resume) {
       const resumed = outcome.resumed_from ? ` Resumed from epoch ${outcome.resumed_from[0] + 1}.` : '';
       $('train-status').textContent = `Done: ${report.history.length} epochs${report.stop?.early_stopped ? ' (stopped early: the test loss stopped improving)' : ''}. Ready to verify.${resumed}`;
       $('train-progress').value = $('train-progress').max;
-      renderReport(report, outcome.counts, outcome.default_model);
+      renderReport(report, outcome.counts, outcome.default_model, outcome.model?.metrics?.attempts);
       announce(`Training finished. Test precision ${pct(report.evaluation.precision)}, recall ${pct(report.evaluation.recall)}.`);
     }
   } catch (error) {
@@ -71,7 +71,7 @@ export function onTrainingEvent(event) {
 
 
 
-export function renderReport(report, counts, defaultModel = null) {
+export function renderReport(report, counts, defaultModel = null, attempts = null) {
   const ev = report.evaluation;
   const rows = [
     ['Pairs from', `${counts[0]} anchors, ${counts[1]} positives, ${counts[2]} negatives (with impostor samples)`],
@@ -104,7 +104,9 @@ export function renderReport(report, counts, defaultModel = null) {
     return tr;
   }));
   const policy = report.policy;
-  $('suggested').textContent = policy
+  $('suggested').textContent = attempts
+    ? `Thresholds set on the sliders: detection ${attempts.policy.detection.toFixed(2)}, verification ${attempts.policy.verification.toFixed(2)}. ${attemptsText(attempts)}`
+    : policy
     ? `Suggested thresholds (target FAR ${pct(policy.detection.target_false_accept_rate)}): detection ${policy.policy.detection.toFixed(2)} (FAR ${pct(policy.detection.false_accept_rate)}, FRR ${pct(policy.detection.false_reject_rate)}), verification ${policy.policy.verification.toFixed(2)} (FAR ${pct(policy.verification.false_accept_rate)}, FRR ${pct(policy.verification.false_reject_rate)}). They are now set on the sliders.`
     : `No calibration: ${report.calibration_problem || 'too little test data'}. The tutorial's 0.5 / 0.5 apply.`;
   drawRoc(ev.roc, policy ? policy.policy.detection : ev.threshold);

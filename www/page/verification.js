@@ -1,7 +1,7 @@
 // Verification and "Who is this?", continuous mode, and the threshold sliders' settings.
 
 import { drawCheck, grabFrame, scheduleLiveCheck } from './camera.js';
-import { call } from './engine.js';
+import { loadState } from './profile.js';
 import { $, CONTINUOUS_INTERVAL_MS, app } from './state.js';
 import { announce, errorText, hintText, pct, setEnabled, show } from './ui.js';
 
@@ -37,7 +37,11 @@ export async function verifyOnce() {
     const model = outcome.model_id === 'default'
       ? ' Decided by the default model, with its own thresholds: train for a personal one.' : '';
     verdict.dataset.model = outcome.model_id;
-    $('verdict-detail').textContent = `${r.detections} of ${r.reference_count} verification photos matched (${pct(r.fraction)}; needs more than ${pct(r.policy.verification)}). Detection threshold ${r.policy.detection.toFixed(2)}, best score ${best.toFixed(3)}.${model}`;
+    const adaptation = outcome.adaptation?.kind ?? 'off';
+    const learned = adaptation === 'learned' ? ' This face was learned as a new reference.' : '';
+    verdict.dataset.adaptation = adaptation;
+    $('verdict-detail').textContent = `${r.detections} of ${r.reference_count} verification photos matched (${pct(r.fraction)}; needs more than ${pct(r.policy.verification)}). Detection threshold ${r.policy.detection.toFixed(2)}, best score ${best.toFixed(3)}.${model}${learned}`;
+    if (adaptation === 'learned') await loadState(app.profile);
   } catch (error) {
     verdict.dataset.verdict = 'error';
     verdict.textContent = 'Could not verify.';
@@ -95,6 +99,8 @@ export function saveSettings() {
     ...app.state.settings,
     detection_threshold: Number($('detection-threshold').value),
     verification_threshold: Number($('verification-threshold').value),
+    attempt_false_accept_rate: Number($('attempt-far').value),
+    adaptive_references: $('adaptive-references').checked,
     backend: $('backend-select').value,
     mode: $('train-mode').value,
   };
@@ -103,7 +109,7 @@ export function saveSettings() {
   app.saveNow = async () => {
     app.saveNow = null;
     try {
-      const { state } = await call({ type: 'SaveSettings', profile: app.profile, settings });
+      const state = await app.verifier.saveSettings(settings, app.profile);
       app.state.settings = state.settings;
     } catch (error) {
       show('worker-status', errorText(error));

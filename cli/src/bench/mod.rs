@@ -421,6 +421,7 @@ pub async fn run(
                 positives,
                 negatives: Vec::new(),
                 impostors: impostors.sample(IMPOSTOR_SAMPLES, 42),
+                start: None,
             };
             let mut settings = RunSettings::fine_tune();
             settings.training.pairs_per_class =
