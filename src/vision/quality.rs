@@ -1,9 +1,10 @@
-//! Whether a camera frame makes a good reference photo: one face, large, lit and sharp enough.
+//! Whether a camera frame makes a good reference photo: one face, facing the camera, large,
+//! lit and sharp enough.
 //! The hints are advice in the live view and refuse a capture unless the person insists.
 
 use serde::{Deserialize, Serialize};
 
-use crate::vision::detect::Face;
+use crate::vision::detect::{Face, Keypoint};
 use crate::vision::frame::Frame;
 
 /// Advice for the person in front of the camera (the page words it). Every hint also refuses
@@ -16,6 +17,7 @@ pub enum FrameHint {
     TooSmall { face_pixels: u32 },
     TooDark { brightness: u8 },
     TooBlurred { sharpness: f32 },
+    TurnedAway { yaw_ratio: f32 },
 }
 
 /// Faces narrower than this fraction of the frame's shorter side are too small: the detector
@@ -27,6 +29,24 @@ pub const MIN_BRIGHTNESS: u8 = 45;
 /// Variance of the Laplacian of the aligned crop below which it is too blurred. LFW's photos,
 /// upscaled from 250 pixels, measure above 40; a face moving during the exposure well below.
 pub const MIN_SHARPNESS: f32 = 12.0;
+
+/// Beyond this sideways offset of the nose tip from the midpoint of the eyes, as a fraction of
+/// the distance between the eyes, the face is turned away (roughly 30–40° of yaw). Measured on
+/// the first photo of every tenth LFW person here (342 news photos, mostly frontal): median
+/// 0.10, 95th percentile 0.33, 99th 0.455, so it refuses about one in a hundred of them.
+pub const MAX_YAW_RATIO: f32 = 0.45;
+
+/// How far the face is turned sideways: the nose tip's horizontal offset from the midpoint of
+/// the eyes over the eyes' distance (0 facing the camera).
+pub fn yaw_ratio(face: &Face) -> f32 {
+    let (right, left) = (face.keypoint(Keypoint::RightEye), face.keypoint(Keypoint::LeftEye));
+    let nose = face.keypoint(Keypoint::NoseTip);
+    let eyes = ((right.x - left.x).powi(2) + (right.y - left.y).powi(2)).sqrt();
+    if eyes <= f32::EPSILON {
+        return 0.0;
+    }
+    ((nose.x - (right.x + left.x) / 2.0) / eyes).abs()
+}
 
 /// What the live view draws: every face and the advice for this frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +72,10 @@ pub fn frame_hints(frame: &Frame, faces: &[Face], aligned: Option<&Frame>) -> Ve
     let face_pixels = largest.bbox.width.max(0.0).round() as u32;
     if (face_pixels as f32) < MIN_FACE_FRACTION * frame.width().min(frame.height()) as f32 {
         hints.push(FrameHint::TooSmall { face_pixels });
+    }
+    let yaw_ratio = yaw_ratio(largest);
+    if yaw_ratio > MAX_YAW_RATIO {
+        hints.push(FrameHint::TurnedAway { yaw_ratio });
     }
     let brightness = mean_brightness(frame, largest);
     if brightness < MIN_BRIGHTNESS {

@@ -43,6 +43,7 @@ export const HINTS = {
   too_small: () => 'Face too small: come closer to the camera.',
   too_dark: () => 'Too dark: turn towards a light.',
   too_blurred: () => 'Too blurred: hold still.',
+  turned_away: () => 'Face turned away: look straight at the camera.',
 };
 
 export function hintText(hints) {
