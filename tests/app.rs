@@ -862,32 +862,57 @@ fn turned_away_faces_are_told_apart_from_frontal_ones() {
     use faceverify::vision::detect::{Face, Keypoint, NUM_KEYPOINTS};
     use faceverify::vision::frame::Point;
     use faceverify::vision::quality::{MAX_YAW_RATIO, yaw_ratio};
-    let detected = block(app::check_frame(&pipeline(), &frame(&lfw("George_W_Bush", 1)))).unwrap();
+    let detected = block(app::check_frame(
+        &pipeline(),
+        &frame(&lfw("George_W_Bush", 1)),
+    ))
+    .unwrap();
     let frontal = detected.faces[detected.chosen.unwrap()].clone();
     assert!(yaw_ratio(&frontal) < MAX_YAW_RATIO);
     // The same face with the nose tip moved sideways by half the eyes' distance.
     let mut keypoints: [Point; NUM_KEYPOINTS] = frontal.keypoints;
-    let (right, left) = (frontal.keypoint(Keypoint::RightEye), frontal.keypoint(Keypoint::LeftEye));
-    keypoints[Keypoint::NoseTip as usize].x = (right.x + left.x) / 2.0 + 0.5 * (left.x - right.x).abs();
-    let turned = Face { keypoints, ..frontal };
+    let (right, left) = (
+        frontal.keypoint(Keypoint::RightEye),
+        frontal.keypoint(Keypoint::LeftEye),
+    );
+    keypoints[Keypoint::NoseTip as usize].x =
+        (right.x + left.x) / 2.0 + 0.5 * (left.x - right.x).abs();
+    let turned = Face {
+        keypoints,
+        ..frontal
+    };
     assert!(yaw_ratio(&turned) > MAX_YAW_RATIO);
 
     let pipeline = pipeline();
     let lfw_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/lfw");
-    let mut people: Vec<_> = std::fs::read_dir(&lfw_dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut people: Vec<_> = std::fs::read_dir(&lfw_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     people.sort();
     let (mut faces, mut turned_away) = (0, 0);
     for person in people.iter().step_by(10) {
-        let mut photos: Vec<_> = std::fs::read_dir(person).unwrap().flatten().map(|e| e.path()).collect();
+        let mut photos: Vec<_> = std::fs::read_dir(person)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         photos.sort();
         let check = block(app::check_frame(&pipeline, &frame(&photos[0]))).unwrap();
         if check.chosen.is_some() {
             faces += 1;
             turned_away += usize::from(
-                check.hints.iter().any(|h| matches!(h, FrameHint::TurnedAway { .. })),
+                check
+                    .hints
+                    .iter()
+                    .any(|h| matches!(h, FrameHint::TurnedAway { .. })),
             );
         }
     }
     assert!(faces > 300, "{faces} faces");
-    assert!(turned_away * 50 <= faces, "{turned_away} of {faces} LFW photos turned away");
+    assert!(
+        turned_away * 50 <= faces,
+        "{turned_away} of {faces} LFW photos turned away"
+    );
 }

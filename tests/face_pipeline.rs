@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use faceverify::model::blazeface::{
-    BlazeFace, BlazeFaceWeights, INPUT_SIZE, NUM_ANCHORS, NUM_COORDS, WEIGHTS_PATH, input_from_rgb8,
+    BlazeFace, INPUT_SIZE, NUM_ANCHORS, NUM_COORDS, WEIGHTS_PATH, input_from_rgb8,
 };
 use faceverify::vision::align::{
     ALIGNMENT_KEYPOINTS, FaceTemplate, SimilarityTransform, align_face, face_to_template, warp,
@@ -134,7 +134,8 @@ fn describe(d: &Detections) -> String {
 
 #[test]
 fn weights_file_has_every_tensor() {
-    let w = BlazeFaceWeights::parse(&weights_bytes()).expect("parses");
+    let w = faceverify::model::weights::WeightsFile::parse(&weights_bytes(), "blazeface")
+        .expect("parses");
     // stem (2) + 16 blocks x (depthwise + pointwise weight + bias) + 4 heads x 2.
     assert_eq!(w.tensors.len(), 2 + 16 * 3 + 4 * 2);
     assert_eq!(

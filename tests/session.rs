@@ -833,22 +833,12 @@ fn every_other_identity_tries_the_per_attempt_thresholds() {
 // ---------------------------------------------------------------------------------------------
 // Adaptive references
 
-/// The frames of a camera clip of `../shared/camera` (MJPEG: JPEG images one after another).
+#[path = "support/clips.rs"]
+mod clips;
+
+/// The frames of a camera clip as the page sends them.
 fn clip_frames(name: &str) -> Vec<CameraFrame> {
-    let path = crate_dir().join("../shared/camera").join(name);
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}: these tests need ../shared", path.display()));
-    let starts: Vec<usize> = bytes
-        .windows(3)
-        .enumerate()
-        .filter(|(_, w)| *w == [0xFF, 0xD8, 0xFF])
-        .map(|(i, _)| i)
-        .collect();
-    starts
-        .iter()
-        .zip(starts.iter().skip(1).chain([&bytes.len()]))
-        .map(|(&start, &end)| rgba_frame(&image::load_from_memory(&bytes[start..end]).unwrap()))
-        .collect()
+    clips::clip_frames(name).iter().map(rgba_frame).collect()
 }
 
 /// Verifies `frame` and says what was decided and what became of the face.

@@ -15,19 +15,17 @@
 //!
 //! Decoding (anchors, sigmoid, non-maximum suppression) lives in `crate::vision::detect`.
 //!
-//! Weights: `models/blazeface.f16.bin` (see `models/README.md`), parsed by [`BlazeFaceWeights`]
+//! Weights: `models/blazeface.f16.bin` (see `models/README.md`), parsed by [`WeightsFile`]
 //! on the CPU and uploaded with [`BlazeFace::from_weights`] to any device.
-
-use std::collections::HashMap;
 
 use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor, TensorData, f16};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use super::WeightTensor;
+use super::weights::{WeightsFile, WeightsFileError};
 
 /// Side of the square input in pixels.
 pub const INPUT_SIZE: usize = 128;
@@ -46,21 +44,11 @@ const STRIDE_2_BLOCKS: [usize; 3] = [2, 5, 11];
 /// The 16×16 head reads the output of this block (88 channels).
 const HEAD_16_BLOCK: usize = 10;
 
-const MAGIC: &[u8; 4] = b"FVW1";
-
 /// Errors reading a weights file or the network's output.
 #[derive(Debug, thiserror::Error)]
 pub enum BlazeFaceError {
-    #[error("blazeface weights: {0}")]
-    Format(String),
-    #[error("blazeface weights: tensor {name}: expected shape {expected:?}, file has {found:?}")]
-    Shape {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
-    #[error("blazeface weights: tensor {0} is missing")]
-    Missing(String),
+    #[error(transparent)]
+    Weights(#[from] WeightsFileError),
     #[error("blazeface: reading a tensor back failed: {0}")]
     Read(String),
 }
@@ -184,14 +172,11 @@ impl BlazeFace {
 
     /// Parse a weights file (see `models/README.md`) and build the network on `device`.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self, BlazeFaceError> {
-        Self::from_weights(&BlazeFaceWeights::parse(bytes)?, device)
+        Self::from_weights(&WeightsFile::parse(bytes, "blazeface")?, device)
     }
 
     /// Build the network on `device` from parsed weights. Checks every tensor's name and shape.
-    pub fn from_weights(
-        weights: &BlazeFaceWeights,
-        device: &Device,
-    ) -> Result<Self, BlazeFaceError> {
+    pub fn from_weights(weights: &WeightsFile, device: &Device) -> Result<Self, BlazeFaceError> {
         let mut model = Self::new(device);
         let load_conv = |conv: &mut Conv2d, prefix: &str| -> Result<(), BlazeFaceError> {
             let shape = conv.weight.dims().to_vec();
@@ -297,102 +282,4 @@ pub fn input_from_rgb8(pixels: &[u8], device: &Device) -> Tensor<4> {
 /// One 0..255 channel value as the network sees it.
 pub fn pixel_to_input(p: u8) -> f32 {
     (f64::from(p) / 127.5 - 1.0) as f32
-}
-
-/// The parsed contents of `models/blazeface.f16.bin` (CPU memory; plain Rust).
-#[derive(Debug, Clone, Default)]
-pub struct BlazeFaceWeights {
-    pub tensors: HashMap<String, WeightTensor>,
-    /// The header's `source` line.
-    pub source: String,
-}
-
-impl BlazeFaceWeights {
-    /// Parse a weights file (`FVW1` container, model `blazeface`, tensors `f16` or `f32`).
-    pub fn parse(bytes: &[u8]) -> Result<Self, BlazeFaceError> {
-        let bad = |m: String| BlazeFaceError::Format(m);
-        if bytes.len() < 8 || &bytes[..4] != MAGIC {
-            return Err(bad(
-                "not a faceverify weights file (magic FVW1 missing)".into()
-            ));
-        }
-        let header_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-        let header = bytes
-            .get(8..8 + header_len)
-            .ok_or_else(|| bad("truncated header".into()))?;
-        let data = &bytes[8 + header_len..];
-        let header: serde_json::Value =
-            serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
-        if header["format"] != "faceverify-weights"
-            || header["version"] != 1
-            || header["model"] != "blazeface"
-        {
-            return Err(bad(
-                "header is not faceverify-weights version 1 for blazeface".into(),
-            ));
-        }
-        let mut out = BlazeFaceWeights {
-            tensors: HashMap::new(),
-            source: header["source"].as_str().unwrap_or_default().to_string(),
-        };
-        for t in header["tensors"]
-            .as_array()
-            .ok_or_else(|| bad("no tensors".into()))?
-        {
-            let name = t["name"]
-                .as_str()
-                .ok_or_else(|| bad("tensor without a name".into()))?
-                .to_string();
-            let field = |k: &str| {
-                t[k].as_u64()
-                    .map(|v| v as usize)
-                    .ok_or_else(|| bad(format!("{name}: no {k}")))
-            };
-            let shape: Vec<usize> = t["shape"]
-                .as_array()
-                .ok_or_else(|| bad(format!("{name}: no shape")))?
-                .iter()
-                .map(|d| d.as_u64().map(|d| d as usize))
-                .collect::<Option<_>>()
-                .ok_or_else(|| bad(format!("{name}: bad shape")))?;
-            let n: usize = shape.iter().product();
-            let (offset, len) = (field("offset")?, field("bytes")?);
-            let raw = data
-                .get(offset..offset + len)
-                .ok_or_else(|| bad(format!("{name}: payload out of bounds")))?;
-            let values: Vec<f32> = match t["dtype"].as_str() {
-                Some("f16") if len == 2 * n => raw
-                    .chunks_exact(2)
-                    .map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                    .collect(),
-                Some("f32") if len == 4 * n => raw
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                other => {
-                    return Err(bad(format!(
-                        "{name}: dtype {other:?} with {len} bytes for {n} values"
-                    )));
-                }
-            };
-            out.tensors.insert(name, WeightTensor { shape, values });
-        }
-        Ok(out)
-    }
-
-    /// The named tensor as `TensorData`, checking its shape.
-    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<TensorData, BlazeFaceError> {
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| BlazeFaceError::Missing(name.to_string()))?;
-        if t.shape != shape {
-            return Err(BlazeFaceError::Shape {
-                name: name.to_string(),
-                expected: shape.to_vec(),
-                found: t.shape.clone(),
-            });
-        }
-        Ok(TensorData::new(t.values.clone(), t.shape.clone()))
-    }
 }

@@ -2,9 +2,11 @@
 //! on the CPU backend (flex) and on wgpu (WebGPU in the browser, Vulkan natively).
 pub mod blazeface;
 pub mod face_resnet;
+pub mod facemesh;
 pub mod koch;
 pub mod siamese;
 pub mod tower;
+pub mod weights;
 
 /// One tensor of a weights file (`models/*.bin`), as f32 (dequantised where the file stores
 /// fewer bits).

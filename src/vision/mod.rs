@@ -4,4 +4,5 @@ pub mod align;
 pub mod augment;
 pub mod detect;
 pub mod frame;
+pub mod mesh;
 pub mod quality;

