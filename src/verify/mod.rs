@@ -2,4 +2,5 @@
 //! references) and the calibration that proposes thresholds for a target false-accept rate.
 pub mod attempts;
 pub mod calibration;
+pub mod liveness;
 pub mod policy;

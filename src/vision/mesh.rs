@@ -1,10 +1,13 @@
 //! The face mesh network's input: a square crop around a face, resampled to 192×192, and the
-//! transform that maps the landmarks found in it back onto the frame.
+//! transform that maps the landmarks found in it back onto the frame; and a tracker that meshes
+//! a face frame after frame.
 
 use super::align::{SimilarityTransform, warp};
-use super::detect::Face;
+use super::detect::{DetectError, Face, FaceDetector};
+use super::face_state::{FaceState, Landmark, face_state};
 use super::frame::{Frame, Point};
-use crate::model::facemesh::INPUT_SIZE;
+use super::quality::largest_face;
+use crate::model::facemesh::{FaceMesh, FaceMeshError, INPUT_SIZE, input_from_rgb8};
 
 /// Side of the crop over the larger side of the detector's face box: MediaPipe's face
 /// landmark graph widens the detection by 1.5 so the whole face, forehead and chin included,
@@ -50,4 +53,115 @@ impl MeshCrop {
     pub fn to_frame(&self, p: Point) -> Point {
         self.frame_to_crop.inverse().apply(p)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tracking: each frame's mesh gives the next frame's crop
+
+/// A face found and meshed in one frame.
+#[derive(Debug, Clone)]
+pub struct TrackedFace {
+    /// 468 landmarks in frame pixels (z on the same scale).
+    pub landmarks: Vec<Landmark>,
+    /// The mesh network's probability that its crop showed a face.
+    pub face_score: f32,
+    /// Whether the detector had to find the face again (first frame, or the track was lost).
+    pub detected: bool,
+    pub state: FaceState,
+}
+
+/// Below this face score the mesh lost the face: the next frame is detected afresh.
+pub const MIN_MESH_SCORE: f32 = 0.5;
+
+/// Follows one face across frames: the detector finds it once, then the square around each
+/// frame's landmarks (widened by [`MESH_CROP_SCALE`]) is the next frame's crop, as MediaPipe's
+/// face mesh graph does.
+#[derive(Debug, Default)]
+pub struct MeshTracker {
+    previous: Option<(Point, f64)>,
+}
+
+impl MeshTracker {
+    /// Forgets the face: the next frame is detected afresh.
+    pub fn reset(&mut self) {
+        self.previous = None;
+    }
+
+    /// The face in `frame`, or `None` when there is none.
+    pub async fn track(
+        &mut self,
+        detector: &FaceDetector,
+        mesh: &FaceMesh,
+        frame: &Frame,
+    ) -> Result<Option<TrackedFace>, MeshError> {
+        if let Some((centre, side)) = self.previous {
+            let crop = MeshCrop::around(frame, centre, side);
+            if let Some(face) = self.mesh_crop(mesh, &crop, false).await? {
+                return Ok(Some(face));
+            }
+        }
+        let faces = detector.detect(frame).await?.faces;
+        let Some(largest) = largest_face(&faces) else {
+            self.previous = None;
+            return Ok(None);
+        };
+        let crop = MeshCrop::for_face(frame, &faces[largest]);
+        self.mesh_crop(mesh, &crop, true).await
+    }
+
+    async fn mesh_crop(
+        &mut self,
+        mesh: &FaceMesh,
+        crop: &MeshCrop,
+        detected: bool,
+    ) -> Result<Option<TrackedFace>, MeshError> {
+        let device = mesh.stem.weight.device();
+        let raw = mesh
+            .run(input_from_rgb8(crop.crop.pixels(), &device))
+            .await?;
+        let face_score = raw.face_scores[0];
+        if face_score < MIN_MESH_SCORE {
+            self.previous = None;
+            return Ok(None);
+        }
+        let depth_scale = 1.0 / crop.frame_to_crop.scale() as f32;
+        let landmarks: Vec<Landmark> = raw
+            .landmarks
+            .chunks_exact(3)
+            .map(|p| {
+                let at = crop.to_frame(Point::new(p[0], p[1]));
+                [at.x, at.y, p[2] * depth_scale]
+            })
+            .collect();
+        self.previous = Some(square_around(&landmarks));
+        Ok(Some(TrackedFace {
+            state: face_state(&landmarks),
+            landmarks,
+            face_score,
+            detected,
+        }))
+    }
+}
+
+/// The next crop from this frame's landmarks: their box's centre and [`MESH_CROP_SCALE`] × its
+/// larger side.
+fn square_around(landmarks: &[Landmark]) -> (Point, f64) {
+    let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+    for p in landmarks {
+        x0 = x0.min(p[0]);
+        y0 = y0.min(p[1]);
+        x1 = x1.max(p[0]);
+        y1 = y1.max(p[1]);
+    }
+    let centre = Point::new((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    (centre, MESH_CROP_SCALE * f64::from((x1 - x0).max(y1 - y0)))
+}
+
+/// Why a frame could not be meshed.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Mesh(#[from] FaceMeshError),
 }

@@ -3,6 +3,7 @@
 pub mod align;
 pub mod augment;
 pub mod detect;
+pub mod face_state;
 pub mod frame;
 pub mod mesh;
 pub mod quality;
