@@ -94,15 +94,7 @@ impl BlazeBlock {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let branch = self.pointwise.forward(self.depthwise.forward(x.clone()));
-        let mut shortcut = match &self.pool {
-            Some(pool) => pool.forward(x),
-            None => x,
-        };
-        if self.extra_channels > 0 {
-            let [b, _, h, w] = shortcut.dims();
-            let zeros = Tensor::zeros([b, self.extra_channels, h, w], &shortcut.device());
-            shortcut = Tensor::cat(vec![shortcut, zeros], 1);
-        }
+        let shortcut = super::residual_shortcut(x, self.pool.as_ref(), self.extra_channels);
         relu(branch + shortcut)
     }
 }

