@@ -8,19 +8,20 @@
 use serde::{Deserialize, Serialize};
 
 use crate::app::{
-    CaptureOutcome, FrameCheck, IdentifyOutcome, ImportReport, NamedFile, ProfileState,
-    QualityGate, TrainOutcome, TrainRequest, VerifyOutcome,
+    CaptureOutcome, FrameCheck, IdentifyOutcome, ImportReport, LivenessOutcome, NamedFile,
+    ProfileState, QualityGate, TrainOutcome, TrainRequest, VerifyOutcome,
 };
 use crate::backend::{BackendPreference, BackendReport};
 use crate::pipeline::FaceAnalysis;
 use crate::selfcheck::TrainingCheck;
 use crate::store::{ImageRole, ImportMode, Profile, Settings, StorageUsage};
 use crate::train::run::TrainingEvent;
+use crate::verify::liveness::Action;
 use crate::vision::align::CropMode;
 use crate::vision::frame::{Frame, FrameError};
 
 /// The pretrained networks' weight files, served beside the app (`cargo xtask dist` copies `models/`).
-pub const NETWORK_FILES: [NetworkFile; 3] = [
+pub const NETWORK_FILES: [NetworkFile; 4] = [
     NetworkFile {
         name: "face detector",
         path: "models/blazeface.f16.bin",
@@ -32,6 +33,10 @@ pub const NETWORK_FILES: [NetworkFile; 3] = [
     NetworkFile {
         name: "impostor model",
         path: "models/impostors.json",
+    },
+    NetworkFile {
+        name: "face mesh network",
+        path: "models/facemesh.f16.bin",
     },
 ];
 
@@ -116,6 +121,17 @@ pub enum WorkerRequest {
     CancelTraining,
     /// Verifies the person in a camera frame against the profile's model. Answered by `Verified`.
     Verify { profile: String, frame: CameraFrame },
+    /// Starts a verification with liveness for `profile`: a challenge of `actions` (none: 2-3
+    /// drawn at random, the default; a fixed list is for tests). Answered by `Liveness` with the
+    /// first prompt.
+    StartLiveness {
+        profile: String,
+        #[serde(default)]
+        actions: Option<Vec<Action>>,
+    },
+    /// One camera frame of the running liveness check, taken at `t_ms` (any steady clock).
+    /// Answered by `Liveness`: the next prompt, or the decision.
+    LivenessFrame { frame: CameraFrame, t_ms: u64 },
     /// "Who is this?": the face in a camera frame against every person enrolled here.
     /// Answered by `Identified`.
     Identify { frame: CameraFrame },
@@ -161,6 +177,8 @@ impl WorkerRequest {
             Self::CancelTraining => "CancelTraining",
             Self::Verify { .. } => "Verify",
             Self::Identify { .. } => "Identify",
+            Self::StartLiveness { .. } => "StartLiveness",
+            Self::LivenessFrame { .. } => "LivenessFrame",
             Self::SaveSettings { .. } => "SaveSettings",
             Self::Export => "Export",
             Self::ImportArchive { .. } => "ImportArchive",
@@ -247,6 +265,8 @@ pub enum WorkerResponse {
     Verified { outcome: Box<VerifyOutcome> },
     /// Result of `Identify`.
     Identified { outcome: Box<IdentifyOutcome> },
+    /// Result of `StartLiveness` and `LivenessFrame`.
+    Liveness { outcome: Box<LivenessOutcome> },
     /// Result of `Export`: a tar archive.
     Exported {
         #[serde(with = "serde_bytes")]

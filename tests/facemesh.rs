@@ -423,3 +423,83 @@ fn photos_fail_the_challenge_and_the_live_man_passes() {
     );
     assert_eq!(accepted, 0);
 }
+
+/// Which points align a face better for the descriptor network: BlazeFace's keypoints (what
+/// the app uses) or the same points read from the face mesh, on the dev LFW pairs (LFW's
+/// 10-fold accuracy, ROC AUC and TAR at FAR 1e-3 of the L2 distance between descriptors).
+/// Minutes: `cargo test --test facemesh -- --ignored --nocapture alignment_from`.
+#[test]
+#[ignore = "minutes: run by hand for the figure"]
+fn alignment_from_the_mesh_against_blazeface_keypoints() {
+    use faceverify::eval::{
+        PairsFile, assign_folds, distance_metrics, k_fold_accuracy, l2_distance,
+    };
+    use faceverify::vision::align::{FaceTemplate, SimilarityTransform, align_face, warp};
+    use faceverify::vision::face_state::alignment_points;
+    let pipeline = pipeline();
+    let device = Device::flex();
+    let weights = std::fs::read(crate_dir().join(WEIGHTS_PATH)).unwrap();
+    let mesh = FaceMesh::from_bytes(&weights, &device).unwrap();
+    let template = FaceTemplate::dlib_150();
+    let pairs = PairsFile::read(&crate_dir().join("../shared/data/lfw-pairs-dev.txt")).unwrap();
+    let mut embedded = std::collections::HashMap::new();
+    for (i, image) in pairs.distinct_images().into_iter().enumerate() {
+        let path = crate_dir()
+            .join("../shared/data/lfw")
+            .join(image.relative_path());
+        let frame = Frame::from_image(&image::open(&path).unwrap());
+        let faces = pollster::block_on(pipeline.detector().detect(&frame))
+            .unwrap()
+            .faces;
+        let Some(largest) = largest_face(&faces) else {
+            continue;
+        };
+        let face = &faces[largest];
+        let by_keypoints = align_face(&frame, face, &template).unwrap();
+        let crop = MeshCrop::for_face(&frame, face);
+        let raw =
+            pollster::block_on(mesh.run(input_from_rgb8(crop.crop.pixels(), &device))).unwrap();
+        let landmarks: Vec<[f32; 3]> = raw
+            .landmarks
+            .chunks_exact(3)
+            .map(|p| {
+                let at = crop.to_frame(faceverify::vision::frame::Point::new(p[0], p[1]));
+                [at.x, at.y, p[2]]
+            })
+            .collect();
+        let to_template =
+            SimilarityTransform::estimate(&alignment_points(&landmarks), &template.points).unwrap();
+        let by_mesh = warp(&frame, &to_template, template.size);
+        let descriptors =
+            pollster::block_on(pipeline.embed_aligned(&[by_keypoints, by_mesh])).unwrap();
+        embedded.insert(image, descriptors);
+        if (i + 1) % 500 == 0 {
+            println!("{} photos", i + 1);
+        }
+    }
+    let kept: Vec<_> = pairs
+        .pairs
+        .iter()
+        .filter(|p| embedded.contains_key(&p.first) && embedded.contains_key(&p.second))
+        .cloned()
+        .collect();
+    let same: Vec<bool> = kept.iter().map(|p| p.is_same_person()).collect();
+    let folds = assign_folds(&kept, 10);
+    for (which, label) in [(0, "BlazeFace keypoints"), (1, "face mesh points")] {
+        let distances: Vec<f32> = kept
+            .iter()
+            .map(|p| l2_distance(&embedded[&p.first][which], &embedded[&p.second][which]))
+            .collect();
+        let accuracy = k_fold_accuracy(&distances, &same, &folds, 10).unwrap();
+        let metrics = distance_metrics(&distances, &same, 1e-3).unwrap();
+        println!(
+            "{label}: {} pairs, accuracy {:.2}% ± {:.2}%, AUC {:.4}, EER {:.3}, TAR {:.3} at FAR 1e-3",
+            kept.len(),
+            100.0 * accuracy.mean_accuracy,
+            100.0 * accuracy.standard_error,
+            metrics.auc,
+            metrics.eer,
+            metrics.tar
+        );
+    }
+}

@@ -111,6 +111,13 @@ impl Host for TestHost {
         self.deletions.set(self.deletions.get() + 1);
         Ok(())
     }
+
+    fn random(&self) -> f64 {
+        // Deterministic: a challenge the tests can predict.
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        (n % 10) as f64 / 10.0
+    }
 }
 
 /// Whether the session posted a progress message that `which` accepts.
@@ -959,4 +966,92 @@ fn adaptive_references_follow_the_person_and_never_let_an_impostor_in() {
     };
     assert_eq!(state.images.len(), photos - kept);
     assert!(state.images.iter().all(|i| i.role != ImageRole::Adaptive));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification with liveness
+
+/// Feeds `frames` (taken `1000 / fps` ms apart, from `start` on) to the running liveness check
+/// until it decides; returns the decision.
+fn answer_liveness(
+    session: &mut Session<TestHost>,
+    frames: &[CameraFrame],
+    fps: f64,
+    start: usize,
+) -> app::LivenessOutcome {
+    for (i, frame) in frames.iter().enumerate().skip(start) {
+        let request = WorkerRequest::LivenessFrame {
+            frame: frame.clone(),
+            t_ms: (i as f64 * 1000.0 / fps) as u64,
+        };
+        let WorkerResponse::Liveness { outcome } = send(session, request) else {
+            panic!("no liveness answer");
+        };
+        if !matches!(*outcome, app::LivenessOutcome::Asking { .. }) {
+            return *outcome;
+        }
+    }
+    panic!("the clip ended before the check decided");
+}
+
+/// The man of the webcam clips, enrolled from three frames of session 1, answers a blink
+/// challenge live and is verified on the frames the challenge marked; a slideshow of photos
+/// fails the challenge with its reason before any identity is decided.
+#[test]
+fn verification_with_liveness_accepts_the_live_man_and_refuses_photos() {
+    use faceverify::verify::liveness::{Action, NotLive};
+    let mut session = new_session();
+    let first = clip_frames("webcam-a-session1.mjpeg");
+    for frame in [&first[20], &first[200], &first[400]] {
+        let request = WorkerRequest::Capture {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            role: ImageRole::Verification,
+            frame: frame.clone(),
+            quality: app::QualityGate::StoreAnyway,
+        };
+        send(&mut session, request);
+    }
+    let refused = refused(
+        &mut session,
+        WorkerRequest::LivenessFrame {
+            frame: first[0].clone(),
+            t_ms: 0,
+        },
+    );
+    assert!(matches!(refused, SessionError::NoLiveCheck), "{refused}");
+
+    let start = |session: &mut Session<TestHost>, actions: Vec<Action>| {
+        let request = WorkerRequest::StartLiveness {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            actions: Some(actions),
+        };
+        let WorkerResponse::Liveness { outcome } = send(session, request) else {
+            panic!("not started");
+        };
+        assert!(matches!(*outcome, app::LivenessOutcome::Asking { .. }));
+    };
+    start(&mut session, vec![Action::Blink]);
+    // From 2.0 s: he blinks at 3.9 s.
+    let outcome = answer_liveness(&mut session, &first, 15.0, 30);
+    let app::LivenessOutcome::Live {
+        verified, results, ..
+    } = outcome
+    else {
+        panic!("the live man was refused: {outcome:?}");
+    };
+    assert!(verified, "{results:?}");
+    assert_eq!(results.len(), 2, "the first frame and the blink's");
+
+    start(&mut session, vec![Action::Blink, Action::TurnLeft]);
+    let photos = clip_frames("person-a.mjpeg");
+    let outcome = answer_liveness(&mut session, &photos, 10.0, 0);
+    assert!(
+        matches!(
+            outcome,
+            app::LivenessOutcome::NotLive {
+                why: NotLive::FaceJumped | NotLive::TooSlow { .. }
+            }
+        ),
+        "{outcome:?}"
+    );
 }

@@ -84,6 +84,14 @@ impl Host for CliHost {
             _ => Ok(()),
         }
     }
+
+    fn random(&self) -> f64 {
+        use std::hash::{BuildHasher, Hasher};
+        // Seeded by the operating system for each map: unpredictable enough for a challenge.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(self.next_id.get());
+        (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 fn print_progress(message: &WorkerResponse) {

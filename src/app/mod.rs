@@ -20,6 +20,7 @@ mod capture;
 mod descriptors;
 mod expand;
 mod identification;
+mod liveness;
 mod session;
 mod state;
 mod training;
@@ -34,6 +35,7 @@ pub use capture::*;
 pub use descriptors::*;
 pub use expand::*;
 pub use identification::*;
+pub use liveness::*;
 pub use session::{Host, MAX_PROFILE_NAME, Session, SessionError};
 pub use state::*;
 pub use training::*;
@@ -59,6 +61,8 @@ pub enum AppError {
     Training(#[from] RunError),
     #[error(transparent)]
     Verification(#[from] VerificationError),
+    #[error(transparent)]
+    Mesh(#[from] crate::vision::mesh::MeshError),
     #[error("the thresholds could not be calibrated: {0}")]
     Calibration(#[from] CalibrationError),
     #[error("{0}")]

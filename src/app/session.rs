@@ -28,11 +28,14 @@ use crate::verify::policy::{ThresholdError, VerificationError, VerificationPolic
 use crate::vision::align::CropMode;
 use crate::vision::frame::FrameError;
 
+use crate::model::facemesh::FaceMesh;
+use crate::verify::liveness::{Action, Challenge};
+
 use super::{
-    Adaptation, AppError, ModelMetrics, NamedFile, NewPhoto, QualityGate, RunHooks, RunIds,
-    TrainRequest, TrainingParts, Verifier, VerifyOutcome, YieldFn, capture, check_frame,
-    clear_match, forget_adaptive, identify_frame, import_model, import_photos, keep_adaptive,
-    profile_state, train, verify_keeping_face,
+    Adaptation, AppError, LiveCheck, LivenessOutcome, ModelMetrics, NamedFile, NewPhoto,
+    QualityGate, RunHooks, RunIds, TrainRequest, TrainingParts, Verifier, VerifyOutcome, YieldFn,
+    capture, check_frame, clear_match, forget_adaptive, identify_frame, import_model,
+    import_photos, keep_adaptive, profile_state, train, verify_keeping_face,
 };
 
 /// The longest profile name, in characters.
@@ -61,6 +64,8 @@ pub trait Host {
     /// Deletes everything the app keeps on this device; `store`, when open, is handed over
     /// to be closed first.
     async fn delete_all_data(&self, store: Option<Self::Store>) -> Result<(), StoreError>;
+    /// A number in 0..1 nobody can predict (the liveness challenge's actions).
+    fn random(&self) -> f64;
 }
 
 /// Why a request failed. [`SessionError::user_message`] is what the page shows.
@@ -100,6 +105,10 @@ pub enum SessionError {
     Thresholds(ThresholdError),
     #[error("the saved thresholds are invalid: {0}")]
     SavedThresholds(ThresholdError),
+    #[error("the face mesh network's file is damaged ({0}). Reload the page to download it again")]
+    DamagedMesh(String),
+    #[error("no liveness check is running: start verifying again")]
+    NoLiveCheck,
 }
 
 impl SessionError {
@@ -130,6 +139,8 @@ pub struct Session<H: Host> {
     verifiers: BTreeMap<ProfileId, Verifier>,
     /// The saved settings, read once instead of on every verified frame.
     settings: Option<Settings>,
+    /// The verification with liveness in progress.
+    live_check: Option<LiveCheck>,
 }
 
 /// What a session loads on first use.
@@ -138,6 +149,8 @@ struct Parts<S> {
     /// Built on the chosen device; dropped when the device changes.
     pipeline: Option<FacePipeline>,
     impostors: Option<ImpostorModel>,
+    /// The face mesh, on the pipeline's device; loaded by the first liveness check.
+    mesh: Option<FaceMesh>,
     store: Option<S>,
 }
 
@@ -148,6 +161,7 @@ struct Ready<'a, H: Host> {
     store: &'a H::Store,
     pipeline: &'a FacePipeline,
     impostors: Option<&'a ImpostorModel>,
+    mesh: Option<&'a FaceMesh>,
 }
 
 /// The backend in `slot`, chosen automatically the first time (the page's `Init` chooses by
@@ -192,10 +206,15 @@ async fn model_file<H: Host>(host: &H, file: NetworkFile) -> Result<Vec<u8>, Ses
 
 /// The face pipeline on `device`, from the detector's and the tower's files.
 async fn load_pipeline<H: Host>(host: &H, device: &Device) -> Result<FacePipeline, SessionError> {
-    let [detector, tower, _] = NETWORK_FILES;
+    let [detector, tower, ..] = NETWORK_FILES;
     let detector = model_file(host, detector).await?;
     let tower = model_file(host, tower).await?;
     FacePipeline::from_bytes(&detector, &tower, device).map_err(SessionError::DamagedNetworks)
+}
+
+async fn load_mesh<H: Host>(host: &H, device: &Device) -> Result<FaceMesh, SessionError> {
+    let bytes = model_file(host, NETWORK_FILES[3]).await?;
+    FaceMesh::from_bytes(&bytes, device).map_err(|e| SessionError::DamagedMesh(e.to_string()))
 }
 
 async fn load_impostors<H: Host>(host: &H) -> Result<ImpostorModel, SessionError> {
@@ -243,6 +262,7 @@ impl<S: Store> Parts<S> {
             store,
             pipeline,
             impostors: self.impostors.as_ref(),
+            mesh: self.mesh.as_ref(),
         })
     }
 }
@@ -256,10 +276,12 @@ impl<H: Host> Session<H> {
                 backend: None,
                 pipeline: None,
                 impostors: None,
+                mesh: None,
                 store: None,
             },
             verifiers: BTreeMap::new(),
             settings: None,
+            live_check: None,
         }
     }
 
@@ -339,6 +361,10 @@ impl<H: Host> Session<H> {
             WorkerRequest::CancelTraining => Err(SessionError::NoTraining),
             WorkerRequest::Verify { profile, frame } => self.verify(profile, &frame).await,
             WorkerRequest::Identify { frame } => self.identify(&frame).await,
+            WorkerRequest::StartLiveness { profile, actions } => {
+                self.start_liveness(profile, actions).await
+            }
+            WorkerRequest::LivenessFrame { frame, t_ms } => self.liveness_frame(&frame, t_ms).await,
             WorkerRequest::SaveSettings { profile, settings } => {
                 self.save_settings(profile.as_deref(), &settings).await
             }
@@ -612,6 +638,61 @@ impl<H: Host> Session<H> {
             };
         }
         Ok(WorkerResponse::Verified {
+            outcome: Box::new(outcome),
+        })
+    }
+
+    /// Starts a verification with liveness: the profile's verifier and the face mesh are
+    /// loaded now, so the frames that follow only compute.
+    async fn start_liveness(
+        &mut self,
+        profile: ProfileId,
+        actions: Option<Vec<Action>>,
+    ) -> Result<WorkerResponse, SessionError> {
+        self.load_verifiers(std::slice::from_ref(&profile), Unenrolled::Refuse)
+            .await?;
+        let device = chosen(&mut self.parts.backend).await.device.clone();
+        filled(&mut self.parts.mesh, load_mesh(&self.host, &device)).await?;
+        let challenge = match actions {
+            Some(actions) if !actions.is_empty() => Challenge::new(actions),
+            _ => Challenge::random(|| self.host.random()),
+        };
+        let check = self.live_check.insert(LiveCheck::new(profile, challenge));
+        Ok(WorkerResponse::Liveness {
+            outcome: Box::new(check.first_prompt()),
+        })
+    }
+
+    /// One frame of the running liveness check; the check ends with its decision.
+    async fn liveness_frame(
+        &mut self,
+        frame: &CameraFrame,
+        t_ms: u64,
+    ) -> Result<WorkerResponse, SessionError> {
+        let frame = frame.to_frame()?;
+        let policy = self.policy().await?;
+        let mut check = self.live_check.take().ok_or(SessionError::NoLiveCheck)?;
+        // Photos may have changed since the check started: the verifier is loaded again.
+        let profile = check.profile.clone();
+        self.load_verifiers(std::slice::from_ref(&profile), Unenrolled::Refuse)
+            .await?;
+        let verifier = &self.verifiers[&profile];
+        let ready = self.parts.ready(&self.host).await?;
+        let mesh = ready.mesh.ok_or(SessionError::NoLiveCheck)?;
+        let outcome = check
+            .frame(
+                ready.pipeline,
+                mesh,
+                verifier,
+                &verifier.policy(policy),
+                &frame,
+                t_ms,
+            )
+            .await?;
+        if matches!(outcome, LivenessOutcome::Asking { .. }) {
+            self.live_check = Some(check);
+        }
+        Ok(WorkerResponse::Liveness {
             outcome: Box::new(outcome),
         })
     }

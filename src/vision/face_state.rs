@@ -147,6 +147,22 @@ pub fn face_state(mesh: &[Landmark]) -> FaceState {
     }
 }
 
+/// Inner-lip contour: its mean is the mouth centre.
+const INNER_LIPS: [usize; 4] = [13, 14, 78, 308];
+
+/// The points the face alignment maps onto its template (`vision::align::ALIGNMENT_KEYPOINTS`:
+/// eye centres, right then left, nose tip, mouth centre), from the mesh instead of BlazeFace's
+/// keypoints.
+pub fn alignment_points(mesh: &[Landmark]) -> [Point; 4] {
+    let [right_eye, left_eye, nose, _, _] = five_points(mesh);
+    let n = INNER_LIPS.len() as f32;
+    let mouth = Point::new(
+        INNER_LIPS.iter().map(|&i| mesh[i][0]).sum::<f32>() / n,
+        INNER_LIPS.iter().map(|&i| mesh[i][1]).sum::<f32>() / n,
+    );
+    [right_eye, left_eye, nose, mouth]
+}
+
 /// The five points of the 5-point alignment, from the mesh: eye centres (person's right, then
 /// left), nose tip, mouth corners (right, then left).
 pub fn five_points(mesh: &[Landmark]) -> [Point; 5] {

@@ -45,7 +45,7 @@ impl WebHost {
             current_id: RefCell::new(JsValue::UNDEFINED),
             downloads: RefCell::new(HashMap::new()),
         };
-        let [detector, tower, _] = NETWORK_FILES;
+        let [detector, tower, ..] = NETWORK_FILES;
         for file in [detector, tower] {
             // Started here; a spawned task drives it, and the session awaits it when needed.
             let _started = host.download(file);
@@ -133,6 +133,15 @@ impl Host for WebHost {
             store.close();
         }
         idb_store::delete_all_data().await
+    }
+
+    fn random(&self) -> f64 {
+        // The browser's cryptographic source: the challenge must not be predictable.
+        let mut bytes = [0u8; 8];
+        match getrandom::fill(&mut bytes) {
+            Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+            Err(_) => js_sys::Math::random(),
+        }
     }
 }
 

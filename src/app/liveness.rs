@@ -1,0 +1,169 @@
+//! Verification with liveness: the person answers a challenge in front of the camera, frame
+//! after frame, and the identity is decided on the frames the challenge marked (its start and
+//! each completed action), so the face that is verified is the one that moved.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::facemesh::FaceMesh;
+use crate::pipeline::{FacePipeline, PipelineError};
+use crate::verify::liveness::{
+    Action, Challenge, ChallengeStatus, NotLive, Observation, ObservedFace,
+};
+use crate::verify::policy::{VerificationPolicy, VerificationResult};
+use crate::vision::align::{FaceTemplate, SimilarityTransform, warp};
+use crate::vision::face_state::{FaceState, alignment_points, five_points};
+use crate::vision::frame::{Frame, Point};
+use crate::vision::mesh::{MeshTracker, TrackedFace};
+
+use super::AppError;
+use super::verification::{Probe, Verifier};
+
+/// The detector counts the faces in view every this many frames (the tracker follows one
+/// face; a second one walking in must not go unseen for long).
+const COUNT_FACES_EVERY: usize = 5;
+
+/// Where a verification with liveness stands after a frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum LivenessOutcome {
+    /// The challenge goes on; `face` is what the mesh saw in this frame (for the page's
+    /// indicator).
+    Asking {
+        status: ChallengeStatus,
+        face: Option<FaceState>,
+    },
+    /// The challenge was not answered: why.
+    NotLive { why: NotLive },
+    /// Live; `verified` when every marked frame verifies as the person.
+    Live {
+        verified: bool,
+        results: Vec<VerificationResult>,
+        model_id: String,
+    },
+}
+
+/// One verification with liveness in progress.
+pub struct LiveCheck {
+    pub profile: String,
+    challenge: Challenge,
+    tracker: MeshTracker,
+    /// The aligned faces of the frames the challenge marked.
+    marked: Vec<Frame>,
+    frames: usize,
+}
+
+impl LiveCheck {
+    pub fn new(profile: String, challenge: Challenge) -> Self {
+        Self {
+            profile,
+            challenge,
+            tracker: MeshTracker::default(),
+            marked: Vec::new(),
+            frames: 0,
+        }
+    }
+
+    pub fn actions(&self) -> &[Action] {
+        self.challenge.actions()
+    }
+
+    /// What the person is first asked.
+    pub fn first_prompt(&self) -> LivenessOutcome {
+        LivenessOutcome::Asking {
+            status: ChallengeStatus::Asking {
+                action: self.actions()[0],
+                step: 1,
+                of: self.actions().len(),
+                remaining_ms: crate::verify::liveness::ACTION_TIMEOUT_MS,
+            },
+            face: None,
+        }
+    }
+
+    /// Takes the frame taken at `t_ms`; when the challenge is answered, decides the identity
+    /// on the marked frames with `verifier` under `policy`.
+    pub async fn frame(
+        &mut self,
+        pipeline: &FacePipeline,
+        mesh: &FaceMesh,
+        verifier: &Verifier,
+        policy: &VerificationPolicy,
+        frame: &Frame,
+        t_ms: u64,
+    ) -> Result<LivenessOutcome, AppError> {
+        let seen = self.observe(pipeline, mesh, frame, t_ms).await?;
+        let status = self.challenge.observe(&seen.0);
+        if self.challenge.key_frames().len() > self.marked.len()
+            && let Some(face) = &seen.1
+        {
+            self.marked.push(aligned_by_mesh(frame, face)?);
+        }
+        match status {
+            ChallengeStatus::Asking { .. } => Ok(LivenessOutcome::Asking {
+                status,
+                face: seen.1.map(|f| f.state),
+            }),
+            ChallengeStatus::Failed { why } => Ok(LivenessOutcome::NotLive { why }),
+            ChallengeStatus::Live => {
+                let mut results = Vec::with_capacity(self.marked.len());
+                for face in &self.marked {
+                    results.push(
+                        verifier
+                            .decide(pipeline, &mut Probe::new(face), policy)
+                            .await?,
+                    );
+                }
+                Ok(LivenessOutcome::Live {
+                    verified: !results.is_empty() && results.iter().all(|r| r.verified),
+                    results,
+                    model_id: verifier.model_id.clone(),
+                })
+            }
+        }
+    }
+
+    /// The frame as the challenge sees it, and the tracked face.
+    async fn observe(
+        &mut self,
+        pipeline: &FacePipeline,
+        mesh: &FaceMesh,
+        frame: &Frame,
+        t_ms: u64,
+    ) -> Result<(Observation, Option<TrackedFace>), AppError> {
+        let counted = if self.frames.is_multiple_of(COUNT_FACES_EVERY) {
+            let detected = pipeline.detector().detect(frame).await;
+            Some(detected.map_err(PipelineError::from)?.faces.len())
+        } else {
+            None
+        };
+        self.frames += 1;
+        let tracked = self.tracker.track(pipeline.detector(), mesh, frame).await?;
+        let face = tracked.as_ref().map(observed);
+        let faces = counted.unwrap_or(usize::from(face.is_some()));
+        Ok((Observation { t_ms, faces, face }, tracked))
+    }
+}
+
+/// The tracked face as the challenge sees it: state, five points, centre and width.
+fn observed(face: &TrackedFace) -> ObservedFace {
+    let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+    for p in &face.landmarks {
+        (x0, y0) = (x0.min(p[0]), y0.min(p[1]));
+        (x1, y1) = (x1.max(p[0]), y1.max(p[1]));
+    }
+    ObservedFace {
+        state: face.state,
+        shape: five_points(&face.landmarks),
+        centre: Point::new((x0 + x1) / 2.0, (y0 + y1) / 2.0),
+        width: x1 - x0,
+    }
+}
+
+/// The face aligned for the descriptor network from the mesh's points.
+fn aligned_by_mesh(frame: &Frame, face: &TrackedFace) -> Result<Frame, AppError> {
+    let template = FaceTemplate::dlib_150();
+    let to_template =
+        SimilarityTransform::estimate(&alignment_points(&face.landmarks), &template.points)
+            .map_err(PipelineError::from)?;
+    Ok(warp(frame, &to_template, template.size))
+}
