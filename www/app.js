@@ -43,6 +43,7 @@ function wire() {
   $('train-mode').onchange = saveSettings;
   $('attempt-far').onchange = saveSettings;
   $('adaptive-references').onchange = saveSettings;
+  $('liveness-required').onchange = saveSettings;
   $('backend-select').onchange = async () => {
     saveSettings();
     await useBackend($('backend-select').value);

@@ -50,6 +50,8 @@ export interface Settings {
   attempt_false_accept_rate: number;
   /** Whether clear matches join the references (at most 10, oldest out first). */
   adaptive_references: boolean;
+  /** Whether Verify asks for a liveness challenge first. */
+  liveness_required: boolean;
 }
 
 export type Adaptation =
@@ -76,6 +78,12 @@ export interface VerificationResult {
 export type VerifyOutcome =
   | { outcome: 'decision'; result: VerificationResult; check: unknown; calibrated: unknown; model_id: string; adaptation: Adaptation }
   | { outcome: 'no_face'; check: unknown };
+
+export type LivenessAction = 'blink' | 'turn_left' | 'turn_right' | 'look_up' | 'open_mouth';
+
+export type LivenessOutcome =
+  | { outcome: 'live'; verified: boolean; results: VerificationResult[]; model_id: string }
+  | { outcome: 'not_live'; why: { reason: 'too_slow' | 'wrong_way' | 'face_left' | 'second_face' | 'face_jumped'; action?: LivenessAction } };
 
 export type IdentifyOutcome =
   | {
@@ -123,6 +131,12 @@ export class FaceVerifier extends EventTarget {
   saveSettings(settings: Settings, person?: string | null): Promise<ProfileState>;
   train(person: string, options?: TrainOptions): Promise<{ stop?: string; report?: unknown; model?: unknown; [field: string]: unknown }>;
   verify(person: string, source: FaceSource): Promise<VerifyOutcome>;
+  /** Verification with liveness: a challenge of 2-3 actions, then the identity on its marked frames. */
+  verifyLive(person: string, source: FaceSource, options?: {
+    actions?: LivenessAction[] | null;
+    onPrompt?: (step: { outcome: 'asking'; status: { action: LivenessAction; step: number; of: number; remaining_ms: number }; face: Record<string, number> | null }) => void;
+    signal?: AbortSignal;
+  }): Promise<LivenessOutcome>;
   /** "Who is this?" among every person enrolled here. */
   identify(source: FaceSource): Promise<IdentifyOutcome>;
   exportData(): Promise<Uint8Array>;

@@ -5,7 +5,7 @@
 // - Everything else: network first (the HTTP cache makes that a cheap revalidation), falling
 //   back to the cache offline, so a new build is picked up at the next online load.
 // Cache names start with "faceverify" so "Delete all my data" finds them (web::idb_store).
-const CACHE = 'faceverify-app-v5';
+const CACHE = 'faceverify-app-v6';
 const SHELL = [
   './',
   'index.html',
@@ -15,6 +15,7 @@ const SHELL = [
   'page/data.js',
   'page/engine.js',
   'page/enrol.js',
+  'page/liveness.js',
   'page/profile.js',
   'page/state.js',
   'page/training.js',
@@ -31,6 +32,7 @@ const SHELL = [
   'models/blazeface.f16.bin',
   'models/face_resnet.q8.bin',
   'models/impostors.json',
+  'models/facemesh.f16.bin',
 ];
 
 self.addEventListener('install', (event) => {

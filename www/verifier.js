@@ -169,6 +169,26 @@ export class FaceVerifier extends EventTarget {
     return (await this.request({ type: 'Verify', profile: person, frame }, [frame.bitmap])).outcome;
   }
 
+  /// Verification with liveness: `person` in front of `source` (a playing <video>) is asked
+  /// for 2-3 actions (blink, turn left or right, look up, open the mouth) and the identity is
+  /// decided on the frames the challenge marked, so a photo or a replayed video cannot pass.
+  /// `onPrompt` receives each step: `{ outcome: 'asking', status: { action, step, of,
+  /// remaining_ms }, face }` (`face`: eye and mouth openness, yaw, pitch, roll, or null).
+  /// Resolves with `{ outcome: 'live', verified, results, model_id }` or `{ outcome:
+  /// 'not_live', why: { reason, action } }`; `actions` fixes the challenge (tests); aborting
+  /// `signal` rejects with an AbortError.
+  async verifyLive(person, source, { actions = null, onPrompt, signal } = {}) {
+    let answer = (await this.request({ type: 'StartLiveness', profile: person, actions })).outcome;
+    while (answer.outcome === 'asking') {
+      onPrompt?.(answer);
+      if (signal?.aborted) throw new DOMException('Verification cancelled', 'AbortError');
+      const frame = await frameOf(source);
+      const request = { type: 'LivenessFrame', frame, t_ms: Math.round(performance.now()) };
+      answer = (await this.request(request, [frame.bitmap])).outcome;
+    }
+    return answer;
+  }
+
   /// "Who is this?": the face in `source` against every person enrolled here.
   /// `{ outcome: 'decision', candidates: [{ profile, result, model_id }], identified }`, where
   /// `identified` is the best person whose photos verify (or null: nobody enrolled here), or

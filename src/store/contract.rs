@@ -202,6 +202,7 @@ pub mod samples {
             mode: TrainingMode::Classic,
             attempt_false_accept_rate: 1e-3,
             adaptive_references: true,
+            liveness_required: true,
         }
     }
 

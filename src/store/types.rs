@@ -260,6 +260,9 @@ pub struct Settings {
     /// Whether a clear match may join the references as an adaptive photo.
     #[serde(default)]
     pub adaptive_references: bool,
+    /// Whether Verify asks for a liveness challenge first (a photo or a video cannot pass).
+    #[serde(default)]
+    pub liveness_required: bool,
 }
 
 fn default_attempt_far() -> f64 {
@@ -276,6 +279,7 @@ impl Default for Settings {
             mode: TrainingMode::FineTune,
             attempt_false_accept_rate: default_attempt_far(),
             adaptive_references: false,
+            liveness_required: false,
         }
     }
 }

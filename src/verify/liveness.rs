@@ -25,6 +25,9 @@ pub const MAX_JUMP: f32 = 0.35;
 /// reach 0.076 (session 1) and 0.17 (session 2, quick head movements); the slideshow clips'
 /// photo swaps reach 0.41, 0.27 and 0.22, most of them above this.
 pub const MAX_SHAPE_JUMP: f32 = 0.2;
+/// The frame spacing [`MAX_JUMP`] and [`MAX_SHAPE_JUMP`] hold for; frames further apart (a slow
+/// device) allow proportionally more.
+pub const FRAME_SPACING_MS: f32 = 150.0;
 /// A turn counts past this many degrees of yaw from where the action started.
 pub const TURN_DEGREES: f32 = 20.0;
 /// Looking up counts past this many degrees of pitch.
@@ -205,6 +208,8 @@ pub struct Challenge {
     progress: Progress,
     blinks: BlinkDetector,
     last_face: Option<(u64, ObservedFace)>,
+    /// When the frames without a face began.
+    missing_since: Option<u64>,
     outcome: Option<ChallengeStatus>,
     /// Times of the frames the caller should check the identity on.
     key_frames: Vec<u64>,
@@ -224,6 +229,7 @@ impl Challenge {
             progress: Progress::Waiting,
             blinks: BlinkDetector::default(),
             last_face: None,
+            missing_since: None,
             outcome: None,
             key_frames: Vec::new(),
         }
@@ -315,18 +321,21 @@ impl Challenge {
             return Err(NotLive::SecondFace);
         }
         let Some(face) = seen.face else {
-            return match self.last_face {
-                Some((t, _)) if seen.t_ms.saturating_sub(t) > MAX_GAP_MS => Err(NotLive::FaceLeft),
-                _ => Ok(()),
+            // Gone for as long as frames without it span; a slow frame alone is no gap.
+            let since = *self.missing_since.get_or_insert(seen.t_ms);
+            return if seen.t_ms.saturating_sub(since) > MAX_GAP_MS {
+                Err(NotLive::FaceLeft)
+            } else {
+                Ok(())
             };
         };
+        self.missing_since = None;
         if let Some((t, last)) = self.last_face {
-            if seen.t_ms.saturating_sub(t) > MAX_GAP_MS {
-                return Err(NotLive::FaceLeft);
-            }
+            // Frames further apart than a slow camera's allow proportionally more movement.
+            let spacing = (seen.t_ms.saturating_sub(t) as f32 / FRAME_SPACING_MS).max(1.0);
             let moved = last.centre.distance(face.centre);
-            if moved > MAX_JUMP * last.width.max(face.width)
-                || shape_change(&last, &face) > MAX_SHAPE_JUMP
+            if moved > spacing * MAX_JUMP * last.width.max(face.width)
+                || shape_change(&last, &face) > spacing * MAX_SHAPE_JUMP
             {
                 return Err(NotLive::FaceJumped);
             }
@@ -476,15 +485,24 @@ mod tests {
             }
         );
 
+        // One slow frame is no gap; frames without the face for more than 400 ms are.
         let mut challenge = Challenge::new(vec![Action::OpenMouth]);
         challenge.observe(&frame(0, neutral));
-        let empty = Observation {
-            t_ms: 600,
+        assert!(matches!(
+            challenge.observe(&frame(600, neutral)),
+            ChallengeStatus::Asking { .. }
+        ));
+        let empty = |t_ms| Observation {
+            t_ms,
             faces: 0,
             face: None,
         };
+        assert!(matches!(
+            challenge.observe(&empty(700)),
+            ChallengeStatus::Asking { .. }
+        ));
         assert_eq!(
-            challenge.observe(&empty),
+            challenge.observe(&empty(1_150)),
             ChallengeStatus::Failed {
                 why: NotLive::FaceLeft
             }

@@ -66,7 +66,7 @@ export function scheduleLiveCheck(delay = LIVE_INTERVAL_MS) {
 
 export async function liveCheck() {
   // Training and continuous verification keep the worker busy; the verdicts draw boxes then.
-  if (!app.ready || app.liveBusy || app.training || app.continuous || document.hidden) {
+  if (!app.ready || app.liveBusy || app.training || app.continuous || app.challenging || document.hidden) {
     if (app.ready) scheduleLiveCheck(500);
     return;
   }

@@ -24,6 +24,7 @@ export function renderState(state) {
   setSlider('verification', state.settings.verification_threshold);
   $('attempt-far').value = String(state.settings.attempt_false_accept_rate);
   $('adaptive-references').checked = state.settings.adaptive_references;
+  $('liveness-required').checked = state.settings.liveness_required;
   renderGalleries(state.images);
   renderModel(state);
   measureUsage();

@@ -25,6 +25,7 @@ export const app = {
   build: null, // 'threads' or 'single': which wasm build the worker runs (builds.js)
   preference: null, // the backend preference the worker was started for
   training: false,
+  challenging: false, // a liveness challenge is running (the live view waits)
   burst: null,
   continuous: false,
   cameraLive: false,

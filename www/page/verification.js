@@ -1,6 +1,7 @@
 // Verification and "Who is this?", continuous mode, and the threshold sliders' settings.
 
 import { drawCheck, grabFrame, scheduleLiveCheck } from './camera.js';
+import { verifyLive } from './liveness.js';
 import { loadState } from './profile.js';
 import { $, CONTINUOUS_INTERVAL_MS, app } from './state.js';
 import { announce, errorText, hintText, pct, setEnabled, show } from './ui.js';
@@ -13,6 +14,7 @@ export function updateVerifyButtons() {
 }
 
 export async function verifyOnce() {
+  if ($('liveness-required').checked) return verifyLive();
   const frame = await grabFrame().catch(() => null);
   if (!frame) return;
   const verdict = $('verdict');
@@ -101,6 +103,7 @@ export function saveSettings() {
     verification_threshold: Number($('verification-threshold').value),
     attempt_false_accept_rate: Number($('attempt-far').value),
     adaptive_references: $('adaptive-references').checked,
+    liveness_required: $('liveness-required').checked,
     backend: $('backend-select').value,
     mode: $('train-mode').value,
   };
