@@ -503,3 +503,37 @@ fn alignment_from_the_mesh_against_blazeface_keypoints() {
         );
     }
 }
+
+/// A replay: the real webcam clips played as they are, against random challenges started at
+/// every second of them. A recording passes only when the actions drawn happen to occur in it,
+/// in order, in time; prints that rate (`cargo test --test facemesh -- --nocapture replay`).
+#[test]
+fn a_replayed_video_rarely_answers_a_random_challenge() {
+    let mut seed = 7u64;
+    let mut random = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (mut tried, mut passed) = (0, Vec::new());
+    for clip in ["webcam-a-session1.mjpeg", "webcam-a-session2.mjpeg"] {
+        let seen = observations(clip, 15.0);
+        for start in (0..seen.len()).step_by(15) {
+            let challenge = Challenge::random(&mut random);
+            let actions = challenge.actions().to_vec();
+            tried += 1;
+            if answer(challenge, &seen, start) == ChallengeStatus::Live {
+                passed.push(format!(
+                    "{clip} from {:.0} s: {actions:?}",
+                    seen[start].t_ms as f64 / 1000.0
+                ));
+            }
+        }
+    }
+    println!(
+        "replayed webcam clips passed {} of {tried} random challenges: {passed:?}",
+        passed.len()
+    );
+    assert!(passed.len() * 20 <= tried, "{} of {tried}", passed.len());
+}

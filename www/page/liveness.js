@@ -13,7 +13,7 @@ const PROMPTS = {
 };
 
 const REASONS = {
-  too_slow: (why) => `${PROMPTS[why.action] ?? 'The action'} was not seen in time.`,
+  too_slow: (why) => `Not seen in time: ${(PROMPTS[why.action] ?? 'the action').toLowerCase()}.`,
   wrong_way: () => 'The head turned the other way.',
   face_left: () => 'The face left the picture.',
   second_face: () => 'A second face came into view.',
