@@ -28,7 +28,7 @@ use crate::train::metrics::{
     ConfusionCounts, MetricsError, area_under_curve, equal_error_rate, roc_curve, tar_at_far,
 };
 use crate::vision::align::{self, AlignError, CropMode, FaceTemplate};
-use crate::vision::detect::{DetectError, FaceDetector};
+use crate::vision::detect::{DetectError, Detections, FaceDetector};
 use crate::vision::frame::Frame;
 
 /// Folds of LFW's protocol.
@@ -740,6 +740,53 @@ fn now_seconds() -> f64 {
     }
 }
 
+/// Photos the detector missed (cropped by the fallback) or found several faces in.
+#[derive(Default)]
+struct DetectionMisses {
+    fallback_images: Vec<LfwImage>,
+    multiple_faces: usize,
+}
+
+/// The tower's input for one batch: each photo's face crop, by `options.crop`, concatenated.
+fn batch_crops(
+    batch: &[LfwImage],
+    frames: &[Frame],
+    detections: &[Detections],
+    options: &EvalOptions,
+    misses: &mut DetectionMisses,
+) -> Result<Vec<u8>, EvalError> {
+    let template = FaceTemplate::dlib_150();
+    let mut pixels = Vec::with_capacity(batch.len() * template.size.pow(2) as usize * 3);
+    for (i, (image, frame)) in batch.iter().zip(frames).enumerate() {
+        let crop = match options.crop {
+            CropMode::Centre => align::centre_crop(frame, template.size),
+            CropMode::Detect => {
+                let largest = detections[i].pick_largest();
+                if largest.faces_seen > 1 {
+                    misses.multiple_faces += 1;
+                }
+                match largest.face {
+                    Some(face) => align::align_face(frame, &face, &template).map_err(|source| {
+                        EvalError::Align {
+                            image: image.to_string(),
+                            source,
+                        }
+                    })?,
+                    // LFW is built from faces a detector found, so a miss is the detector's
+                    // failure on this copy; the fallback keeps the pair scoreable, and the
+                    // count says how often it happened.
+                    None => {
+                        misses.fallback_images.push(image.clone());
+                        options.fallback.crop(frame, &template)
+                    }
+                }
+            }
+        };
+        pixels.extend_from_slice(crop.pixels());
+    }
+    Ok(pixels)
+}
+
 /// Runs the benchmark: embeds every distinct image of `pairs` once (in batches of
 /// `options.batch_size`), then scores the pairs. `load_image` decodes one image (it is called
 /// once per distinct image, in batches); `progress(done, total)` is called with the number of
@@ -762,11 +809,10 @@ pub async fn evaluate_pairs(
         return Err(EvalError::NoPairs);
     }
     let images = distinct_images(&pairs);
-    let template = FaceTemplate::dlib_150();
     let mut embeddings: HashMap<LfwImage, [f32; EMBEDDING_DIM]> =
         HashMap::with_capacity(images.len());
     let mut times = StageTimes::default();
-    let (mut fallback_images, mut multiple_faces) = (Vec::new(), 0);
+    let mut misses = DetectionMisses::default();
     let started = now_seconds();
     progress(0, images.len());
 
@@ -786,36 +832,7 @@ pub async fn evaluate_pairs(
         times.detect += now_seconds() - t;
 
         let t = now_seconds();
-        let mut pixels = Vec::with_capacity(batch.len() * template.size.pow(2) as usize * 3);
-        for (i, (image, frame)) in batch.iter().zip(&frames).enumerate() {
-            let crop = match options.crop {
-                CropMode::Centre => align::centre_crop(frame, template.size),
-                CropMode::Detect => {
-                    let largest = detections[i].pick_largest();
-                    if largest.faces_seen > 1 {
-                        multiple_faces += 1;
-                    }
-                    match largest.face {
-                        Some(face) => {
-                            align::align_face(frame, &face, &template).map_err(|source| {
-                                EvalError::Align {
-                                    image: image.to_string(),
-                                    source,
-                                }
-                            })?
-                        }
-                        // LFW is built from faces a detector found, so a miss is the
-                        // detector's failure on this copy; the fallback keeps the pair
-                        // scoreable, and the count says how often it happened.
-                        None => {
-                            fallback_images.push(image.clone());
-                            options.fallback.crop(frame, &template)
-                        }
-                    }
-                }
-            };
-            pixels.extend_from_slice(crop.pixels());
-        }
+        let pixels = batch_crops(batch, &frames, &detections, options, &mut misses)?;
         times.align += now_seconds() - t;
 
         let t = now_seconds();
@@ -848,9 +865,9 @@ pub async fn evaluate_pairs(
         pairs: pairs.len(),
         same_person_pairs: same.iter().filter(|s| **s).count(),
         images: images.len(),
-        fallbacks: fallback_images.len(),
-        fallback_images,
-        multiple_faces,
+        fallbacks: misses.fallback_images.len(),
+        fallback_images: misses.fallback_images,
+        multiple_faces: misses.multiple_faces,
         cross_validation,
         metrics,
         faces_per_second: if times.total > 0.0 {

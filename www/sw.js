@@ -1,7 +1,8 @@
 // The service worker: keeps the app shell, the wasm and the model files in Cache Storage so the
 // app starts and verifies with the network off after one complete load.
 //
-// - Models (large, named by content version in models/README.md): cache first.
+// - Models (large, named by content version in models/README.md): cache first. The face mesh
+//   is not fetched at install: it is kept the first time a liveness check downloads it.
 // - Everything else: network first (the HTTP cache makes that a cheap revalidation), falling
 //   back to the cache offline, so a new build is picked up at the next online load.
 // Cache names start with "faceverify" so "Delete all my data" finds them (web::idb_store).
@@ -32,7 +33,6 @@ const SHELL = [
   'models/blazeface.f16.bin',
   'models/face_resnet.q8.bin',
   'models/impostors.json',
-  'models/facemesh.f16.bin',
 ];
 
 self.addEventListener('install', (event) => {

@@ -322,6 +322,27 @@ fn counts_of(contents: &StoreContents) -> ArchiveCounts {
     }
 }
 
+/// A tar archive of `entries` (name, bytes), in order, with fixed metadata so the same
+/// contents always give the same bytes.
+fn tar_of<'a>(entries: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_ustar();
+        header
+            .set_path(name)
+            .expect("entry names are short and relative");
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder
+            .append(&header, bytes)
+            .expect("writing to memory cannot fail");
+    }
+    builder.into_inner().expect("writing to memory cannot fail")
+}
+
 /// Encodes a data set as a tar archive. Deterministic: same contents, same bytes.
 pub fn encode_archive(contents: &StoreContents) -> Vec<u8> {
     let mut payloads: Vec<(String, &[u8])> = Vec::new();
@@ -411,24 +432,10 @@ pub fn encode_archive(contents: &StoreContents) -> Vec<u8> {
             .collect(),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, bytes) in std::iter::once((MANIFEST_ENTRY, manifest_json.as_slice()))
-        .chain(entries.iter().map(|(n, b)| (n.as_str(), *b)))
-    {
-        let mut header = tar::Header::new_ustar();
-        header
-            .set_path(name)
-            .expect("entry names are short and relative");
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_cksum();
-        builder
-            .append(&header, bytes)
-            .expect("writing to memory cannot fail");
-    }
-    builder.into_inner().expect("writing to memory cannot fail")
+    tar_of(
+        std::iter::once((MANIFEST_ENTRY, manifest_json.as_slice()))
+            .chain(entries.iter().map(|(n, b)| (n.as_str(), *b))),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,21 +564,12 @@ fn parse_manifest(bytes: &[u8]) -> Result<ArchiveManifest, ArchiveError> {
     serde_json::from_slice(bytes).map_err(bad)
 }
 
-/// Decodes and checks an archive completely; returns its data set or every problem found.
-pub fn decode_archive(
-    archive: &[u8],
-    limits: &ArchiveLimits,
-    image_limits: &ImageLimits,
-) -> Result<StoreContents, ArchiveError> {
-    let mut entries = read_entries(archive, limits)?;
-    let manifest = parse_manifest(
-        &entries
-            .remove(MANIFEST_ENTRY)
-            .ok_or(ArchiveError::MissingManifest)?,
-    )?;
-    let mut problems = Vec::new();
-
-    // Every listed entry present and intact, nothing unlisted.
+/// Every entry the manifest lists is present and intact, and nothing else is in the archive.
+fn check_listed_entries(
+    manifest: &ArchiveManifest,
+    entries: &BTreeMap<String, Vec<u8>>,
+    problems: &mut Vec<ArchiveProblem>,
+) {
     let mut listed = BTreeSet::new();
     for digest in &manifest.entries {
         if !listed.insert(digest.name.as_str()) {
@@ -606,6 +604,23 @@ pub fn decode_archive(
             });
         }
     }
+}
+
+/// Decodes and checks an archive completely; returns its data set or every problem found.
+pub fn decode_archive(
+    archive: &[u8],
+    limits: &ArchiveLimits,
+    image_limits: &ImageLimits,
+) -> Result<StoreContents, ArchiveError> {
+    let mut entries = read_entries(archive, limits)?;
+    let manifest = parse_manifest(
+        &entries
+            .remove(MANIFEST_ENTRY)
+            .ok_or(ArchiveError::MissingManifest)?,
+    )?;
+    let mut problems = Vec::new();
+
+    check_listed_entries(&manifest, &entries, &mut problems);
 
     let records: ArchiveRecords = match entries.get(RECORDS_ENTRY).map(|b| {
         serde_json::from_slice(b).map_err(|e| ArchiveProblem::UnreadableRecords {
@@ -669,57 +684,105 @@ fn build_contents(
     image_limits: &ImageLimits,
     problems: &mut Vec<ArchiveProblem>,
 ) -> StoreContents {
-    let mut contents = StoreContents::default();
-    let payload = |kind: &'static str, id: &str, entry: &str, problems: &mut Vec<_>| {
-        let bytes = entries.get(entry).cloned();
+    let mut builder = ContentsBuilder {
+        entries,
+        image_limits,
+        problems,
+        contents: StoreContents::default(),
+    };
+    for profile in records.profiles {
+        builder.check(dataset::check_profile_record(&profile));
+        if builder.contents.profiles.contains_key(&profile.id) {
+            builder.duplicate("profile", &profile.id);
+        }
+        builder
+            .contents
+            .profiles
+            .insert(profile.id.clone(), profile);
+    }
+    for record in records.images {
+        builder.add_image(record);
+    }
+    for record in records.models {
+        builder.add_model(record);
+    }
+    for pointer in records.active_models {
+        builder.add_active_model(pointer);
+    }
+    for record in records.checkpoints {
+        builder.add_checkpoint(record);
+    }
+    for run in records.runs {
+        builder.require_profile(&run.profile_id);
+        builder.check(dataset::check_run_record(&run));
+        if builder.contents.runs.contains_key(&run.id) {
+            builder.duplicate("training run", &run.id);
+        }
+        builder.contents.runs.insert(run.id.clone(), run);
+    }
+    if let Some(settings) = records.settings {
+        builder.check(dataset::check_settings(&settings));
+        builder.contents.settings = Some(settings);
+    }
+    builder.contents
+}
+
+/// Turns an archive's records into store contents, collecting every problem on the way.
+struct ContentsBuilder<'a> {
+    entries: &'a BTreeMap<String, Vec<u8>>,
+    image_limits: &'a ImageLimits,
+    problems: &'a mut Vec<ArchiveProblem>,
+    contents: StoreContents,
+}
+
+impl ContentsBuilder<'_> {
+    /// The bytes of `entry`, a payload of the `kind` record `id`.
+    fn payload(&mut self, kind: &'static str, id: &str, entry: &str) -> Option<Vec<u8>> {
+        let bytes = self.entries.get(entry).cloned();
         if bytes.is_none() {
-            problems.push(ArchiveProblem::MissingPayload {
+            self.problems.push(ArchiveProblem::MissingPayload {
                 kind,
                 id: id.to_owned(),
                 entry: entry.to_owned(),
             });
         }
         bytes
-    };
-    let record_problem = |result: Result<(), StoreError>, problems: &mut Vec<_>| {
-        if let Err(error) = result {
-            problems.push(ArchiveProblem::InvalidRecord { error });
-        }
-    };
-    let duplicate = |kind, id: &str| ArchiveProblem::DuplicateId {
-        kind,
-        id: id.to_owned(),
-    };
-
-    for profile in records.profiles {
-        record_problem(dataset::check_profile_record(&profile), problems);
-        if contents.profiles.contains_key(&profile.id) {
-            problems.push(duplicate("profile", &profile.id));
-        }
-        contents.profiles.insert(profile.id.clone(), profile);
     }
-    let profiles: BTreeSet<String> = contents.profiles.keys().cloned().collect();
-    let require_profile = |profile: &str, problems: &mut Vec<ArchiveProblem>| {
-        if !profiles.contains(profile) {
-            problems.push(ArchiveProblem::InvalidRecord {
+
+    fn check(&mut self, result: Result<(), StoreError>) {
+        if let Err(error) = result {
+            self.problems.push(ArchiveProblem::InvalidRecord { error });
+        }
+    }
+
+    fn duplicate(&mut self, kind: &'static str, id: &str) {
+        self.problems.push(ArchiveProblem::DuplicateId {
+            kind,
+            id: id.to_owned(),
+        });
+    }
+
+    fn require_profile(&mut self, profile: &str) {
+        if !self.contents.profiles.contains_key(profile) {
+            self.problems.push(ArchiveProblem::InvalidRecord {
                 error: StoreError::UnknownProfile {
                     profile: profile.to_owned(),
                 },
             });
         }
-    };
+    }
 
-    for record in records.images {
-        require_profile(&record.profile_id, problems);
-        let encoded = payload("photo", &record.id, &record.encoded, problems);
+    fn add_image(&mut self, record: ImageRecord) {
+        self.require_profile(&record.profile_id);
+        let encoded = self.payload("photo", &record.id, &record.encoded);
         let aligned_crop = match &record.aligned_crop {
-            Some(entry) => match payload("photo", &record.id, entry, problems) {
+            Some(entry) => match self.payload("photo", &record.id, entry) {
                 Some(bytes) => Some(bytes),
-                None => continue,
+                None => return,
             },
             None => None,
         };
-        let Some(encoded) = encoded else { continue };
+        let Some(encoded) = encoded else { return };
         let image = StoredImage {
             id: record.id,
             profile_id: record.profile_id,
@@ -733,17 +796,17 @@ fn build_contents(
             // Archives carry no descriptors (derived data): they are computed again on use.
             descriptor: None,
         };
-        record_problem(dataset::check_image_record(&image, image_limits), problems);
-        if contents.images.contains_key(&image.id) {
-            problems.push(duplicate("photo", &image.id));
+        self.check(dataset::check_image_record(&image, self.image_limits));
+        if self.contents.images.contains_key(&image.id) {
+            self.duplicate("photo", &image.id);
         }
-        contents.images.insert(image.id.clone(), image);
+        self.contents.images.insert(image.id.clone(), image);
     }
 
-    for record in records.models {
-        require_profile(&record.profile_id, problems);
-        let Some(bytes) = payload("model", &record.id, &record.bytes, problems) else {
-            continue;
+    fn add_model(&mut self, record: ModelRecord) {
+        self.require_profile(&record.profile_id);
+        let Some(bytes) = self.payload("model", &record.id, &record.bytes) else {
+            return;
         };
         let model = StoredModel {
             id: record.id,
@@ -755,43 +818,42 @@ fn build_contents(
             metrics: record.metrics,
             bytes,
         };
-        record_problem(dataset::check_model_record(&model), problems);
-        if contents.models.contains_key(&model.id) {
-            problems.push(duplicate("model", &model.id));
+        self.check(dataset::check_model_record(&model));
+        if self.contents.models.contains_key(&model.id) {
+            self.duplicate("model", &model.id);
         }
-        contents.models.insert(model.id.clone(), model);
+        self.contents.models.insert(model.id.clone(), model);
     }
 
-    for pointer in records.active_models {
-        require_profile(&pointer.profile_id, problems);
-        match contents.models.get(&pointer.model_id) {
+    fn add_active_model(&mut self, pointer: ActiveModelRecord) {
+        self.require_profile(&pointer.profile_id);
+        match self.contents.models.get(&pointer.model_id) {
             Some(model) if model.profile_id == pointer.profile_id => {}
-            _ => problems.push(ArchiveProblem::InvalidRecord {
+            _ => self.problems.push(ArchiveProblem::InvalidRecord {
                 error: StoreError::NotFound {
                     kind: "active model",
                     id: pointer.model_id.clone(),
                 },
             }),
         }
-        if contents.active_models.contains_key(&pointer.profile_id) {
-            problems.push(duplicate("active model of profile", &pointer.profile_id));
+        if self
+            .contents
+            .active_models
+            .contains_key(&pointer.profile_id)
+        {
+            self.duplicate("active model of profile", &pointer.profile_id);
         }
-        contents
+        self.contents
             .active_models
             .insert(pointer.profile_id, pointer.model_id);
     }
 
-    for record in records.checkpoints {
-        require_profile(&record.profile_id, problems);
-        let model = payload("checkpoint", &record.profile_id, &record.model, problems);
-        let optimiser = payload(
-            "checkpoint",
-            &record.profile_id,
-            &record.optimiser,
-            problems,
-        );
+    fn add_checkpoint(&mut self, record: CheckpointRecord) {
+        self.require_profile(&record.profile_id);
+        let model = self.payload("checkpoint", &record.profile_id, &record.model);
+        let optimiser = self.payload("checkpoint", &record.profile_id, &record.optimiser);
         let (Some(model_bytes), Some(optimiser_bytes)) = (model, optimiser) else {
-            continue;
+            return;
         };
         let checkpoint = Checkpoint {
             profile_id: record.profile_id,
@@ -803,29 +865,18 @@ fn build_contents(
             optimiser_bytes,
             trainer_state: record.trainer_state,
         };
-        record_problem(dataset::check_checkpoint_record(&checkpoint), problems);
-        if contents.checkpoints.contains_key(&checkpoint.profile_id) {
-            problems.push(duplicate("checkpoint of profile", &checkpoint.profile_id));
+        self.check(dataset::check_checkpoint_record(&checkpoint));
+        if self
+            .contents
+            .checkpoints
+            .contains_key(&checkpoint.profile_id)
+        {
+            self.duplicate("checkpoint of profile", &checkpoint.profile_id);
         }
-        contents
+        self.contents
             .checkpoints
             .insert(checkpoint.profile_id.clone(), checkpoint);
     }
-
-    for run in records.runs {
-        require_profile(&run.profile_id, problems);
-        record_problem(dataset::check_run_record(&run), problems);
-        if contents.runs.contains_key(&run.id) {
-            problems.push(duplicate("training run", &run.id));
-        }
-        contents.runs.insert(run.id.clone(), run);
-    }
-
-    if let Some(settings) = records.settings {
-        record_problem(dataset::check_settings(&settings), problems);
-        contents.settings = Some(settings);
-    }
-    contents
 }
 
 #[cfg(test)]

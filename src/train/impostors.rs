@@ -161,6 +161,78 @@ fn means(points: &[Vec<f32>], assignment: &[usize], count: usize, dim: usize) ->
         .collect()
 }
 
+/// Merges clusters below `min_members` into their nearest neighbour, smallest first, until
+/// every cluster summarises enough people.
+fn merge_small_clusters(
+    embeddings: &[Vec<f32>],
+    assignment: &mut [usize],
+    centroids: &mut Vec<Vec<f32>>,
+    min_members: usize,
+) {
+    let dim = embeddings.first().map_or(0, Vec::len);
+    loop {
+        let mut members = vec![0usize; centroids.len()];
+        for &c in assignment.iter() {
+            members[c] += 1;
+        }
+        let smallest = (0..centroids.len())
+            .filter(|&c| members[c] < min_members)
+            .min_by_key(|&c| (members[c], c));
+        let Some(small) = smallest else { break };
+        let survivors: Vec<usize> = (0..centroids.len()).filter(|&c| c != small).collect();
+        let survivor_centroids: Vec<Vec<f32>> =
+            survivors.iter().map(|&c| centroids[c].clone()).collect();
+        for (point, cluster) in embeddings.iter().zip(assignment.iter_mut()) {
+            *cluster = if *cluster == small {
+                nearest(point, &survivor_centroids)
+            } else {
+                survivors
+                    .iter()
+                    .position(|&c| c == *cluster)
+                    .expect("a surviving cluster")
+            };
+        }
+        *centroids = means(embeddings, assignment, survivors.len(), dim);
+    }
+}
+
+/// Each cluster's share, members, centroid and per-dimension standard deviation.
+fn cluster_statistics(
+    embeddings: &[Vec<f32>],
+    assignment: &[usize],
+    centroids: &[Vec<f32>],
+) -> Vec<ImpostorCluster> {
+    let people = embeddings.len();
+    centroids
+        .iter()
+        .enumerate()
+        .map(|(c, centroid)| {
+            let members: Vec<&Vec<f32>> = embeddings
+                .iter()
+                .zip(assignment)
+                .filter(|(_, a)| **a == c)
+                .map(|(e, _)| e)
+                .collect();
+            let std_dev = (0..centroid.len())
+                .map(|d| {
+                    let variance = members
+                        .iter()
+                        .map(|e| (f64::from(e[d]) - f64::from(centroid[d])).powi(2))
+                        .sum::<f64>()
+                        / members.len().max(1) as f64;
+                    variance.sqrt() as f32
+                })
+                .collect();
+            ImpostorCluster {
+                share: members.len() as f64 / people as f64,
+                members: members.len(),
+                centroid: centroid.clone(),
+                std_dev,
+            }
+        })
+        .collect()
+}
+
 /// Shrinkage toward independence that keeps the pooled correlation matrix positive definite
 /// (1,785 people estimate 8,256 correlations well, but not perfectly).
 const CORRELATION_SHRINKAGE: f64 = 0.02;
@@ -279,61 +351,14 @@ impl ImpostorModel {
             assignment = next;
         }
 
-        // Merge clusters below the minimum into their nearest neighbour, smallest first, until
-        // every cluster summarises enough people.
-        loop {
-            let mut members = vec![0usize; centroids.len()];
-            for &c in &assignment {
-                members[c] += 1;
-            }
-            let smallest = (0..centroids.len())
-                .filter(|&c| members[c] < options.min_members)
-                .min_by_key(|&c| (members[c], c));
-            let Some(small) = smallest else { break };
-            let survivors: Vec<usize> = (0..centroids.len()).filter(|&c| c != small).collect();
-            let survivor_centroids: Vec<Vec<f32>> =
-                survivors.iter().map(|&c| centroids[c].clone()).collect();
-            for (point, cluster) in embeddings.iter().zip(assignment.iter_mut()) {
-                *cluster = if *cluster == small {
-                    nearest(point, &survivor_centroids)
-                } else {
-                    survivors
-                        .iter()
-                        .position(|&c| c == *cluster)
-                        .expect("a surviving cluster")
-                };
-            }
-            centroids = means(embeddings, &assignment, survivors.len(), dim);
-        }
+        merge_small_clusters(
+            embeddings,
+            &mut assignment,
+            &mut centroids,
+            options.min_members,
+        );
 
-        let mut clusters: Vec<ImpostorCluster> = centroids
-            .iter()
-            .enumerate()
-            .map(|(c, centroid)| {
-                let members: Vec<&Vec<f32>> = embeddings
-                    .iter()
-                    .zip(&assignment)
-                    .filter(|(_, a)| **a == c)
-                    .map(|(e, _)| e)
-                    .collect();
-                let std_dev = (0..dim)
-                    .map(|d| {
-                        let variance = members
-                            .iter()
-                            .map(|e| (f64::from(e[d]) - f64::from(centroid[d])).powi(2))
-                            .sum::<f64>()
-                            / members.len().max(1) as f64;
-                        variance.sqrt() as f32
-                    })
-                    .collect();
-                ImpostorCluster {
-                    share: members.len() as f64 / people as f64,
-                    members: members.len(),
-                    centroid: centroid.clone(),
-                    std_dev,
-                }
-            })
-            .collect();
+        let mut clusters = cluster_statistics(embeddings, &assignment, &centroids);
         let correlation_cholesky =
             pooled_correlation_cholesky(embeddings, &assignment, &clusters, dim);
         clusters.sort_by(|a, b| b.members.cmp(&a.members));

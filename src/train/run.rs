@@ -750,46 +750,7 @@ impl<M: PairModel> Trainer<M> {
                 observer.yield_now().await;
             }
 
-            let test = self.evaluate_split(&self.split.test).await?;
-            let counts = ConfusionCounts::at_threshold(
-                &test.scores,
-                &test.genuine,
-                self.settings.decision_threshold,
-            )?;
-            let stats = EpochStats {
-                epoch: epoch as u32,
-                train_loss: self.position.epoch_loss_sum
-                    / self.position.epoch_examples.max(1) as f64,
-                test_loss: Some(test.loss),
-                precision: Some(counts.precision()),
-                recall: Some(counts.recall()),
-            };
-            let position = &mut self.position;
-            position.history.push(stats);
-            match position.best_test_loss {
-                Some((best, _)) if test.loss >= best - self.settings.min_improvement => {
-                    position.epochs_without_improvement += 1;
-                }
-                _ => {
-                    position.best_test_loss = Some((test.loss, epoch));
-                    position.epochs_without_improvement = 0;
-                }
-            }
-            position.epoch += 1;
-            position.next_batch = 0;
-            position.epoch_loss_sum = 0.0;
-            position.epoch_examples = 0;
-            position.epoch_counts = ConfusionCounts::default();
-            let patience_spent = self
-                .settings
-                .patience
-                .is_some_and(|patience| position.epochs_without_improvement >= patience);
-            if patience_spent {
-                let best_epoch = position.best_test_loss.map_or(epoch, |(_, e)| e);
-                position.finished = Some(StopReason::EarlyStopped { best_epoch });
-            } else if position.epoch == config.epochs {
-                position.finished = Some(StopReason::Completed);
-            }
+            let stats = self.end_epoch(epoch, config.epochs).await?;
             observer.on_event(&TrainingEvent::Epoch(stats));
             let now = (control.clock)();
             let due = last_checkpoint_ms
@@ -808,6 +769,51 @@ impl<M: PairModel> Trainer<M> {
         self.position.finished = Some(reason);
         observer.on_event(&TrainingEvent::Stopped { reason });
         Ok(reason)
+    }
+
+    /// Closes `epoch`: its test-split figures, the best test loss and the patience, the next
+    /// epoch's position, and whether the run is finished.
+    async fn end_epoch(&mut self, epoch: usize, epochs: usize) -> Result<EpochStats, RunError> {
+        let test = self.evaluate_split(&self.split.test).await?;
+        let counts = ConfusionCounts::at_threshold(
+            &test.scores,
+            &test.genuine,
+            self.settings.decision_threshold,
+        )?;
+        let stats = EpochStats {
+            epoch: epoch as u32,
+            train_loss: self.position.epoch_loss_sum / self.position.epoch_examples.max(1) as f64,
+            test_loss: Some(test.loss),
+            precision: Some(counts.precision()),
+            recall: Some(counts.recall()),
+        };
+        let position = &mut self.position;
+        position.history.push(stats);
+        match position.best_test_loss {
+            Some((best, _)) if test.loss >= best - self.settings.min_improvement => {
+                position.epochs_without_improvement += 1;
+            }
+            _ => {
+                position.best_test_loss = Some((test.loss, epoch));
+                position.epochs_without_improvement = 0;
+            }
+        }
+        position.epoch += 1;
+        position.next_batch = 0;
+        position.epoch_loss_sum = 0.0;
+        position.epoch_examples = 0;
+        position.epoch_counts = ConfusionCounts::default();
+        let patience_spent = self
+            .settings
+            .patience
+            .is_some_and(|patience| position.epochs_without_improvement >= patience);
+        if patience_spent {
+            let best_epoch = position.best_test_loss.map_or(epoch, |(_, e)| e);
+            position.finished = Some(StopReason::EarlyStopped { best_epoch });
+        } else if position.epoch == epochs {
+            position.finished = Some(StopReason::Completed);
+        }
+        Ok(stats)
     }
 
     async fn evaluate_split(
