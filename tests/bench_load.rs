@@ -23,7 +23,9 @@
 mod support;
 
 use serde_json::Value;
-use support::app::{STARTUP, browser_args, burst, open_app, temp_profile, train, verify};
+use support::app::{
+    STARTUP, browser_args, burst, identity_only, open_app, temp_profile, train, verify,
+};
 use support::{ChromeDriver, Session, StaticServer, dist_dir};
 
 const RUNS: usize = 3;
@@ -123,6 +125,8 @@ fn page_load_figures() {
         let profile = temp_profile(&format!("bench-warm-{backend}"));
         let session = driver.session_with_profile(&args, &profile);
         open_app(&session, &server.url("/?backend=cpu"), "CPU");
+        // The figure is the first identity decision, not a liveness challenge.
+        identity_only(&session);
         assert!(burst(&session, "anchor", 4, 2) >= 2, "no anchors captured");
         assert!(
             burst(&session, "positive", 4, 2) >= 2,

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::app::{
-    STARTUP, TRAINING, browser_args, burst, count, export_archive, identify, open_app,
-    temp_profile, thumbnails, train, verify,
+    STARTUP, TRAINING, browser_args, burst, count, export_archive, identify, identity_only,
+    open_app, temp_profile, thumbnails, train, verify,
 };
 use support::{ChromeDriver, Session, Site, StaticServer, dist_dir, shared_dir};
 
@@ -142,6 +142,7 @@ fn enrol_train_verify(webgpu: bool) {
         let session =
             driver.session_with_profile(&browser_args("person-a.mjpeg", webgpu), &profile);
         open_app(&session, &url, backend);
+        identity_only(&session);
         let anchors = burst(&session, "anchor", 6, 3);
         let positives = burst(&session, "positive", 6, 3);
         assert!(
@@ -242,6 +243,7 @@ fn offline_after_the_first_load_with_no_request_after_load() {
     let profile = temp_profile("offline");
     let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
     open_app(&session, &url, "CPU");
+    identity_only(&session);
     // The service worker takes the page over and caches the shell, the wasm and the models.
     let deadline = Instant::now() + STARTUP;
     loop {
@@ -302,6 +304,7 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
     let profile = temp_profile("classic");
     let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
     open_app(&session, &url, "CPU");
+    identity_only(&session);
     burst(&session, "anchor", 4, 2);
     burst(&session, "positive", 4, 2);
     session.upload("negative-files", &negative_photos(6));
@@ -609,6 +612,7 @@ fn one_photo_is_enough_to_verify_with_the_default_model() {
     {
         let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
         open_app(&session, &url, "CPU");
+        identity_only(&session);
         capture_one_anchor(&session);
         // One reference: each frame is one pair, which the default model rejects about one
         // time in five for the same man (models/DEFAULT_HEAD.md), so the slideshow gets a few

@@ -261,8 +261,13 @@ pub struct Settings {
     #[serde(default)]
     pub adaptive_references: bool,
     /// Whether Verify asks for a liveness challenge first (a photo or a video cannot pass).
-    #[serde(default)]
+    #[serde(default = "liveness_by_default")]
     pub liveness_required: bool,
+}
+
+/// An authenticator that a photo unlocks is none: liveness is on unless turned off.
+fn liveness_by_default() -> bool {
+    true
 }
 
 fn default_attempt_far() -> f64 {
@@ -279,7 +284,7 @@ impl Default for Settings {
             mode: TrainingMode::FineTune,
             attempt_false_accept_rate: default_attempt_far(),
             adaptive_references: false,
-            liveness_required: false,
+            liveness_required: liveness_by_default(),
         }
     }
 }

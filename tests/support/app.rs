@@ -34,6 +34,21 @@ pub fn temp_profile(name: &str) -> PathBuf {
     dir
 }
 
+/// Turns "Require liveness" off (identity only, as the tutorial verified): the fake cameras'
+/// slideshows of photos are not live, and these tests verify identities on them.
+pub fn identity_only(session: &Session) {
+    session.wait_for(
+        "document.getElementById('counts').textContent !== ''",
+        "the stored state",
+        STARTUP,
+    );
+    if session.eval("return document.getElementById('liveness-required').checked;") == true {
+        session.click("liveness-required");
+    }
+    // Settings are written after a short pause; the next verdict must not race it.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+}
+
 /// Opens the app and waits until the worker is ready and the camera is live.
 pub fn open_app(session: &Session, url: &str, backend: &str) {
     session.goto(url);
