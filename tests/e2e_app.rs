@@ -15,6 +15,9 @@ use support::app::{
 };
 use support::{ChromeDriver, Session, Site, StaticServer, dist_dir, shared_dir};
 
+#[path = "support/clips.rs"]
+mod clips;
+
 /// Other people's photos from LFW (not the two men of the camera clips).
 fn negative_photos(count: usize) -> Vec<PathBuf> {
     let lfw = shared_dir().join("data/lfw");
@@ -536,15 +539,9 @@ fn photos_never_pass_the_liveness_challenge() {
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn the_live_man_passes_a_blink_challenge() {
     let clip = std::env::temp_dir().join(format!("faceverify-blink-{}.mjpeg", std::process::id()));
-    let whole = std::fs::read(shared_dir().join("camera/webcam-a-session1.mjpeg")).unwrap();
-    let starts: Vec<usize> = whole
-        .windows(3)
-        .enumerate()
-        .filter(|(_, w)| *w == [0xFF, 0xD8, 0xFF])
-        .map(|(i, _)| i)
-        .collect();
     // 15 frames a second: frames 30..90 are 2.0-6.0 s, with his blink at 3.9 s.
-    std::fs::write(&clip, &whole[starts[30]..starts[90]]).unwrap();
+    let frames = clips::clip_jpegs("webcam-a-session1.mjpeg");
+    std::fs::write(&clip, frames[30..90].concat()).unwrap();
     let server = StaticServer::start(dist_dir());
     let url = server.url("/?backend=cpu&challenge=blink");
     let driver = ChromeDriver::start();

@@ -848,6 +848,20 @@ fn clip_frames(name: &str) -> Vec<CameraFrame> {
     clips::clip_frames(name).iter().map(rgba_frame).collect()
 }
 
+/// Enrols the man of the webcam clips from three frames of his first session (0.9 s, 13.3 s
+/// and 26.7 s), as verification photos.
+fn enrol_from_webcam(session: &mut Session<TestHost>, first: &[CameraFrame]) {
+    for frame in [&first[20], &first[200], &first[400]] {
+        let request = WorkerRequest::Capture {
+            profile: app::DEFAULT_PROFILE_ID.into(),
+            role: ImageRole::Verification,
+            frame: frame.clone(),
+            quality: app::QualityGate::StoreAnyway,
+        };
+        send(session, request);
+    }
+}
+
 /// Verifies `frame` and says what was decided and what became of the face.
 fn verify_clip_frame(
     session: &mut Session<TestHost>,
@@ -905,15 +919,7 @@ fn adaptive_references_follow_the_person_and_never_let_an_impostor_in() {
     let mut session = new_session();
     let first = clip_frames("webcam-a-session1.mjpeg");
     let second = clip_frames("webcam-a-session2.mjpeg");
-    for frame in [&first[20], &first[200], &first[400]] {
-        let request = WorkerRequest::Capture {
-            profile: app::DEFAULT_PROFILE_ID.into(),
-            role: ImageRole::Verification,
-            frame: frame.clone(),
-            quality: app::QualityGate::StoreAnyway,
-        };
-        send(&mut session, request);
-    }
+    enrol_from_webcam(&mut session, &first);
     let (learning, probing) = second.split_at(second.len() / 2);
     let probes: Vec<CameraFrame> = probing.iter().step_by(4).cloned().collect();
     let (before, verified_before) = match_fraction(&mut session, &probes);
@@ -1002,15 +1008,7 @@ fn verification_with_liveness_accepts_the_live_man_and_refuses_photos() {
     use faceverify::verify::liveness::{Action, NotLive};
     let mut session = new_session();
     let first = clip_frames("webcam-a-session1.mjpeg");
-    for frame in [&first[20], &first[200], &first[400]] {
-        let request = WorkerRequest::Capture {
-            profile: app::DEFAULT_PROFILE_ID.into(),
-            role: ImageRole::Verification,
-            frame: frame.clone(),
-            quality: app::QualityGate::StoreAnyway,
-        };
-        send(&mut session, request);
-    }
+    enrol_from_webcam(&mut session, &first);
     let refused = refused(
         &mut session,
         WorkerRequest::LivenessFrame {

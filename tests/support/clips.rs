@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-/// The decoded frames of `../shared/camera/<name>`.
-pub fn clip_frames(name: &str) -> Vec<image::DynamicImage> {
+/// The JPEG images of `../shared/camera/<name>`, one per frame.
+pub fn clip_jpegs(name: &str) -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/camera")
         .join(name);
@@ -18,6 +18,15 @@ pub fn clip_frames(name: &str) -> Vec<image::DynamicImage> {
     starts
         .iter()
         .zip(starts.iter().skip(1).chain([&bytes.len()]))
-        .map(|(&start, &end)| image::load_from_memory(&bytes[start..end]).unwrap())
+        .map(|(&start, &end)| bytes[start..end].to_vec())
+        .collect()
+}
+
+/// The decoded frames of `../shared/camera/<name>`.
+#[allow(dead_code)] // The end-to-end tests only cut clips.
+pub fn clip_frames(name: &str) -> Vec<image::DynamicImage> {
+    clip_jpegs(name)
+        .iter()
+        .map(|jpeg| image::load_from_memory(jpeg).unwrap())
         .collect()
 }
