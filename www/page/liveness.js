@@ -44,6 +44,8 @@ function showPrompt(step) {
 export async function verifyLive() {
   const verdict = $('verdict');
   app.challenging = true;
+  // The prompt is over the video: bring it into view (Verify sits further down the page).
+  $('camera-panel').scrollIntoView({ block: 'start' });
   try {
     const outcome = await app.verifier.verifyLive(app.profile, $('camera'), {
       actions: fixedActions(),
@@ -62,6 +64,7 @@ export async function verifyLive() {
       $('verdict-detail').textContent = `Live: the challenge was answered. ${matched} of ${outcome.results.length} frames taken during it matched.`;
     }
     verdict.dataset.liveness = 'on';
+    verdict.scrollIntoView({ block: 'center' });
     announce(verdict.textContent);
   } catch (error) {
     verdict.dataset.verdict = 'error';
