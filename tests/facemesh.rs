@@ -277,18 +277,7 @@ fn observations(clip: &str, fps: f64) -> Vec<Observation> {
             let tracked =
                 pollster::block_on(tracker.track(pipeline.detector(), &mesh, &frame)).unwrap();
             let t_ms = (i as f64 * 1000.0 / fps).round() as u64;
-            let face = tracked.map(|face| {
-                let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
-                for p in &face.landmarks {
-                    (x0, y0, x1, y1) = (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1]));
-                }
-                ObservedFace {
-                    shape: faceverify::vision::face_state::five_points(&face.landmarks),
-                    state: face.state,
-                    centre: faceverify::vision::frame::Point::new((x0 + x1) / 2.0, (y0 + y1) / 2.0),
-                    width: x1 - x0,
-                }
-            });
+            let face = tracked.as_ref().map(ObservedFace::from);
             Observation {
                 t_ms,
                 faces: usize::from(face.is_some()),

@@ -10,8 +10,8 @@ use crate::verify::liveness::{
     Action, Challenge, ChallengeStatus, NotLive, Observation, ObservedFace,
 };
 use crate::verify::policy::{VerificationPolicy, VerificationResult};
-use crate::vision::face_state::{FaceState, five_points};
-use crate::vision::frame::{Frame, Point};
+use crate::vision::face_state::FaceState;
+use crate::vision::frame::Frame;
 use crate::vision::mesh::{MeshTracker, TrackedFace};
 
 use super::AppError;
@@ -141,23 +141,8 @@ impl LiveCheck {
         };
         self.frames += 1;
         let tracked = self.tracker.track(pipeline.detector(), mesh, frame).await?;
-        let face = tracked.as_ref().map(observed);
+        let face = tracked.as_ref().map(ObservedFace::from);
         let faces = counted.unwrap_or(usize::from(face.is_some()));
         Ok((Observation { t_ms, faces, face }, tracked))
-    }
-}
-
-/// The tracked face as the challenge sees it: state, five points, centre and width.
-fn observed(face: &TrackedFace) -> ObservedFace {
-    let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
-    for p in &face.landmarks {
-        (x0, y0) = (x0.min(p[0]), y0.min(p[1]));
-        (x1, y1) = (x1.max(p[0]), y1.max(p[1]));
-    }
-    ObservedFace {
-        state: face.state,
-        shape: five_points(&face.landmarks),
-        centre: Point::new((x0 + x1) / 2.0, (y0 + y1) / 2.0),
-        width: x1 - x0,
     }
 }

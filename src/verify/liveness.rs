@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::vision::face_state::FaceState;
+use crate::vision::face_state::{FaceState, five_points};
 use crate::vision::frame::Point;
+use crate::vision::mesh::{TrackedFace, landmark_box};
 
 /// Time allowed for each action.
 pub const ACTION_TIMEOUT_MS: u64 = 5_000;
@@ -128,6 +129,19 @@ pub struct ObservedFace {
     /// Centre and width of the face (e.g. of its landmarks), in frame pixels.
     pub centre: Point,
     pub width: f32,
+}
+
+impl From<&TrackedFace> for ObservedFace {
+    /// The tracked face as the challenge sees it: its state, five points, centre and width.
+    fn from(face: &TrackedFace) -> Self {
+        let (centre, width, _) = landmark_box(&face.landmarks);
+        Self {
+            state: face.state,
+            shape: five_points(&face.landmarks),
+            centre,
+            width,
+        }
+    }
 }
 
 /// The largest move of one of the five points between two frames, each relative to its face's

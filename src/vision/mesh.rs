@@ -143,18 +143,25 @@ impl MeshTracker {
     }
 }
 
+/// The box around `landmarks`: its centre, width and height.
+pub fn landmark_box(landmarks: &[Landmark]) -> (Point, f32, f32) {
+    let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+    for p in landmarks {
+        (x0, y0) = (x0.min(p[0]), y0.min(p[1]));
+        (x1, y1) = (x1.max(p[0]), y1.max(p[1]));
+    }
+    (
+        Point::new((x0 + x1) / 2.0, (y0 + y1) / 2.0),
+        x1 - x0,
+        y1 - y0,
+    )
+}
+
 /// The next crop from this frame's landmarks: their box's centre and [`MESH_CROP_SCALE`] × its
 /// larger side.
 fn square_around(landmarks: &[Landmark]) -> (Point, f64) {
-    let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
-    for p in landmarks {
-        x0 = x0.min(p[0]);
-        y0 = y0.min(p[1]);
-        x1 = x1.max(p[0]);
-        y1 = y1.max(p[1]);
-    }
-    let centre = Point::new((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-    (centre, MESH_CROP_SCALE * f64::from((x1 - x0).max(y1 - y0)))
+    let (centre, width, height) = landmark_box(landmarks);
+    (centre, MESH_CROP_SCALE * f64::from(width.max(height)))
 }
 
 /// Why a frame could not be meshed.
