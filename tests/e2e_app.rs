@@ -260,8 +260,11 @@ fn offline_after_the_first_load_with_no_request_after_load() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(burst(&session, "anchor", 3, 2) >= 2);
-    assert!(burst(&session, "positive", 3, 2) >= 2);
+    // The clip shows 16 photos, half a second each; thresholds calibrated for a false-accept
+    // rate of 1e-4 per attempt refuse some of those photos against a few references, so the
+    // enrolment spans most of the clip and any later frame has a near neighbour.
+    assert!(burst(&session, "anchor", 6, 3) >= 4);
+    assert!(burst(&session, "positive", 6, 3) >= 4);
     let status = train(&session, "fine_tune", None);
     assert!(status.starts_with("Done"), "{status}");
 
