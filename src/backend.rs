@@ -214,7 +214,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Runs the self-test on `gpu` and on the CPU and decides whether `gpu` may be used.
 pub async fn check_gpu(gpu: Device) -> SelectedBackend {
-    let cpu = Device::flex();
+    let cpu = cpu_device();
     let reason = match (self_test_values(&gpu).await, self_test_values(&cpu).await) {
         (Ok(g), Ok(c)) => {
             let diff = max_abs_diff(&g, &c);
@@ -237,6 +237,38 @@ pub async fn check_gpu(gpu: Device) -> SelectedBackend {
         device: cpu,
         report: BackendReport::new(BackendKind::Cpu, reason),
     }
+}
+
+#[cfg(target_arch = "wasm32")]
+unsafe extern "C" {
+    /// Synthesised by the wasm linker: runs every static constructor (the registries of
+    /// Burn's kernel compiler, through cubecl's pliron and `inventory`).
+    fn __wasm_call_ctors();
+}
+
+/// Runs the wasm module's static constructors, once; natively the loader has run them. The
+/// module's start function calls it, and so does every way to a Burn device here, because
+/// wasm-bindgen-test does not run start functions. Without any explicit call the linker treats
+/// the module as a "command" and runs every constructor again at the start of every exported
+/// function, including the ones the glue calls for each `JsValue` it makes: one crossing of the
+/// JS boundary cost about 0.47 ms (`browser.codec.from_f64_x1000` in `cargo xtask bench`).
+pub fn run_static_constructors() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static DONE: AtomicBool = AtomicBool::new(false);
+        if !DONE.swap(true, Ordering::SeqCst) {
+            // SAFETY: runs once per instance, before any Burn device exists; the
+            // constructors only fill registries.
+            unsafe { __wasm_call_ctors() }
+        }
+    }
+}
+
+/// Burn's CPU device, with the static constructors run.
+pub fn cpu_device() -> Device {
+    run_static_constructors();
+    Device::flex()
 }
 
 /// The wgpu device, initialised at most once per process (per page in the browser): a second
@@ -262,6 +294,7 @@ pub async fn wgpu_device() -> Result<Device, String> {
     if let Some(done) = WGPU.with(|w| w.borrow().clone()) {
         return done;
     }
+    run_static_constructors();
     let result = Device::wgpu_options()
         .init_async()
         .await
@@ -283,14 +316,14 @@ pub async fn wgpu_device() -> Result<Device, String> {
 pub async fn select(preference: BackendPreference) -> SelectedBackend {
     if preference == BackendPreference::Cpu {
         return SelectedBackend {
-            device: Device::flex(),
+            device: cpu_device(),
             report: BackendReport::new(BackendKind::Cpu, BackendReason::CpuRequested),
         };
     }
     match wgpu_device().await {
         Ok(gpu) => check_gpu(gpu).await,
         Err(detail) => SelectedBackend {
-            device: Device::flex(),
+            device: cpu_device(),
             report: BackendReport::new(BackendKind::Cpu, BackendReason::NoAdapter { detail }),
         },
     }

@@ -1,7 +1,7 @@
 //! Messages between the page (main thread) and the worker that owns the Burn device.
 //!
-//! Serde enums, carried by `postMessage` (requests through serde-wasm-bindgen; responses as JSON
-//! text the browser parses, see `web::worker::response_to_js`). A request may carry an `id`,
+//! Serde enums, carried by `postMessage` through serde-wasm-bindgen both ways (bytes as
+//! `Uint8Array`s), the one codec at the JS boundary. A request may carry an `id`,
 //! which its answer and its progress messages echo. Errors cross this boundary as user-facing
 //! strings; inside the core they stay typed.
 

@@ -162,9 +162,16 @@ async fn bench_the_wasm_cpu_backend() {
         only: None,
     };
     let started = clock();
-    bench::run(CPU, &Device::flex(), &data, &plan, clock, &mut Console)
-        .await
-        .unwrap();
+    bench::run(
+        CPU,
+        &backend::cpu_device(),
+        &data,
+        &plan,
+        clock,
+        &mut Console,
+    )
+    .await
+    .unwrap();
     console_log!("bench: {CPU}: done in {:.1} s", (clock() - started) / 1e3);
 }
 
@@ -207,5 +214,97 @@ async fn bench_webgpu() {
     console_log!(
         "bench: browser.webgpu: done in {:.1} s",
         (clock() - started) / 1e3
+    );
+}
+
+/// Milliseconds per call of `work`, over `runs` timed calls after one warm-up.
+fn time_ms(runs: usize, mut work: impl FnMut()) -> bench::figures::Summary {
+    work();
+    let samples: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = clock();
+            work();
+            clock() - started
+        })
+        .collect();
+    bench::figures::Summary::of(&samples)
+}
+
+fn codec_figure(name: &str, summary: &bench::figures::Summary) {
+    console_log!(
+        "{}",
+        figures::figure_line(&format!("browser.codec.{name}"), summary, "ms")
+    );
+}
+
+/// What crossing the JS boundary costs in this build: single values, a 200-epoch training run
+/// (the largest record without payloads) read the two ways the IndexedDB store can read it,
+/// and a photo's bytes.
+#[wasm_bindgen_test]
+async fn bench_crossing_the_js_boundary() {
+    use faceverify::store::{EpochStats, RunStatus, TrainingMode, TrainingRun};
+    use wasm_bindgen::JsValue;
+    const SERIALIZER: serde_wasm_bindgen::Serializer =
+        serde_wasm_bindgen::Serializer::json_compatible().serialize_bytes_as_arrays(false);
+    let numbers = js_sys::Array::new();
+    codec_figure(
+        "from_f64_x1000",
+        &time_ms(20, || {
+            numbers.set_length(0);
+            for i in 0..1000 {
+                numbers.push(&JsValue::from_f64(f64::from(i) * 0.5));
+            }
+        }),
+    );
+    let run = TrainingRun {
+        id: "run".into(),
+        profile_id: "me".into(),
+        mode: TrainingMode::FineTune,
+        started: 0,
+        status: RunStatus::Finished,
+        settings: serde_json::json!({ "epochs": 200, "batch_size": 16 }),
+        epochs: (0..200)
+            .map(|epoch| EpochStats {
+                epoch,
+                train_loss: 0.5 / f64::from(epoch + 1),
+                test_loss: Some(0.25),
+                precision: Some(0.9),
+                recall: None,
+            })
+            .collect(),
+    };
+    let record = serde::Serialize::serialize(&run, &SERIALIZER).unwrap();
+    codec_figure(
+        "run_200_epochs.write",
+        &time_ms(10, || {
+            serde::Serialize::serialize(&run, &SERIALIZER).unwrap();
+        }),
+    );
+    codec_figure(
+        "run_200_epochs.read_serde_wasm_bindgen",
+        &time_ms(10, || {
+            let back: TrainingRun = serde_wasm_bindgen::from_value(record.clone()).unwrap();
+            assert_eq!(back.epochs.len(), 200);
+        }),
+    );
+    codec_figure(
+        "run_200_epochs.read_json",
+        &time_ms(10, || {
+            let text = js_sys::JSON::stringify(&record)
+                .unwrap()
+                .as_string()
+                .unwrap();
+            let back: TrainingRun = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.epochs.len(), 200);
+        }),
+    );
+    let photo = vec![7u8; 50_000];
+    let bytes = serde::Serialize::serialize(&serde_bytes::Bytes::new(&photo), &SERIALIZER).unwrap();
+    codec_figure(
+        "photo_50kb.read_serde_wasm_bindgen",
+        &time_ms(20, || {
+            let back: serde_bytes::ByteBuf = serde_wasm_bindgen::from_value(bytes.clone()).unwrap();
+            assert_eq!(back.len(), photo.len());
+        }),
     );
 }

@@ -161,3 +161,40 @@ fn page_load_figures() {
         let _ = std::fs::remove_dir_all(&profile);
     }
 }
+
+/// Times 1,000 calls of the module's `version()` (a call into wasm and a string back: one
+/// crossing each way), five times, in a module worker of the served app's origin.
+const CROSSINGS: &str = "
+    const source = `
+        const module = await import('${location.origin}/faceverify.js');
+        await module.default();
+        const runs = [];
+        for (let run = 0; run < 5; run += 1) {
+            const started = performance.now();
+            for (let i = 0; i < 1000; i += 1) module.version();
+            runs.push(performance.now() - started);
+        }
+        postMessage(runs);`;
+    const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
+    const worker = new Worker(url, { type: 'module' });
+    return await new Promise((resolve, reject) => {
+        worker.onmessage = (event) => resolve(event.data);
+        worker.onerror = (event) => reject(new Error(event.message));
+    });";
+
+/// What a crossing of the JS boundary costs in the served build, outside wasm-bindgen-test's
+/// runner (whose own figure is `browser.codec.*`).
+#[test]
+#[ignore = "benchmark: needs the built app and Chromium; run by `cargo xtask bench`"]
+fn crossing_figure() {
+    let server = StaticServer::start(dist_dir());
+    let driver = ChromeDriver::start();
+    let profile = temp_profile("bench-crossing");
+    let session = driver.session_with_profile(&browser_args(CLIP, false), &profile);
+    session.goto(&server.url("/icon.svg"));
+    let runs: Vec<f64> = serde_json::from_value(session.eval_async(CROSSINGS))
+        .expect("the worker answers with its timings");
+    print_figure("version_call_x1000", runs);
+    drop(session);
+    let _ = std::fs::remove_dir_all(&profile);
+}

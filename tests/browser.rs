@@ -30,7 +30,9 @@ async fn auto_selects_webgpu_when_an_adapter_passes_the_self_test() {
 async fn the_same_tensor_computation_agrees_on_webgpu_and_the_cpu() {
     let gpu = backend::wgpu_device().await.expect("WebGPU adapter");
     let on_gpu = backend::self_test_values(&gpu).await.unwrap();
-    let on_cpu = backend::self_test_values(&Device::flex()).await.unwrap();
+    let on_cpu = backend::self_test_values(&backend::cpu_device())
+        .await
+        .unwrap();
     assert_eq!(on_gpu.len(), 17);
     let diff = backend::max_abs_diff(&on_gpu, &on_cpu);
     assert!(
@@ -41,7 +43,9 @@ async fn the_same_tensor_computation_agrees_on_webgpu_and_the_cpu() {
 
 #[wasm_bindgen_test]
 async fn forward_backward_and_adam_step_on_the_cpu_backend() {
-    let check = selfcheck::training_check(&Device::flex(), 6).await.unwrap();
+    let check = selfcheck::training_check(&backend::cpu_device(), 6)
+        .await
+        .unwrap();
     assert!(check.passed(), "{check:?}");
 }
 
@@ -243,7 +247,7 @@ async fn koch_training_step(device: &Device, pairs: usize) {
 
 #[wasm_bindgen_test]
 async fn one_koch_training_step_on_the_cpu_backend() {
-    koch_training_step(&Device::flex(), KOCH_PAIRS_CPU).await;
+    koch_training_step(&backend::cpu_device(), KOCH_PAIRS_CPU).await;
 }
 
 #[wasm_bindgen_test]
@@ -377,7 +381,7 @@ async fn fine_tune_epoch(device: &Device) {
 
 #[wasm_bindgen_test]
 async fn one_fine_tune_epoch_on_the_cpu_backend() {
-    fine_tune_epoch(&Device::flex()).await;
+    fine_tune_epoch(&backend::cpu_device()).await;
 }
 
 #[wasm_bindgen_test]

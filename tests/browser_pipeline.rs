@@ -71,7 +71,7 @@ async fn check_pipeline_on(device: Device, label: &str) {
 
 #[wasm_bindgen_test]
 async fn the_pipeline_in_a_worker_matches_native_on_the_cpu_backend() {
-    check_pipeline_on(Device::flex(), "the CPU backend").await;
+    check_pipeline_on(backend::cpu_device(), "the CPU backend").await;
 }
 
 #[wasm_bindgen_test]

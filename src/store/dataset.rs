@@ -54,61 +54,64 @@ pub enum Change {
 }
 
 /// What planning needs to know about the stored records: keys and references, no payloads.
-pub trait Catalog {
-    fn has_profile(&self, id: &str) -> bool;
-    fn has_image(&self, id: &str) -> bool;
-    fn has_run(&self, id: &str) -> bool;
-    fn has_checkpoint(&self, profile: &str) -> bool;
-    fn has_settings(&self) -> bool;
-    /// The profile a model belongs to, if the model exists.
-    fn model_profile(&self, id: &str) -> Option<&str>;
-    fn active_model(&self, profile: &str) -> Option<&str>;
-    fn images_of(&self, profile: &str) -> Vec<String>;
-    fn models_of(&self, profile: &str) -> Vec<String>;
-    fn runs_of(&self, profile: &str) -> Vec<String>;
+/// Each store builds it inside the write's own transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    pub profiles: BTreeSet<ProfileId>,
+    /// Photo id → its profile.
+    pub images: BTreeMap<String, ProfileId>,
+    /// Model id → its profile.
+    pub models: BTreeMap<ModelId, ProfileId>,
+    pub active_models: BTreeMap<ProfileId, ModelId>,
+    /// Profiles with a checkpoint.
+    pub checkpoints: BTreeSet<ProfileId>,
+    /// Run id → its profile.
+    pub runs: BTreeMap<String, ProfileId>,
+    pub has_settings: bool,
 }
 
-impl Catalog for StoreContents {
+impl Catalog {
     fn has_profile(&self, id: &str) -> bool {
-        self.profiles.contains_key(id)
-    }
-    fn has_image(&self, id: &str) -> bool {
-        self.images.contains_key(id)
-    }
-    fn has_run(&self, id: &str) -> bool {
-        self.runs.contains_key(id)
-    }
-    fn has_checkpoint(&self, profile: &str) -> bool {
-        self.checkpoints.contains_key(profile)
-    }
-    fn has_settings(&self) -> bool {
-        self.settings.is_some()
+        self.profiles.contains(id)
     }
     fn model_profile(&self, id: &str) -> Option<&str> {
-        self.models.get(id).map(|m| m.profile_id.as_str())
+        self.models.get(id).map(String::as_str)
     }
     fn active_model(&self, profile: &str) -> Option<&str> {
         self.active_models.get(profile).map(String::as_str)
     }
-    fn images_of(&self, profile: &str) -> Vec<String> {
-        keys_where(&self.images, |i| i.profile_id == profile)
-    }
-    fn models_of(&self, profile: &str) -> Vec<String> {
-        keys_where(&self.models, |m| m.profile_id == profile)
-    }
-    fn runs_of(&self, profile: &str) -> Vec<String> {
-        keys_where(&self.runs, |r| r.profile_id == profile)
-    }
 }
 
-fn keys_where<T>(map: &BTreeMap<String, T>, keep: impl Fn(&T) -> bool) -> Vec<String> {
+/// The keys of `map` whose owning profile is `profile`.
+fn owned_by(map: &BTreeMap<String, ProfileId>, profile: &str) -> Vec<String> {
     map.iter()
-        .filter(|(_, v)| keep(v))
-        .map(|(k, _)| k.clone())
+        .filter(|(_, owner)| *owner == profile)
+        .map(|(key, _)| key.clone())
         .collect()
 }
 
 impl StoreContents {
+    /// The keys and references planning needs.
+    pub fn catalog(&self) -> Catalog {
+        fn owners<T>(
+            map: &BTreeMap<String, T>,
+            owner: impl Fn(&T) -> &str,
+        ) -> BTreeMap<String, String> {
+            map.iter()
+                .map(|(key, value)| (key.clone(), owner(value).to_owned()))
+                .collect()
+        }
+        Catalog {
+            profiles: self.profiles.keys().cloned().collect(),
+            images: owners(&self.images, |i| &i.profile_id),
+            models: owners(&self.models, |m| &m.profile_id),
+            active_models: self.active_models.clone(),
+            checkpoints: self.checkpoints.keys().cloned().collect(),
+            runs: owners(&self.runs, |r| &r.profile_id),
+            has_settings: self.settings.is_some(),
+        }
+    }
+
     /// Applies one planned change. Infallible: planning already checked everything.
     pub fn apply(&mut self, change: Change) {
         match change {
@@ -314,7 +317,7 @@ pub fn check_settings(settings: &Settings) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn require_profile(catalog: &impl Catalog, profile: &str) -> Result<(), StoreError> {
+fn require_profile(catalog: &Catalog, profile: &str) -> Result<(), StoreError> {
     if catalog.has_profile(profile) {
         Ok(())
     } else {
@@ -333,30 +336,32 @@ pub fn plan_put_profile(profile: &Profile) -> Result<Vec<Change>, StoreError> {
 }
 
 /// Deleting a profile deletes everything that belongs to it, in the same transaction.
-pub fn plan_delete_profile(catalog: &impl Catalog, profile: &str) -> Vec<Change> {
+pub fn plan_delete_profile(catalog: &Catalog, profile: &str) -> Vec<Change> {
     if !catalog.has_profile(profile) {
         return Vec::new();
     }
-    let mut changes: Vec<Change> = catalog
-        .images_of(profile)
+    let mut changes: Vec<Change> = owned_by(&catalog.images, profile)
         .into_iter()
         .map(Change::DeleteImage)
         .collect();
     changes.push(Change::ClearActiveModel(profile.to_owned()));
     changes.extend(
-        catalog
-            .models_of(profile)
+        owned_by(&catalog.models, profile)
             .into_iter()
             .map(Change::DeleteModel),
     );
-    changes.extend(catalog.runs_of(profile).into_iter().map(Change::DeleteRun));
+    changes.extend(
+        owned_by(&catalog.runs, profile)
+            .into_iter()
+            .map(Change::DeleteRun),
+    );
     changes.push(Change::DeleteCheckpoint(profile.to_owned()));
     changes.push(Change::DeleteProfile(profile.to_owned()));
     changes
 }
 
 pub fn plan_put_images(
-    catalog: &impl Catalog,
+    catalog: &Catalog,
     images: &[StoredImage],
     limits: &ImageLimits,
 ) -> Result<Vec<Change>, StoreError> {
@@ -370,18 +375,15 @@ pub fn plan_put_images(
     Ok(images.iter().cloned().map(Change::PutImage).collect())
 }
 
-pub fn plan_delete_image(catalog: &impl Catalog, id: &str) -> Vec<Change> {
-    if catalog.has_image(id) {
+pub fn plan_delete_image(catalog: &Catalog, id: &str) -> Vec<Change> {
+    if catalog.images.contains_key(id) {
         vec![Change::DeleteImage(id.to_owned())]
     } else {
         Vec::new()
     }
 }
 
-pub fn plan_put_model(
-    catalog: &impl Catalog,
-    model: &StoredModel,
-) -> Result<Vec<Change>, StoreError> {
+pub fn plan_put_model(catalog: &Catalog, model: &StoredModel) -> Result<Vec<Change>, StoreError> {
     require_profile(catalog, &model.profile_id)?;
     check_model_record(model)?;
     if let Some(owner) = catalog.model_profile(&model.id)
@@ -397,7 +399,7 @@ pub fn plan_put_model(
 }
 
 pub fn plan_set_active_model(
-    catalog: &impl Catalog,
+    catalog: &Catalog,
     profile: &str,
     model_id: &str,
 ) -> Result<Vec<Change>, StoreError> {
@@ -420,10 +422,7 @@ pub fn plan_set_active_model(
 }
 
 /// The active model cannot be deleted: verification would silently have no model.
-pub fn plan_delete_model(
-    catalog: &impl Catalog,
-    model_id: &str,
-) -> Result<Vec<Change>, StoreError> {
+pub fn plan_delete_model(catalog: &Catalog, model_id: &str) -> Result<Vec<Change>, StoreError> {
     let Some(owner) = catalog.model_profile(model_id) else {
         return Ok(Vec::new());
     };
@@ -437,7 +436,7 @@ pub fn plan_delete_model(
 }
 
 pub fn plan_put_checkpoint(
-    catalog: &impl Catalog,
+    catalog: &Catalog,
     checkpoint: &Checkpoint,
 ) -> Result<Vec<Change>, StoreError> {
     require_profile(catalog, &checkpoint.profile_id)?;
@@ -445,22 +444,22 @@ pub fn plan_put_checkpoint(
     Ok(vec![Change::PutCheckpoint(checkpoint.clone())])
 }
 
-pub fn plan_delete_checkpoint(catalog: &impl Catalog, profile: &str) -> Vec<Change> {
-    if catalog.has_checkpoint(profile) {
+pub fn plan_delete_checkpoint(catalog: &Catalog, profile: &str) -> Vec<Change> {
+    if catalog.checkpoints.contains(profile) {
         vec![Change::DeleteCheckpoint(profile.to_owned())]
     } else {
         Vec::new()
     }
 }
 
-pub fn plan_put_run(catalog: &impl Catalog, run: &TrainingRun) -> Result<Vec<Change>, StoreError> {
+pub fn plan_put_run(catalog: &Catalog, run: &TrainingRun) -> Result<Vec<Change>, StoreError> {
     require_profile(catalog, &run.profile_id)?;
     check_run_record(run)?;
     Ok(vec![Change::PutRun(run.clone())])
 }
 
-pub fn plan_delete_run(catalog: &impl Catalog, id: &str) -> Vec<Change> {
-    if catalog.has_run(id) {
+pub fn plan_delete_run(catalog: &Catalog, id: &str) -> Vec<Change> {
+    if catalog.runs.contains_key(id) {
         vec![Change::DeleteRun(id.to_owned())]
     } else {
         Vec::new()
@@ -547,7 +546,7 @@ fn check_key(kind: &'static str, key: &str, id: &str) -> Result<(), StoreError> 
 /// (replacing same-id ones) but keeps the stored active models, checkpoints and settings,
 /// because those reflect the user's latest choices on this device.
 pub fn plan_import(
-    catalog: &impl Catalog,
+    catalog: &Catalog,
     incoming: &StoreContents,
     mode: super::types::ImportMode,
     limits: &ImageLimits,
@@ -561,10 +560,13 @@ pub fn plan_import(
     }
     changes.extend(incoming.profiles.values().cloned().map(Change::PutProfile));
     changes.extend(incoming.images.values().cloned().map(Change::PutImage));
+    // The stored catalogue with the incoming profiles, for checks during a merge.
+    let mut merged = catalog.clone();
+    merged.profiles.extend(incoming.profiles.keys().cloned());
     for model in incoming.models.values() {
         if merge {
             // Moving a stored active model to another profile would orphan its pointer.
-            plan_put_model(&MergedCatalog { catalog, incoming }, model)?;
+            plan_put_model(&merged, model)?;
         }
         changes.push(Change::PutModel(model.clone()));
     }
@@ -577,56 +579,17 @@ pub fn plan_import(
         }
     }
     for (profile, checkpoint) in &incoming.checkpoints {
-        if !merge || !catalog.has_checkpoint(profile) {
+        if !merge || !catalog.checkpoints.contains(profile) {
             changes.push(Change::PutCheckpoint(checkpoint.clone()));
         }
     }
     changes.extend(incoming.runs.values().cloned().map(Change::PutRun));
     if let Some(settings) = incoming.settings
-        && (!merge || !catalog.has_settings())
+        && (!merge || !catalog.has_settings)
     {
         changes.push(Change::PutSettings(settings));
     }
     Ok(changes)
-}
-
-/// The stored catalog with incoming profiles visible, for checks during a merge.
-struct MergedCatalog<'a, C> {
-    catalog: &'a C,
-    incoming: &'a StoreContents,
-}
-
-impl<C: Catalog> Catalog for MergedCatalog<'_, C> {
-    fn has_profile(&self, id: &str) -> bool {
-        self.incoming.has_profile(id) || self.catalog.has_profile(id)
-    }
-    fn has_image(&self, id: &str) -> bool {
-        self.catalog.has_image(id)
-    }
-    fn has_run(&self, id: &str) -> bool {
-        self.catalog.has_run(id)
-    }
-    fn has_checkpoint(&self, profile: &str) -> bool {
-        self.catalog.has_checkpoint(profile)
-    }
-    fn has_settings(&self) -> bool {
-        self.catalog.has_settings()
-    }
-    fn model_profile(&self, id: &str) -> Option<&str> {
-        self.catalog.model_profile(id)
-    }
-    fn active_model(&self, profile: &str) -> Option<&str> {
-        self.catalog.active_model(profile)
-    }
-    fn images_of(&self, profile: &str) -> Vec<String> {
-        self.catalog.images_of(profile)
-    }
-    fn models_of(&self, profile: &str) -> Vec<String> {
-        self.catalog.models_of(profile)
-    }
-    fn runs_of(&self, profile: &str) -> Vec<String> {
-        self.catalog.runs_of(profile)
-    }
 }
 
 /// The first id that appears twice in a batch (a batch is a set of distinct records).

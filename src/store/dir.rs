@@ -23,15 +23,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{self, Catalog, Change, StoreContents};
+use super::dataset::{Catalog, Change, StoreContents};
 use super::memory::change_name;
 use super::schema::{RawDatabase, SCHEMA_VERSION, SchemaVersion};
 use super::sha256_hex;
 use super::validate::ImageLimits;
 use super::{
-    Checkpoint, FaultInjector, ImageDescriptor, ImageRole, ImageSource, ImportMode, Millis,
-    ModelId, ModelSummary, Profile, Settings, StorageUsage, Store, StoreError, StoredImage,
-    StoredModel, TrainingRun,
+    Checkpoint, FaultInjector, ImageDescriptor, ImageRole, ImageSource, Millis, Profile, Query,
+    Record, Settings, StorageUsage, Store, StoreError, StoredImage, StoredModel, TrainingRun,
 };
 
 /// The commit point of a version-2 directory.
@@ -130,59 +129,14 @@ impl Manifest {
     }
 }
 
-impl Catalog for Manifest {
-    fn has_profile(&self, id: &str) -> bool {
-        self.profiles.contains_key(id)
-    }
-    fn has_image(&self, id: &str) -> bool {
-        self.images.contains_key(id)
-    }
-    fn has_run(&self, id: &str) -> bool {
-        self.runs.contains_key(id)
-    }
-    fn has_checkpoint(&self, profile: &str) -> bool {
-        self.checkpoints.contains_key(profile)
-    }
-    fn has_settings(&self) -> bool {
-        self.settings.is_some()
-    }
-    fn model_profile(&self, id: &str) -> Option<&str> {
-        self.models.get(id).map(|m| m.profile_id.as_str())
-    }
-    fn active_model(&self, profile: &str) -> Option<&str> {
-        self.active_models.get(profile).map(String::as_str)
-    }
-    fn images_of(&self, profile: &str) -> Vec<String> {
-        let of = |e: &&ImageEntry| e.profile_id == profile;
-        self.images
-            .values()
-            .filter(of)
-            .map(|e| e.id.clone())
-            .collect()
-    }
-    fn models_of(&self, profile: &str) -> Vec<String> {
-        let of = |e: &&ModelEntry| e.profile_id == profile;
-        self.models
-            .values()
-            .filter(of)
-            .map(|e| e.id.clone())
-            .collect()
-    }
-    fn runs_of(&self, profile: &str) -> Vec<String> {
-        let of = |r: &&TrainingRun| r.profile_id == profile;
-        self.runs
-            .values()
-            .filter(of)
-            .map(|r| r.id.clone())
-            .collect()
-    }
-}
-
-/// The store in a directory. Not for concurrent use by several processes.
+/// The store in a directory. Not for concurrent use by several processes. The records are
+/// held in memory too (read once at open), so reads never touch the disk; writes go to disk
+/// first and reach memory only once the manifest is committed.
 #[derive(Debug)]
 pub struct DirStore {
     root: PathBuf,
     manifest: RefCell<Manifest>,
+    contents: RefCell<StoreContents>,
     faults: FaultInjector,
     image_limits: ImageLimits,
 }
@@ -217,6 +171,7 @@ impl DirStore {
         let legacy_path = root.join(LEGACY_V1_FILE);
         let store = DirStore {
             manifest: RefCell::new(Manifest::empty()),
+            contents: RefCell::default(),
             root,
             faults,
             image_limits: ImageLimits::default(),
@@ -226,6 +181,8 @@ impl DirStore {
             let bytes = fs::read(&manifest_path).map_err(|e| read_failed(&manifest_path, e))?;
             let manifest = parse_manifest(&bytes)?;
             *store.manifest.borrow_mut() = manifest;
+            let contents = store.load_contents()?;
+            *store.contents.borrow_mut() = contents;
             // A migration that committed but was interrupted before removing the old file.
             if legacy_path.exists() {
                 let _ = fs::remove_file(&legacy_path);
@@ -432,8 +389,10 @@ impl DirStore {
             return Ok(());
         }
         let mut next = self.manifest.borrow().clone();
+        let mut contents = self.contents.borrow().clone();
         for change in changes {
             let what = change_name(&change);
+            contents.apply(change.clone());
             self.stage(&mut next, change).map_err(|e| match e {
                 StoreError::WriteFailed { detail } => StoreError::WriteFailed {
                     detail: format!("{what}: {detail}"),
@@ -444,6 +403,7 @@ impl DirStore {
         next.generation += 1;
         let bytes = serde_json::to_vec_pretty(&next).expect("a manifest always serialises");
         self.write_atomically(&self.root.join(MANIFEST_FILE), &bytes, "manifest")?;
+        self.contents.replace(contents);
         let previous = self.manifest.replace(next);
         self.remove_unreferenced_blobs(Some(&previous));
         Ok(())
@@ -571,185 +531,29 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, StoreError> {
 
 /// The changes that write `contents` into an empty store.
 fn contents_as_changes(contents: StoreContents) -> Vec<Change> {
-    let mut changes = vec![Change::ClearAll];
-    changes.extend(contents.profiles.into_values().map(Change::PutProfile));
-    changes.extend(contents.images.into_values().map(Change::PutImage));
-    changes.extend(contents.models.into_values().map(Change::PutModel));
-    changes.extend(
-        contents
-            .active_models
-            .into_iter()
-            .map(|(profile_id, model_id)| Change::SetActiveModel {
-                profile_id,
-                model_id,
-            }),
-    );
-    changes.extend(
-        contents
-            .checkpoints
-            .into_values()
-            .map(Change::PutCheckpoint),
-    );
-    changes.extend(contents.runs.into_values().map(Change::PutRun));
-    changes.extend(contents.settings.map(Change::PutSettings));
-    changes
+    let records = contents.into_records().into_iter();
+    std::iter::once(Change::ClearAll)
+        .chain(records.filter_map(Record::into_change))
+        .collect()
 }
 
 impl Store for DirStore {
-    async fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
-        self.commit(dataset::plan_put_profile(profile)?)
+    async fn read(&self, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
+        Ok(self.contents.borrow().query(query))
     }
 
-    async fn get_profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
-        Ok(self.manifest.borrow().profiles.get(id).cloned())
-    }
-
-    async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        Ok(self.manifest.borrow().profiles.values().cloned().collect())
-    }
-
-    async fn delete_profile(&self, id: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_profile(&*self.manifest.borrow(), id);
-        let existed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn put_images(&self, images: &[StoredImage]) -> Result<(), StoreError> {
-        let changes =
-            dataset::plan_put_images(&*self.manifest.borrow(), images, &self.image_limits)?;
-        self.commit(changes)
-    }
-
-    async fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
-        let entry = self.manifest.borrow().images.get(id).cloned();
-        entry.map(|e| self.load_image(&e)).transpose()
-    }
-
-    async fn list_images(
+    async fn write(
         &self,
-        profile: &str,
-        role: Option<ImageRole>,
-    ) -> Result<Vec<StoredImage>, StoreError> {
-        let mut entries: Vec<ImageEntry> = self
-            .manifest
-            .borrow()
-            .images
-            .values()
-            .filter(|i| i.profile_id == profile && role.is_none_or(|r| i.role == r))
-            .cloned()
-            .collect();
-        entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        entries.iter().map(|e| self.load_image(e)).collect()
-    }
-
-    async fn delete_image(&self, id: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_image(&*self.manifest.borrow(), id);
-        let existed = !changes.is_empty();
+        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let changes = plan(&self.contents.borrow().catalog())?;
+        let changed = !changes.is_empty();
         self.commit(changes)?;
-        Ok(existed)
+        Ok(changed)
     }
 
-    async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        let changes = dataset::plan_put_model(&*self.manifest.borrow(), model)?;
-        self.commit(changes)
-    }
-
-    async fn get_model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        let entry = self.manifest.borrow().models.get(id).cloned();
-        entry.map(|e| self.load_model(&e)).transpose()
-    }
-
-    async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError> {
-        let mut models: Vec<ModelSummary> = self
-            .manifest
-            .borrow()
-            .models
-            .values()
-            .filter(|m| m.profile_id == profile)
-            .map(|m| ModelSummary {
-                id: m.id.clone(),
-                profile_id: m.profile_id.clone(),
-                tower_kind: m.tower_kind.clone(),
-                format_version: m.format_version,
-                created: m.created,
-                training_settings: m.training_settings.clone(),
-                metrics: m.metrics.clone(),
-                byte_len: m.bytes.len,
-            })
-            .collect();
-        super::sort_models(&mut models);
-        Ok(models)
-    }
-
-    async fn set_active_model(&self, profile: &str, model_id: &str) -> Result<(), StoreError> {
-        let changes = dataset::plan_set_active_model(&*self.manifest.borrow(), profile, model_id)?;
-        self.commit(changes)
-    }
-
-    async fn active_model_id(&self, profile: &str) -> Result<Option<ModelId>, StoreError> {
-        Ok(self.manifest.borrow().active_models.get(profile).cloned())
-    }
-
-    async fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_model(&*self.manifest.borrow(), id)?;
-        let existed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let changes = dataset::plan_put_checkpoint(&*self.manifest.borrow(), checkpoint)?;
-        self.commit(changes)
-    }
-
-    async fn latest_checkpoint(&self, profile: &str) -> Result<Option<Checkpoint>, StoreError> {
-        let entry = self.manifest.borrow().checkpoints.get(profile).cloned();
-        entry.map(|e| self.load_checkpoint(&e)).transpose()
-    }
-
-    async fn delete_checkpoint(&self, profile: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_checkpoint(&*self.manifest.borrow(), profile);
-        let existed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn put_run(&self, run: &TrainingRun) -> Result<(), StoreError> {
-        let changes = dataset::plan_put_run(&*self.manifest.borrow(), run)?;
-        self.commit(changes)
-    }
-
-    async fn get_run(&self, id: &str) -> Result<Option<TrainingRun>, StoreError> {
-        Ok(self.manifest.borrow().runs.get(id).cloned())
-    }
-
-    async fn list_runs(&self, profile: &str) -> Result<Vec<TrainingRun>, StoreError> {
-        let mut runs: Vec<TrainingRun> = self
-            .manifest
-            .borrow()
-            .runs
-            .values()
-            .filter(|r| r.profile_id == profile)
-            .cloned()
-            .collect();
-        super::sort_runs(&mut runs);
-        Ok(runs)
-    }
-
-    async fn delete_run(&self, id: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_run(&*self.manifest.borrow(), id);
-        let existed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn settings(&self) -> Result<Settings, StoreError> {
-        Ok(self.manifest.borrow().settings.unwrap_or_default())
-    }
-
-    async fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
-        self.commit(dataset::plan_put_settings(settings)?)
+    fn image_limits(&self) -> &ImageLimits {
+        &self.image_limits
     }
 
     /// Payload bytes by kind (each distinct payload file counted once) plus the manifest.
@@ -776,23 +580,5 @@ impl Store for DirStore {
         }
         usage.other = fs::metadata(self.root.join(MANIFEST_FILE)).map_or(0, |m| m.len());
         Ok(usage)
-    }
-
-    async fn clear_all(&self) -> Result<(), StoreError> {
-        self.commit(vec![Change::ClearAll])
-    }
-
-    async fn export_contents(&self) -> Result<StoreContents, StoreError> {
-        self.load_contents()
-    }
-
-    async fn import_contents(
-        &self,
-        contents: &StoreContents,
-        mode: ImportMode,
-    ) -> Result<(), StoreError> {
-        let changes =
-            dataset::plan_import(&*self.manifest.borrow(), contents, mode, &self.image_limits)?;
-        self.commit(changes)
     }
 }

@@ -5,13 +5,10 @@
 
 use std::cell::RefCell;
 
-use super::dataset::{self, Change, StoreContents};
+use super::dataset::{Catalog, Change, StoreContents};
 use super::schema::{RawDatabase, SCHEMA_VERSION};
 use super::validate::ImageLimits;
-use super::{
-    Checkpoint, FaultInjector, ImageRole, ImportMode, ModelId, ModelSummary, Profile, Settings,
-    StorageUsage, Store, StoreError, StoredImage, StoredModel, TrainingRun,
-};
+use super::{FaultInjector, Query, Record, StorageUsage, Store, StoreError};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -104,160 +101,25 @@ pub(crate) fn change_name(change: &Change) -> &'static str {
 }
 
 impl Store for MemoryStore {
-    async fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
-        self.commit(dataset::plan_put_profile(profile)?)
+    async fn read(&self, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
+        Ok(self.contents.borrow().query(query))
     }
 
-    async fn get_profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
-        Ok(self.contents.borrow().profiles.get(id).cloned())
-    }
-
-    async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        Ok(self.contents.borrow().profiles.values().cloned().collect())
-    }
-
-    async fn delete_profile(&self, id: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_profile(&*self.contents.borrow(), id);
-        let existed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn put_images(&self, images: &[StoredImage]) -> Result<(), StoreError> {
-        let changes =
-            dataset::plan_put_images(&*self.contents.borrow(), images, &self.image_limits)?;
-        self.commit(changes)
-    }
-
-    async fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
-        Ok(self.contents.borrow().images.get(id).cloned())
-    }
-
-    async fn list_images(
+    async fn write(
         &self,
-        profile: &str,
-        role: Option<ImageRole>,
-    ) -> Result<Vec<StoredImage>, StoreError> {
-        Ok(self.contents.borrow().images_of_profile(profile, role))
-    }
-
-    async fn delete_image(&self, id: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_image(&*self.contents.borrow(), id);
-        let existed = !changes.is_empty();
+        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let changes = plan(&self.contents.borrow().catalog())?;
+        let changed = !changes.is_empty();
         self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        let changes = dataset::plan_put_model(&*self.contents.borrow(), model)?;
-        self.commit(changes)
-    }
-
-    async fn get_model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        Ok(self.contents.borrow().models.get(id).cloned())
-    }
-
-    async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError> {
-        let mut models: Vec<ModelSummary> = self
-            .contents
-            .borrow()
-            .models
-            .values()
-            .filter(|m| m.profile_id == profile)
-            .map(StoredModel::summary)
-            .collect();
-        super::sort_models(&mut models);
-        Ok(models)
-    }
-
-    async fn set_active_model(&self, profile: &str, model_id: &str) -> Result<(), StoreError> {
-        let changes = dataset::plan_set_active_model(&*self.contents.borrow(), profile, model_id)?;
-        self.commit(changes)
-    }
-
-    async fn active_model_id(&self, profile: &str) -> Result<Option<ModelId>, StoreError> {
-        Ok(self.contents.borrow().active_models.get(profile).cloned())
-    }
-
-    async fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_model(&*self.contents.borrow(), id)?;
-        let existed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let changes = dataset::plan_put_checkpoint(&*self.contents.borrow(), checkpoint)?;
-        self.commit(changes)
-    }
-
-    async fn latest_checkpoint(&self, profile: &str) -> Result<Option<Checkpoint>, StoreError> {
-        Ok(self.contents.borrow().checkpoints.get(profile).cloned())
-    }
-
-    async fn delete_checkpoint(&self, profile: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_checkpoint(&*self.contents.borrow(), profile);
-        let existed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn put_run(&self, run: &TrainingRun) -> Result<(), StoreError> {
-        let changes = dataset::plan_put_run(&*self.contents.borrow(), run)?;
-        self.commit(changes)
-    }
-
-    async fn get_run(&self, id: &str) -> Result<Option<TrainingRun>, StoreError> {
-        Ok(self.contents.borrow().runs.get(id).cloned())
-    }
-
-    async fn list_runs(&self, profile: &str) -> Result<Vec<TrainingRun>, StoreError> {
-        let mut runs: Vec<TrainingRun> = self
-            .contents
-            .borrow()
-            .runs
-            .values()
-            .filter(|r| r.profile_id == profile)
-            .cloned()
-            .collect();
-        super::sort_runs(&mut runs);
-        Ok(runs)
-    }
-
-    async fn delete_run(&self, id: &str) -> Result<bool, StoreError> {
-        let changes = dataset::plan_delete_run(&*self.contents.borrow(), id);
-        let existed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(existed)
-    }
-
-    async fn settings(&self) -> Result<Settings, StoreError> {
-        Ok(self.contents.borrow().settings.unwrap_or_default())
-    }
-
-    async fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
-        self.commit(dataset::plan_put_settings(settings)?)
+        Ok(changed)
     }
 
     async fn usage(&self) -> Result<StorageUsage, StoreError> {
         Ok(self.contents.borrow().usage())
     }
 
-    async fn clear_all(&self) -> Result<(), StoreError> {
-        self.commit(vec![Change::ClearAll])
-    }
-
-    async fn export_contents(&self) -> Result<StoreContents, StoreError> {
-        Ok(self.contents.borrow().clone())
-    }
-
-    async fn import_contents(
-        &self,
-        contents: &StoreContents,
-        mode: ImportMode,
-    ) -> Result<(), StoreError> {
-        let changes =
-            dataset::plan_import(&*self.contents.borrow(), contents, mode, &self.image_limits)?;
-        self.commit(changes)
+    fn image_limits(&self) -> &ImageLimits {
+        &self.image_limits
     }
 }

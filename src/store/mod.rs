@@ -17,15 +17,15 @@ pub mod dataset;
 #[cfg(not(target_arch = "wasm32"))]
 mod dir;
 mod error;
-pub mod exact_json;
 mod fault;
 mod memory;
+pub mod query;
 pub mod schema;
 mod types;
 pub mod validate;
 
 pub use dataset::{
-    Change, StoreContents, check_checkpoint_record, check_contents, check_image_record,
+    Catalog, Change, StoreContents, check_checkpoint_record, check_contents, check_image_record,
     check_model_record, check_profile_record, check_run_record, check_settings,
 };
 #[cfg(not(target_arch = "wasm32"))]
@@ -33,24 +33,62 @@ pub use dir::{DirStore, LEGACY_V1_FILE, MANIFEST_FILE};
 pub use error::{StoreError, format_bytes};
 pub use fault::FaultInjector;
 pub use memory::MemoryStore;
+pub use query::{FromRecord, Query, Record};
 pub use schema::{SCHEMA_VERSION, SchemaVersion};
 pub use types::*;
+use validate::ImageLimits;
 
 /// Where the app keeps its data. Each method is one transaction: on error nothing changed.
+///
+/// A backend implements the four primitives it really differs in: [`Store::read`] answers a
+/// [`Query`], [`Store::write`] plans against the stored [`Catalog`] and applies the plan
+/// atomically, [`Store::usage`] counts bytes, [`Store::image_limits`] bounds photos. Everything
+/// else is written once, here, over them.
 ///
 /// Lists are ordered: images and models oldest first, runs by start time, profiles by id
 /// (ties by id), so every implementation returns the same sequence.
 #[allow(async_fn_in_trait)]
 pub trait Store {
+    // Primitives ----------------------------------------------------------------------------
+
+    /// The records `query` names, read in one transaction, in any order.
+    async fn read(&self, query: Query<'_>) -> Result<Vec<Record>, StoreError>;
+
+    /// One write transaction: reads the catalogue, asks `plan` for the changes, applies them
+    /// all or none. Whether anything was written.
+    async fn write(
+        &self,
+        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
+    ) -> Result<bool, StoreError>;
+
+    async fn usage(&self) -> Result<StorageUsage, StoreError>;
+
+    /// The bounds a stored photo must keep.
+    fn image_limits(&self) -> &ImageLimits;
+
     // Profiles ------------------------------------------------------------------------------
 
     /// Creates or renames a profile.
-    async fn put_profile(&self, profile: &Profile) -> Result<(), StoreError>;
-    async fn get_profile(&self, id: &str) -> Result<Option<Profile>, StoreError>;
-    async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;
+    async fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
+        self.write(|_| dataset::plan_put_profile(profile))
+            .await
+            .map(drop)
+    }
+    async fn get_profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
+        self.read_one(Query::Profile(id)).await
+    }
+    async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        let mut profiles: Vec<Profile> = self.read_all(Query::Profiles).await?;
+        // IndexedDB orders keys by UTF-16 units; the other stores by bytes.
+        profiles.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(profiles)
+    }
     /// Deletes a profile with all its photos, models, runs and checkpoint. `false` when there
     /// was no such profile.
-    async fn delete_profile(&self, id: &str) -> Result<bool, StoreError>;
+    async fn delete_profile(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(|catalog| Ok(dataset::plan_delete_profile(catalog, id)))
+            .await
+    }
 
     // Images --------------------------------------------------------------------------------
 
@@ -60,82 +98,169 @@ pub trait Store {
     }
     /// Stores a batch of photos all or nothing (one import = one transaction). A photo with
     /// an existing id replaces it.
-    async fn put_images(&self, images: &[StoredImage]) -> Result<(), StoreError>;
-    async fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError>;
+    async fn put_images(&self, images: &[StoredImage]) -> Result<(), StoreError> {
+        let limits = self.image_limits();
+        self.write(|catalog| dataset::plan_put_images(catalog, images, limits))
+            .await
+            .map(drop)
+    }
+    async fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
+        self.read_one(Query::Image(id)).await
+    }
     /// Photos of a profile, of one role or all, oldest first.
     async fn list_images(
         &self,
         profile: &str,
         role: Option<ImageRole>,
-    ) -> Result<Vec<StoredImage>, StoreError>;
-    async fn delete_image(&self, id: &str) -> Result<bool, StoreError>;
+    ) -> Result<Vec<StoredImage>, StoreError> {
+        let mut images: Vec<StoredImage> = self.read_all(Query::Images { profile, role }).await?;
+        images.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(images)
+    }
+    async fn delete_image(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(|catalog| Ok(dataset::plan_delete_image(catalog, id)))
+            .await
+    }
 
     // Models --------------------------------------------------------------------------------
 
-    /// Stores a model without activating it: write the new model first, then switch the
-    /// pointer with `set_active_model`, so the active model is never half-written.
-    async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError>;
-    async fn get_model(&self, id: &str) -> Result<Option<StoredModel>, StoreError>;
+    /// Stores a model without activating it.
+    async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError> {
+        self.write(|catalog| dataset::plan_put_model(catalog, model))
+            .await
+            .map(drop)
+    }
+    async fn get_model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
+        self.read_one(Query::Model(id)).await
+    }
     /// Models of a profile without their weights, oldest first.
-    async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError>;
+    async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError> {
+        let mut models: Vec<ModelSummary> = self.read_all(Query::ModelSummaries(profile)).await?;
+        models.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(models)
+    }
     /// Points the profile at a stored model of that profile.
-    async fn set_active_model(&self, profile: &str, model_id: &str) -> Result<(), StoreError>;
-    async fn active_model_id(&self, profile: &str) -> Result<Option<ModelId>, StoreError>;
+    async fn set_active_model(&self, profile: &str, model_id: &str) -> Result<(), StoreError> {
+        self.write(|catalog| dataset::plan_set_active_model(catalog, profile, model_id))
+            .await
+            .map(drop)
+    }
+    async fn active_model_id(&self, profile: &str) -> Result<Option<ModelId>, StoreError> {
+        let records = self.read(Query::ActiveModelId(profile)).await?;
+        Ok(records.into_iter().find_map(|record| match record {
+            Record::ActiveModel { model_id, .. } => Some(model_id),
+            _ => None,
+        }))
+    }
     /// Deletes a model; refused for a profile's active model.
-    async fn delete_model(&self, id: &str) -> Result<bool, StoreError>;
-
+    async fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(|catalog| dataset::plan_delete_model(catalog, id))
+            .await
+    }
     /// The profile's active model with its weights.
     async fn active_model(&self, profile: &str) -> Result<Option<StoredModel>, StoreError> {
-        match self.active_model_id(profile).await? {
-            Some(id) => self.get_model(&id).await,
-            None => Ok(None),
-        }
+        self.read_one(Query::ActiveModel(profile)).await
     }
-
-    /// Saves a freshly trained model and makes it the active one: two transactions in that
-    /// order, so a failure in between leaves the previous model active and whole.
+    /// Saves a freshly trained model and makes it the active one in one transaction: either
+    /// both happen or neither, and the previous model stays active and whole on any failure.
     async fn save_and_activate_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        self.put_model(model).await?;
-        self.set_active_model(&model.profile_id, &model.id).await
+        self.write(|catalog| {
+            let mut changes = dataset::plan_put_model(catalog, model)?;
+            changes.push(Change::SetActiveModel {
+                profile_id: model.profile_id.clone(),
+                model_id: model.id.clone(),
+            });
+            Ok(changes)
+        })
+        .await
+        .map(drop)
     }
 
     // Checkpoints ---------------------------------------------------------------------------
 
     /// Replaces the profile's checkpoint (only the latest is kept).
-    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
-    async fn latest_checkpoint(&self, profile: &str) -> Result<Option<Checkpoint>, StoreError>;
-    async fn delete_checkpoint(&self, profile: &str) -> Result<bool, StoreError>;
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.write(|catalog| dataset::plan_put_checkpoint(catalog, checkpoint))
+            .await
+            .map(drop)
+    }
+    async fn latest_checkpoint(&self, profile: &str) -> Result<Option<Checkpoint>, StoreError> {
+        self.read_one(Query::Checkpoint(profile)).await
+    }
+    async fn delete_checkpoint(&self, profile: &str) -> Result<bool, StoreError> {
+        self.write(|catalog| Ok(dataset::plan_delete_checkpoint(catalog, profile)))
+            .await
+    }
 
     // Runs ----------------------------------------------------------------------------------
 
     /// Creates or replaces a run (training rewrites it after every epoch).
-    async fn put_run(&self, run: &TrainingRun) -> Result<(), StoreError>;
-    async fn get_run(&self, id: &str) -> Result<Option<TrainingRun>, StoreError>;
-    async fn list_runs(&self, profile: &str) -> Result<Vec<TrainingRun>, StoreError>;
-    async fn delete_run(&self, id: &str) -> Result<bool, StoreError>;
+    async fn put_run(&self, run: &TrainingRun) -> Result<(), StoreError> {
+        self.write(|catalog| dataset::plan_put_run(catalog, run))
+            .await
+            .map(drop)
+    }
+    async fn get_run(&self, id: &str) -> Result<Option<TrainingRun>, StoreError> {
+        self.read_one(Query::Run(id)).await
+    }
+    async fn list_runs(&self, profile: &str) -> Result<Vec<TrainingRun>, StoreError> {
+        let mut runs: Vec<TrainingRun> = self.read_all(Query::Runs(profile)).await?;
+        runs.sort_by(|a, b| (a.started, &a.id).cmp(&(b.started, &b.id)));
+        Ok(runs)
+    }
+    async fn delete_run(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(|catalog| Ok(dataset::plan_delete_run(catalog, id)))
+            .await
+    }
 
     // Settings ------------------------------------------------------------------------------
 
     /// The saved settings, or the defaults when none were saved.
-    async fn settings(&self) -> Result<Settings, StoreError>;
-    async fn put_settings(&self, settings: &Settings) -> Result<(), StoreError>;
+    async fn settings(&self) -> Result<Settings, StoreError> {
+        Ok(self.read_one(Query::Settings).await?.unwrap_or_default())
+    }
+    async fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
+        self.write(|_| dataset::plan_put_settings(settings))
+            .await
+            .map(drop)
+    }
 
     // Whole store ---------------------------------------------------------------------------
 
-    async fn usage(&self) -> Result<StorageUsage, StoreError>;
     /// Deletes everything ("Delete all my data").
-    async fn clear_all(&self) -> Result<(), StoreError>;
+    async fn clear_all(&self) -> Result<(), StoreError> {
+        self.write(|_| Ok(vec![Change::ClearAll])).await.map(drop)
+    }
     /// Reads everything in one transaction (for export).
-    async fn export_contents(&self) -> Result<StoreContents, StoreError>;
+    async fn export_contents(&self) -> Result<StoreContents, StoreError> {
+        Ok(StoreContents::from_records(
+            self.read(Query::Everything).await?,
+        ))
+    }
     /// Writes a whole data set in one transaction (for import): all of it or none of it.
     async fn import_contents(
         &self,
         contents: &StoreContents,
         mode: ImportMode,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let limits = self.image_limits();
+        self.write(|catalog| dataset::plan_import(catalog, contents, mode, limits))
+            .await
+            .map(drop)
+    }
+
+    // Reading typed records -----------------------------------------------------------------
+
+    /// The records of type `T` that `query` returns.
+    async fn read_all<T: FromRecord>(&self, query: Query<'_>) -> Result<Vec<T>, StoreError> {
+        Ok(query::narrow(self.read(query).await?))
+    }
+    /// The record of type `T` that `query` returns, if any.
+    async fn read_one<T: FromRecord>(&self, query: Query<'_>) -> Result<Option<T>, StoreError> {
+        Ok(self.read_all(query).await?.into_iter().next())
+    }
 }
 
-/// Sorting shared by the implementations, so lists come out identical.
 /// SHA-256 of `bytes` as lowercase hex: names payload files, checks archive entries, and
 /// identifies the network a stored descriptor came from.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -144,12 +269,4 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-pub(crate) fn sort_models(models: &mut [ModelSummary]) {
-    models.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-}
-
-pub(crate) fn sort_runs(runs: &mut [TrainingRun]) {
-    runs.sort_by(|a, b| (a.started, &a.id).cmp(&(b.started, &b.id)));
 }

@@ -71,9 +71,12 @@ pub struct StoredImage {
     pub width: u32,
     /// Height of `encoded` in pixels; checked against the image header when stored.
     pub height: u32,
-    /// The photo as JPEG or PNG.
+    /// The photo as JPEG or PNG. Byte fields are serde bytes: a `Uint8Array` across the JS
+    /// boundary (one copy), a number array in JSON.
+    #[serde(with = "serde_bytes")]
     pub encoded: Vec<u8>,
     /// The aligned face crop as JPEG or PNG, when a face was found and aligned.
+    #[serde(default, with = "serde_bytes")]
     pub aligned_crop: Option<Vec<u8>>,
     /// The crop's face descriptor, kept so that loading a verifier or a fine-tune run reads
     /// numbers instead of running the descriptor network again. Derived data: never exported,
@@ -142,6 +145,7 @@ pub struct StoredModel {
     pub training_settings: serde_json::Value,
     /// Evaluation results (precision, recall, thresholds...), free-form.
     pub metrics: serde_json::Value,
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
@@ -171,6 +175,8 @@ pub struct ModelSummary {
     pub created: Millis,
     pub training_settings: serde_json::Value,
     pub metrics: serde_json::Value,
+    /// Absent in a stored model record, whose weights are counted instead.
+    #[serde(default)]
     pub byte_len: u64,
 }
 
@@ -186,8 +192,10 @@ pub struct Checkpoint {
     pub position: u64,
     pub created: Millis,
     /// The model weights as a model file (`validate::ModelFile`).
+    #[serde(with = "serde_bytes")]
     pub model_bytes: Vec<u8>,
     /// The optimiser state, opaque to the store.
+    #[serde(with = "serde_bytes")]
     pub optimiser_bytes: Vec<u8>,
     /// Anything else resuming needs (seed, shuffle state...), free-form.
     pub trainer_state: serde_json::Value,

@@ -1,10 +1,11 @@
 //! `IdbStore`: the [`Store`] on IndexedDB (through the `idb` crate), plus the page's storage
 //! helpers: [`storage_usage`], [`request_persistent_storage`] and [`delete_all_data`].
 //!
-//! Layout (schema version 2, `store::schema`): one object store per record kind. Photos, models
-//! and checkpoints keep their payloads as `Uint8Array`s (one copy in, one copy out; a number
-//! array would cost a JS call per byte); the free-form JSON fields (training settings,
-//! metrics...) are plain objects, so a number like `1.0` in them reads back as the equal `1`.
+//! Layout (schema version 2, `store::schema`): one object store per record kind. Records cross
+//! the JS boundary the way every value does, through serde-wasm-bindgen: photos, models and
+//! checkpoints keep their payloads as `Uint8Array`s (one copy in, one copy out); the free-form
+//! JSON fields (training settings, metrics...) are plain objects, so a number like `1.0` in
+//! them reads back as the equal `1`.
 //!
 //! Transactions: every `Store` method is one IndexedDB transaction. A write first reads, inside
 //! its own readwrite transaction, the keys and references planning needs (no payloads), plans
@@ -18,19 +19,18 @@
 //! created, then records are rewritten with cursors inside the upgrade transaction. A failed
 //! rewrite aborts the upgrade, which leaves the database at its old version, untouched.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::rc::Rc;
 
 use idb::{
     Database, DatabaseEvent as _, Event as _, Factory, IndexParams, KeyPath, ObjectStoreParams,
-    Query, Request as _, TransactionMode,
+    Query as KeyQuery, Request as _, TransactionMode,
 };
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
-use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -38,17 +38,15 @@ use wasm_bindgen_futures::JsFuture;
 use super::executor::spawn_local;
 use web_sys::{IdbDatabase, IdbTransaction};
 
-use crate::store::dataset::{self, Catalog, Change, StoreContents};
-use crate::store::exact_json;
+use crate::store::dataset::{Catalog, Change, StoreContents};
 use crate::store::schema::object_store::{
     ACTIVE_MODELS, CHECKPOINTS, IMAGES, MODELS, PROFILES, RUNS, SETTINGS,
 };
 use crate::store::schema::{self, MigrationAction, SCHEMA_VERSION, SETTINGS_KEY, SchemaVersion};
 use crate::store::validate::ImageLimits;
 use crate::store::{
-    Checkpoint, FaultInjector, ImageDescriptor, ImageRole, ImageSource, ImportMode, Millis,
-    ModelId, ModelSummary, Profile, Settings, StorageUsage, Store, StoreError, StoredImage,
-    StoredModel, TrainingRun, sort_models, sort_runs,
+    FaultInjector, ImageDescriptor, ImageRole, ImageSource, Millis, ModelSummary, Query, Record,
+    StorageUsage, Store, StoreError, StoredImage,
 };
 
 /// The app's database.
@@ -277,349 +275,83 @@ fn from_record<T: DeserializeOwned>(value: JsValue, store: &str) -> Result<T, St
     serde_wasm_bindgen::from_value(value).map_err(|e| corrupt(store, e))
 }
 
-/// Reads a record through the browser's `JSON.stringify` and `serde_json`, leaving out the
-/// byte fields in `payloads` (read apart). serde-wasm-bindgen reads a record one property at a
-/// time across the JS boundary, and each crossing measured about 0.4 ms in Chromium (1,000
-/// `JsValue::from_f64` calls took 437 ms): a 200-epoch training run took 1 s to read, twice at
-/// every page load (the runs list and the storage usage). Values JSON cannot carry fall back to
-/// `from_record`.
-fn from_json_record<T: DeserializeOwned>(
-    value: JsValue,
-    store: &str,
-    payloads: &[&str],
-) -> Result<T, StoreError> {
-    let plain = if payloads.is_empty() {
-        value.clone()
-    } else {
-        let copy = Object::assign(&Object::new(), value.unchecked_ref());
-        for field in payloads {
-            let _ = Reflect::delete_property(&copy, &JsValue::from_str(field));
-        }
-        copy.into()
-    };
-    let parsed = js_sys::JSON::stringify(&plain)
-        .ok()
-        .and_then(|text| text.as_string())
-        .and_then(|text| exact_json::from_str(&text).ok());
-    match parsed {
-        Some(record) => Ok(record),
-        None => from_record(value, store),
-    }
-}
-
-/// Byte fields as `Uint8Array`. Reading also accepts an `ArrayBuffer` or a number array.
-mod js_bytes {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, [u8]>, D::Error> {
-        d.deserialize_byte_buf(BytesVisitor).map(Cow::Owned)
-    }
-
-    pub struct BytesVisitor;
-
-    impl<'de> Visitor<'de> for BytesVisitor {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a Uint8Array")
-        }
-
-        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-
-        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(byte) = seq.next_element::<u8>()? {
-                bytes.push(byte);
-            }
-            Ok(bytes)
-        }
-    }
-}
-
-/// An optional byte field: `Uint8Array` or `null`.
-mod optional_js_bytes {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(
-        bytes: &Option<Cow<'_, [u8]>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(bytes) => s.serialize_bytes(bytes),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, 'a, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Cow<'a, [u8]>>, D::Error> {
-        struct OptionalBytes;
-        impl<'de> Visitor<'de> for OptionalBytes {
-            type Value = Option<Vec<u8>>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a Uint8Array or null")
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_byte_buf(js_bytes::BytesVisitor).map(Some)
-            }
-        }
-        d.deserialize_option(OptionalBytes)
-            .map(|bytes| bytes.map(Cow::Owned))
-    }
-}
-
 /// The byte fields of a photo record.
 const IMAGE_PAYLOADS: &[&str] = &["encoded", "aligned_crop", "descriptor"];
 
-/// A photo as stored: `StoredImage`'s fields, payloads as `Uint8Array`. Borrowed when
-/// writing, owned when read back.
+/// A photo as stored: `StoredImage`'s fields with its descriptor in two flat fields, payloads
+/// as `Uint8Array`s. Models and checkpoints are stored as their own types.
 #[derive(Serialize, Deserialize)]
-struct ImageRecord<'a> {
-    id: Cow<'a, str>,
-    profile_id: Cow<'a, str>,
+struct ImageRecord {
+    id: String,
+    profile_id: String,
     role: ImageRole,
     source: ImageSource,
     created: Millis,
     width: u32,
     height: u32,
-    #[serde(with = "js_bytes")]
-    encoded: Cow<'a, [u8]>,
-    #[serde(default, with = "optional_js_bytes")]
-    aligned_crop: Option<Cow<'a, [u8]>>,
+    #[serde(with = "serde_bytes")]
+    encoded: Vec<u8>,
+    #[serde(default, with = "serde_bytes")]
+    aligned_crop: Option<Vec<u8>>,
     /// The network of the stored descriptor (`ImageDescriptor::tower_sha256`).
     #[serde(default)]
-    descriptor_tower: Option<Cow<'a, str>>,
+    descriptor_tower: Option<String>,
     /// The descriptor's little-endian `f32`s, a payload like the photo.
-    #[serde(default, with = "optional_js_bytes")]
-    descriptor: Option<Cow<'a, [u8]>>,
+    #[serde(default, with = "serde_bytes")]
+    descriptor: Option<Vec<u8>>,
 }
 
-impl<'a> From<&'a StoredImage> for ImageRecord<'a> {
-    fn from(i: &'a StoredImage) -> Self {
+impl From<StoredImage> for ImageRecord {
+    fn from(i: StoredImage) -> Self {
+        let (descriptor_tower, descriptor) = match i.descriptor {
+            Some(d) => (Some(d.tower_sha256), Some(d.f32_le)),
+            None => (None, None),
+        };
         ImageRecord {
-            id: Cow::Borrowed(&i.id),
-            profile_id: Cow::Borrowed(&i.profile_id),
+            id: i.id,
+            profile_id: i.profile_id,
             role: i.role,
             source: i.source,
             created: i.created,
             width: i.width,
             height: i.height,
-            encoded: Cow::Borrowed(&i.encoded),
-            aligned_crop: i.aligned_crop.as_deref().map(Cow::Borrowed),
-            descriptor_tower: i
-                .descriptor
-                .as_ref()
-                .map(|d| Cow::Borrowed(d.tower_sha256.as_str())),
-            descriptor: i.descriptor.as_ref().map(|d| Cow::Borrowed(&d.f32_le[..])),
+            encoded: i.encoded,
+            aligned_crop: i.aligned_crop,
+            descriptor_tower,
+            descriptor,
         }
     }
 }
 
-impl ImageRecord<'_> {
-    fn into_image(self) -> StoredImage {
+impl From<ImageRecord> for StoredImage {
+    fn from(r: ImageRecord) -> Self {
+        let descriptor = match (r.descriptor_tower, r.descriptor) {
+            (Some(tower_sha256), Some(f32_le)) => Some(ImageDescriptor {
+                tower_sha256,
+                f32_le,
+            }),
+            _ => None,
+        };
         StoredImage {
-            id: self.id.into_owned(),
-            profile_id: self.profile_id.into_owned(),
-            role: self.role,
-            source: self.source,
-            created: self.created,
-            width: self.width,
-            height: self.height,
-            encoded: self.encoded.into_owned(),
-            aligned_crop: self.aligned_crop.map(Cow::into_owned),
-            descriptor: image_descriptor(
-                self.descriptor_tower.map(Cow::into_owned),
-                self.descriptor.map(Cow::into_owned),
-            ),
-        }
-    }
-}
-
-/// An image record's fields besides its payloads, read through JSON (`from_json_record`).
-#[derive(Deserialize)]
-struct ImageMetadata {
-    id: String,
-    profile_id: String,
-    role: ImageRole,
-    source: ImageSource,
-    created: Millis,
-    width: u32,
-    height: u32,
-    #[serde(default)]
-    descriptor_tower: Option<String>,
-}
-
-/// The stored descriptor when both its halves are there.
-fn image_descriptor(tower: Option<String>, f32_le: Option<Vec<u8>>) -> Option<ImageDescriptor> {
-    Some(ImageDescriptor {
-        tower_sha256: tower?,
-        f32_le: f32_le?,
-    })
-}
-
-/// A byte field that is a `Uint8Array` (`Some(Some(bytes))`) or absent/`null` (`Some(None)`);
-/// `None` for any other shape, which only the serde reader understands.
-fn typed_payload(record: &JsValue, field: &str) -> Option<Option<Vec<u8>>> {
-    let value = Reflect::get(record, &JsValue::from_str(field)).ok()?;
-    if value.is_null() || value.is_undefined() {
-        Some(None)
-    } else {
-        value
-            .dyn_ref::<Uint8Array>()
-            .map(|bytes| Some(bytes.to_vec()))
-    }
-}
-
-/// Reads a photo record: the metadata through JSON and the payloads straight from their
-/// `Uint8Array`s (reading it with serde-wasm-bindgen took 11 ms a photo, so 0.5 s to list 50).
-/// Records of another shape (payloads as number arrays) take the serde reader.
-fn read_image(record: JsValue) -> Result<StoredImage, StoreError> {
-    let payloads = (
-        typed_payload(&record, "encoded"),
-        typed_payload(&record, "aligned_crop"),
-        typed_payload(&record, "descriptor"),
-    );
-    let (Some(Some(encoded)), Some(aligned_crop), Some(descriptor)) = payloads else {
-        return from_record::<ImageRecord>(record, IMAGES).map(ImageRecord::into_image);
-    };
-    let meta: ImageMetadata = from_json_record(record, IMAGES, IMAGE_PAYLOADS)?;
-    Ok(StoredImage {
-        id: meta.id,
-        profile_id: meta.profile_id,
-        role: meta.role,
-        source: meta.source,
-        created: meta.created,
-        width: meta.width,
-        height: meta.height,
-        encoded,
-        aligned_crop,
-        descriptor: image_descriptor(meta.descriptor_tower, descriptor),
-    })
-}
-
-/// A model as stored: `StoredModel`'s fields, weights as a `Uint8Array`.
-#[derive(Serialize, Deserialize)]
-struct ModelRecord<'a> {
-    id: Cow<'a, str>,
-    profile_id: Cow<'a, str>,
-    tower_kind: Cow<'a, str>,
-    format_version: u32,
-    created: Millis,
-    training_settings: Cow<'a, Value>,
-    metrics: Cow<'a, Value>,
-    #[serde(with = "js_bytes")]
-    bytes: Cow<'a, [u8]>,
-}
-
-impl<'a> From<&'a StoredModel> for ModelRecord<'a> {
-    fn from(m: &'a StoredModel) -> Self {
-        ModelRecord {
-            id: Cow::Borrowed(&m.id),
-            profile_id: Cow::Borrowed(&m.profile_id),
-            tower_kind: Cow::Borrowed(&m.tower_kind),
-            format_version: m.format_version,
-            created: m.created,
-            training_settings: Cow::Borrowed(&m.training_settings),
-            metrics: Cow::Borrowed(&m.metrics),
-            bytes: Cow::Borrowed(&m.bytes),
-        }
-    }
-}
-
-impl ModelRecord<'_> {
-    fn into_model(self) -> StoredModel {
-        StoredModel {
-            id: self.id.into_owned(),
-            profile_id: self.profile_id.into_owned(),
-            tower_kind: self.tower_kind.into_owned(),
-            format_version: self.format_version,
-            created: self.created,
-            training_settings: self.training_settings.into_owned(),
-            metrics: self.metrics.into_owned(),
-            bytes: self.bytes.into_owned(),
-        }
-    }
-}
-
-/// A model record without its weights: what lists read (the weights stay in JS, only their
-/// length is taken).
-#[derive(Deserialize)]
-struct ModelMetadata {
-    id: String,
-    profile_id: String,
-    tower_kind: String,
-    format_version: u32,
-    created: Millis,
-    training_settings: Value,
-    metrics: Value,
-}
-
-/// A checkpoint as stored, payloads as `Uint8Array`s.
-#[derive(Serialize, Deserialize)]
-struct CheckpointRecord<'a> {
-    profile_id: Cow<'a, str>,
-    run_id: Cow<'a, str>,
-    epoch: u32,
-    position: u64,
-    created: Millis,
-    #[serde(with = "js_bytes")]
-    model_bytes: Cow<'a, [u8]>,
-    #[serde(with = "js_bytes")]
-    optimiser_bytes: Cow<'a, [u8]>,
-    trainer_state: Cow<'a, Value>,
-}
-
-impl<'a> From<&'a Checkpoint> for CheckpointRecord<'a> {
-    fn from(c: &'a Checkpoint) -> Self {
-        CheckpointRecord {
-            profile_id: Cow::Borrowed(&c.profile_id),
-            run_id: Cow::Borrowed(&c.run_id),
-            epoch: c.epoch,
-            position: c.position,
-            created: c.created,
-            model_bytes: Cow::Borrowed(&c.model_bytes),
-            optimiser_bytes: Cow::Borrowed(&c.optimiser_bytes),
-            trainer_state: Cow::Borrowed(&c.trainer_state),
-        }
-    }
-}
-
-impl CheckpointRecord<'_> {
-    fn into_checkpoint(self) -> Checkpoint {
-        Checkpoint {
-            profile_id: self.profile_id.into_owned(),
-            run_id: self.run_id.into_owned(),
-            epoch: self.epoch,
-            position: self.position,
-            created: self.created,
-            model_bytes: self.model_bytes.into_owned(),
-            optimiser_bytes: self.optimiser_bytes.into_owned(),
-            trainer_state: self.trainer_state.into_owned(),
+            id: r.id,
+            profile_id: r.profile_id,
+            role: r.role,
+            source: r.source,
+            created: r.created,
+            width: r.width,
+            height: r.height,
+            encoded: r.encoded,
+            aligned_crop: r.aligned_crop,
+            descriptor,
         }
     }
 }
 
 /// `active_models`: which model a profile verifies with.
 #[derive(Serialize, Deserialize)]
-struct ActiveModelRecord<'a> {
-    profile_id: Cow<'a, str>,
-    model_id: Cow<'a, str>,
+struct ActiveModelRecord {
+    profile_id: String,
+    model_id: String,
 }
 
 /// Length of a payload field (`Uint8Array` or number array) without copying it into wasm.
@@ -691,9 +423,12 @@ fn encode(change: &Change) -> Result<Vec<Write>, StoreError> {
         }
         Change::PutProfile(p) => put(PROFILES, to_record(p, "profile", &p.id)?),
         Change::DeleteProfile(id) => delete(PROFILES, id),
-        Change::PutImage(i) => put(IMAGES, to_record(&ImageRecord::from(i), "photo", &i.id)?),
+        Change::PutImage(i) => put(
+            IMAGES,
+            to_record(&ImageRecord::from(i.clone()), "photo", &i.id)?,
+        ),
         Change::DeleteImage(id) => delete(IMAGES, id),
-        Change::PutModel(m) => put(MODELS, to_record(&ModelRecord::from(m), "model", &m.id)?),
+        Change::PutModel(m) => put(MODELS, to_record(m, "model", &m.id)?),
         Change::DeleteModel(id) => delete(MODELS, id),
         Change::SetActiveModel {
             profile_id,
@@ -702,18 +437,15 @@ fn encode(change: &Change) -> Result<Vec<Write>, StoreError> {
             ACTIVE_MODELS,
             to_record(
                 &ActiveModelRecord {
-                    profile_id: Cow::Borrowed(profile_id),
-                    model_id: Cow::Borrowed(model_id),
+                    profile_id: profile_id.clone(),
+                    model_id: model_id.clone(),
                 },
                 "active model",
                 model_id,
             )?,
         ),
         Change::ClearActiveModel(profile) => delete(ACTIVE_MODELS, profile),
-        Change::PutCheckpoint(c) => put(
-            CHECKPOINTS,
-            to_record(&CheckpointRecord::from(c), "checkpoint", &c.profile_id)?,
-        ),
+        Change::PutCheckpoint(c) => put(CHECKPOINTS, to_record(c, "checkpoint", &c.profile_id)?),
         Change::DeleteCheckpoint(profile) => delete(CHECKPOINTS, profile),
         Change::PutRun(r) => put(RUNS, to_record(r, "training run", &r.id)?),
         Change::DeleteRun(id) => delete(RUNS, id),
@@ -938,8 +670,8 @@ async fn derive_active_model_pointers(transaction: &idb::Transaction) -> Result<
                 return Err("an active model record has no 'id' or 'profile_id'".into());
             };
             let pointer = ActiveModelRecord {
-                profile_id: Cow::Owned(profile_id),
-                model_id: Cow::Owned(model_id),
+                profile_id,
+                model_id,
             }
             .serialize(&super::JS_SERIALIZER)
             .map_err(|e| e.to_string())?;
@@ -1091,7 +823,7 @@ impl ActiveTransaction {
         let request = self
             .store(store)?
             .index(index)
-            .and_then(|i| i.get_all(Some(Query::Key(key)), None))
+            .and_then(|i| i.get_all(Some(KeyQuery::Key(key)), None))
             .map_err(|e| self.failed(e))?;
         request.await.map_err(|e| self.failed(e))
     }
@@ -1106,7 +838,7 @@ impl ActiveTransaction {
         let request = self
             .store(store)?
             .index(index)
-            .and_then(|i| i.get_all_keys(Some(Query::Key(JsValue::from_str(key))), None))
+            .and_then(|i| i.get_all_keys(Some(KeyQuery::Key(JsValue::from_str(key))), None))
             .map_err(|e| self.failed(e))?;
         let keys = request.await.map_err(|e| self.failed(e))?;
         keys.into_iter().map(|k| string_key(k, store)).collect()
@@ -1164,93 +896,32 @@ impl ActiveTransaction {
     }
 }
 
-/// What planning knows about the stored records: keys and references, read in the write's
-/// own transaction.
-#[derive(Debug, Default)]
-struct IdbCatalog {
-    profiles: BTreeSet<String>,
-    images: BTreeSet<String>,
-    runs: BTreeSet<String>,
-    checkpoints: BTreeSet<String>,
-    has_settings: bool,
-    /// Model id → the profile it belongs to.
-    model_owners: BTreeMap<String, String>,
-    active_models: BTreeMap<String, String>,
-    images_by_profile: BTreeMap<String, Vec<String>>,
-    runs_by_profile: BTreeMap<String, Vec<String>>,
-}
-
-impl IdbCatalog {
-    async fn load(tx: &ActiveTransaction) -> Result<IdbCatalog, StoreError> {
-        let mut catalog = IdbCatalog {
-            profiles: tx.keys(PROFILES).await?,
-            images: tx.keys(IMAGES).await?,
-            runs: tx.keys(RUNS).await?,
-            checkpoints: tx.keys(CHECKPOINTS).await?,
-            has_settings: tx.get(SETTINGS, SETTINGS_KEY).await?.is_some(),
-            ..IdbCatalog::default()
-        };
-        for pointer in tx.get_all(ACTIVE_MODELS).await? {
-            let pointer: ActiveModelRecord = from_record(pointer, ACTIVE_MODELS)?;
-            catalog.active_models.insert(
-                pointer.profile_id.into_owned(),
-                pointer.model_id.into_owned(),
-            );
-        }
-        for profile in &catalog.profiles {
-            let images = tx.keys_where(IMAGES, BY_PROFILE, profile).await?;
-            catalog.images_by_profile.insert(profile.clone(), images);
-            for model in tx.keys_where(MODELS, BY_PROFILE, profile).await? {
-                catalog.model_owners.insert(model, profile.clone());
+/// The keys and references planning needs, read in the write's own transaction.
+async fn load_catalog(tx: &ActiveTransaction) -> Result<Catalog, StoreError> {
+    let mut catalog = Catalog {
+        profiles: tx.keys(PROFILES).await?,
+        checkpoints: tx.keys(CHECKPOINTS).await?,
+        has_settings: tx.get(SETTINGS, SETTINGS_KEY).await?.is_some(),
+        ..Catalog::default()
+    };
+    for pointer in tx.get_all(ACTIVE_MODELS).await? {
+        let pointer: ActiveModelRecord = from_record(pointer, ACTIVE_MODELS)?;
+        catalog
+            .active_models
+            .insert(pointer.profile_id, pointer.model_id);
+    }
+    for profile in &catalog.profiles {
+        for (store, owned) in [
+            (IMAGES, &mut catalog.images),
+            (MODELS, &mut catalog.models),
+            (RUNS, &mut catalog.runs),
+        ] {
+            for key in tx.keys_where(store, BY_PROFILE, profile).await? {
+                owned.insert(key, profile.clone());
             }
-            let runs = tx.keys_where(RUNS, BY_PROFILE, profile).await?;
-            catalog.runs_by_profile.insert(profile.clone(), runs);
         }
-        Ok(catalog)
     }
-}
-
-impl Catalog for IdbCatalog {
-    fn has_profile(&self, id: &str) -> bool {
-        self.profiles.contains(id)
-    }
-    fn has_image(&self, id: &str) -> bool {
-        self.images.contains(id)
-    }
-    fn has_run(&self, id: &str) -> bool {
-        self.runs.contains(id)
-    }
-    fn has_checkpoint(&self, profile: &str) -> bool {
-        self.checkpoints.contains(profile)
-    }
-    fn has_settings(&self) -> bool {
-        self.has_settings
-    }
-    fn model_profile(&self, id: &str) -> Option<&str> {
-        self.model_owners.get(id).map(String::as_str)
-    }
-    fn active_model(&self, profile: &str) -> Option<&str> {
-        self.active_models.get(profile).map(String::as_str)
-    }
-    fn images_of(&self, profile: &str) -> Vec<String> {
-        self.images_by_profile
-            .get(profile)
-            .cloned()
-            .unwrap_or_default()
-    }
-    fn models_of(&self, profile: &str) -> Vec<String> {
-        self.model_owners
-            .iter()
-            .filter(|(_, owner)| *owner == profile)
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-    fn runs_of(&self, profile: &str) -> Vec<String> {
-        self.runs_by_profile
-            .get(profile)
-            .cloned()
-            .unwrap_or_default()
-    }
+    Ok(catalog)
 }
 
 /// Why a write transaction did not commit, before it becomes a `StoreError`.
@@ -1355,20 +1026,17 @@ impl IdbStore {
             .await
     }
 
-    /// One write transaction: read the catalog (when `plan` needs one), plan, write. Returns
-    /// whether anything was written.
+    /// One write transaction: read the catalog, plan, write. Returns whether anything was
+    /// written.
     async fn commit(
         &self,
-        with_catalog: bool,
-        plan: impl FnOnce(&IdbCatalog) -> Result<Vec<Change>, StoreError>,
+        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
     ) -> Result<bool, StoreError> {
         let tx = self
             .begin(&ALL_STORES, TransactionMode::ReadWrite, Access::Write)
             .await?;
         let mut needed = 0;
-        let outcome = self
-            .plan_and_write(&tx, with_catalog, plan, &mut needed)
-            .await;
+        let outcome = self.plan_and_write(&tx, plan, &mut needed).await;
         let ended = match &outcome {
             Ok(_) => tx.end().await,
             Err(_) => {
@@ -1393,15 +1061,10 @@ impl IdbStore {
     async fn plan_and_write(
         &self,
         tx: &ActiveTransaction,
-        with_catalog: bool,
-        plan: impl FnOnce(&IdbCatalog) -> Result<Vec<Change>, StoreError>,
+        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
         needed: &mut u64,
     ) -> Result<bool, WriteFailure> {
-        let catalog = if with_catalog {
-            IdbCatalog::load(tx).await.map_err(WriteFailure::Store)?
-        } else {
-            IdbCatalog::default()
-        };
+        let catalog = load_catalog(tx).await.map_err(WriteFailure::Store)?;
         let changes = plan(&catalog).map_err(WriteFailure::Store)?;
         *needed = bytes_written(&changes);
         let mut writes = Vec::new();
@@ -1427,247 +1090,27 @@ impl Drop for IdbStore {
 }
 
 impl Store for IdbStore {
-    async fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
-        self.commit(false, |_| dataset::plan_put_profile(profile))
-            .await
-            .map(drop)
+    async fn read(&self, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
+        let stores: &[&str] = match query {
+            Query::Profile(_) | Query::Profiles => &[PROFILES],
+            Query::Image(_) | Query::Images { .. } => &[IMAGES],
+            Query::Model(_) | Query::ModelSummaries(_) => &[MODELS],
+            Query::ActiveModelId(_) => &[ACTIVE_MODELS],
+            Query::ActiveModel(_) => &[ACTIVE_MODELS, MODELS],
+            Query::Checkpoint(_) => &[CHECKPOINTS],
+            Query::Run(_) | Query::Runs(_) => &[RUNS],
+            Query::Settings => &[SETTINGS],
+            Query::Everything => &ALL_STORES,
+        };
+        let tx = self.begin_read(stores).await?;
+        read_records(&tx, query).await
     }
 
-    async fn get_profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
-        let tx = self.begin_read(&[PROFILES]).await?;
-        tx.get(PROFILES, id)
-            .await?
-            .map(|r| from_record(r, PROFILES))
-            .transpose()
-    }
-
-    async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        let tx = self.begin_read(&[PROFILES]).await?;
-        let mut profiles = tx
-            .get_all(PROFILES)
-            .await?
-            .into_iter()
-            .map(|r| from_record::<Profile>(r, PROFILES))
-            .collect::<Result<Vec<_>, _>>()?;
-        // IndexedDB orders keys by UTF-16 units; the other stores by bytes.
-        profiles.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(profiles)
-    }
-
-    async fn delete_profile(&self, id: &str) -> Result<bool, StoreError> {
-        self.commit(true, |catalog| {
-            Ok(dataset::plan_delete_profile(catalog, id))
-        })
-        .await
-    }
-
-    async fn put_images(&self, images: &[StoredImage]) -> Result<(), StoreError> {
-        self.commit(true, |catalog| {
-            dataset::plan_put_images(catalog, images, &self.image_limits)
-        })
-        .await
-        .map(drop)
-    }
-
-    async fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
-        let tx = self.begin_read(&[IMAGES]).await?;
-        tx.get(IMAGES, id).await?.map(read_image).transpose()
-    }
-
-    async fn list_images(
+    async fn write(
         &self,
-        profile: &str,
-        role: Option<ImageRole>,
-    ) -> Result<Vec<StoredImage>, StoreError> {
-        let tx = self.begin_read(&[IMAGES]).await?;
-        let records = match role {
-            Some(role) => {
-                let key = Array::of2(
-                    &JsValue::from_str(profile),
-                    &to_record(&role, "photo", profile)?,
-                );
-                tx.get_all_where(IMAGES, BY_PROFILE_ROLE, key.into())
-                    .await?
-            }
-            None => {
-                tx.get_all_where(IMAGES, BY_PROFILE, JsValue::from_str(profile))
-                    .await?
-            }
-        };
-        let mut images = records
-            .into_iter()
-            .map(read_image)
-            .collect::<Result<Vec<_>, _>>()?;
-        images.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        Ok(images)
-    }
-
-    async fn delete_image(&self, id: &str) -> Result<bool, StoreError> {
-        self.commit(true, |catalog| Ok(dataset::plan_delete_image(catalog, id)))
-            .await
-    }
-
-    async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        self.commit(true, |catalog| dataset::plan_put_model(catalog, model))
-            .await
-            .map(drop)
-    }
-
-    async fn get_model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        let tx = self.begin_read(&[MODELS]).await?;
-        tx.get(MODELS, id)
-            .await?
-            .map(|r| from_record::<ModelRecord>(r, MODELS).map(ModelRecord::into_model))
-            .transpose()
-    }
-
-    async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError> {
-        let tx = self.begin_read(&[MODELS]).await?;
-        let mut models = Vec::new();
-        for record in tx
-            .get_all_where(MODELS, BY_PROFILE, JsValue::from_str(profile))
-            .await?
-        {
-            let byte_len = payload_len(&record, "bytes");
-            let m: ModelMetadata = from_json_record(record, MODELS, &["bytes"])?;
-            models.push(ModelSummary {
-                id: m.id,
-                profile_id: m.profile_id,
-                tower_kind: m.tower_kind,
-                format_version: m.format_version,
-                created: m.created,
-                training_settings: m.training_settings,
-                metrics: m.metrics,
-                byte_len,
-            });
-        }
-        sort_models(&mut models);
-        Ok(models)
-    }
-
-    async fn set_active_model(&self, profile: &str, model_id: &str) -> Result<(), StoreError> {
-        self.commit(true, |catalog| {
-            dataset::plan_set_active_model(catalog, profile, model_id)
-        })
-        .await
-        .map(drop)
-    }
-
-    async fn active_model_id(&self, profile: &str) -> Result<Option<ModelId>, StoreError> {
-        let tx = self.begin_read(&[ACTIVE_MODELS]).await?;
-        tx.get(ACTIVE_MODELS, profile)
-            .await?
-            .map(|r| {
-                from_record::<ActiveModelRecord>(r, ACTIVE_MODELS).map(|p| p.model_id.into_owned())
-            })
-            .transpose()
-    }
-
-    /// The pointer and the model in one transaction, so a concurrent switch cannot slip in
-    /// between.
-    async fn active_model(&self, profile: &str) -> Result<Option<StoredModel>, StoreError> {
-        let tx = self.begin_read(&[ACTIVE_MODELS, MODELS]).await?;
-        let Some(pointer) = tx.get(ACTIVE_MODELS, profile).await? else {
-            return Ok(None);
-        };
-        let pointer: ActiveModelRecord = from_record(pointer, ACTIVE_MODELS)?;
-        tx.get(MODELS, &pointer.model_id)
-            .await?
-            .map(|r| from_record::<ModelRecord>(r, MODELS).map(ModelRecord::into_model))
-            .transpose()
-    }
-
-    async fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
-        self.commit(true, |catalog| dataset::plan_delete_model(catalog, id))
-            .await
-    }
-
-    /// Writes the model and switches the pointer in one transaction: either both happen or
-    /// neither, and the previous model stays active and whole on any failure.
-    async fn save_and_activate_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        self.commit(true, |catalog| {
-            let mut changes = dataset::plan_put_model(catalog, model)?;
-            changes.push(Change::SetActiveModel {
-                profile_id: model.profile_id.clone(),
-                model_id: model.id.clone(),
-            });
-            Ok(changes)
-        })
-        .await
-        .map(drop)
-    }
-
-    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        self.commit(true, |catalog| {
-            dataset::plan_put_checkpoint(catalog, checkpoint)
-        })
-        .await
-        .map(drop)
-    }
-
-    async fn latest_checkpoint(&self, profile: &str) -> Result<Option<Checkpoint>, StoreError> {
-        let tx = self.begin_read(&[CHECKPOINTS]).await?;
-        tx.get(CHECKPOINTS, profile)
-            .await?
-            .map(|r| {
-                from_record::<CheckpointRecord>(r, CHECKPOINTS)
-                    .map(CheckpointRecord::into_checkpoint)
-            })
-            .transpose()
-    }
-
-    async fn delete_checkpoint(&self, profile: &str) -> Result<bool, StoreError> {
-        self.commit(true, |catalog| {
-            Ok(dataset::plan_delete_checkpoint(catalog, profile))
-        })
-        .await
-    }
-
-    async fn put_run(&self, run: &TrainingRun) -> Result<(), StoreError> {
-        self.commit(true, |catalog| dataset::plan_put_run(catalog, run))
-            .await
-            .map(drop)
-    }
-
-    async fn get_run(&self, id: &str) -> Result<Option<TrainingRun>, StoreError> {
-        let tx = self.begin_read(&[RUNS]).await?;
-        tx.get(RUNS, id)
-            .await?
-            .map(|r| from_json_record(r, RUNS, &[]))
-            .transpose()
-    }
-
-    async fn list_runs(&self, profile: &str) -> Result<Vec<TrainingRun>, StoreError> {
-        let tx = self.begin_read(&[RUNS]).await?;
-        let mut runs = tx
-            .get_all_where(RUNS, BY_PROFILE, JsValue::from_str(profile))
-            .await?
-            .into_iter()
-            .map(|r| from_json_record::<TrainingRun>(r, RUNS, &[]))
-            .collect::<Result<Vec<_>, _>>()?;
-        sort_runs(&mut runs);
-        Ok(runs)
-    }
-
-    async fn delete_run(&self, id: &str) -> Result<bool, StoreError> {
-        self.commit(true, |catalog| Ok(dataset::plan_delete_run(catalog, id)))
-            .await
-    }
-
-    async fn settings(&self) -> Result<Settings, StoreError> {
-        let tx = self.begin_read(&[SETTINGS]).await?;
-        Ok(tx
-            .get(SETTINGS, SETTINGS_KEY)
-            .await?
-            .map(|r| from_record(r, SETTINGS))
-            .transpose()?
-            .unwrap_or_default())
-    }
-
-    async fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
-        self.commit(false, |_| dataset::plan_put_settings(settings))
-            .await
-            .map(drop)
+        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        self.commit(plan).await
     }
 
     /// Payload bytes are summed record by record; the small records are counted by their
@@ -1679,8 +1122,7 @@ impl Store for IdbStore {
         let checkpoints = tx
             .payload_bytes(CHECKPOINTS, &["model_bytes", "optimiser_bytes"])
             .await?;
-        let mut small = StoreContents::default();
-        read_small_records(&tx, &mut small).await?;
+        let small = StoreContents::from_records(read_small_records(&tx).await?);
         Ok(StorageUsage {
             images,
             models,
@@ -1689,73 +1131,144 @@ impl Store for IdbStore {
         })
     }
 
-    async fn clear_all(&self) -> Result<(), StoreError> {
-        self.commit(false, |_| Ok(vec![Change::ClearAll]))
-            .await
-            .map(drop)
-    }
-
-    async fn export_contents(&self) -> Result<StoreContents, StoreError> {
-        let tx = self.begin_read(&ALL_STORES).await?;
-        let mut contents = StoreContents::default();
-        read_small_records(&tx, &mut contents).await?;
-        for record in tx.get_all(IMAGES).await? {
-            let image = read_image(record)?;
-            contents.images.insert(image.id.clone(), image);
-        }
-        for record in tx.get_all(MODELS).await? {
-            let model = from_record::<ModelRecord>(record, MODELS)?.into_model();
-            contents.models.insert(model.id.clone(), model);
-        }
-        for record in tx.get_all(CHECKPOINTS).await? {
-            let checkpoint =
-                from_record::<CheckpointRecord>(record, CHECKPOINTS)?.into_checkpoint();
-            contents
-                .checkpoints
-                .insert(checkpoint.profile_id.clone(), checkpoint);
-        }
-        Ok(contents)
-    }
-
-    async fn import_contents(
-        &self,
-        contents: &StoreContents,
-        mode: ImportMode,
-    ) -> Result<(), StoreError> {
-        self.commit(true, |catalog| {
-            dataset::plan_import(catalog, contents, mode, &self.image_limits)
-        })
-        .await
-        .map(drop)
+    fn image_limits(&self) -> &ImageLimits {
+        &self.image_limits
     }
 }
 
-/// Profiles, active-model pointers, runs and settings: the records without payloads.
-async fn read_small_records(
+/// Answers a query inside an open read transaction.
+async fn read_records(tx: &ActiveTransaction, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
+    let by_profile = |profile: &str| JsValue::from_str(profile);
+    Ok(match query {
+        Query::Profile(id) => read_keyed(tx, PROFILES, id, read_profile).await?,
+        Query::Profiles => read_every(tx, PROFILES, read_profile).await?,
+        Query::Image(id) => read_keyed(tx, IMAGES, id, read_image_record).await?,
+        Query::Images { profile, role } => {
+            let (index, key) = match role {
+                Some(role) => (
+                    BY_PROFILE_ROLE,
+                    Array::of2(&by_profile(profile), &to_record(&role, "photo", profile)?).into(),
+                ),
+                None => (BY_PROFILE, by_profile(profile)),
+            };
+            let records = tx.get_all_where(IMAGES, index, key).await?;
+            records
+                .into_iter()
+                .map(read_image_record)
+                .collect::<Result<_, _>>()?
+        }
+        Query::Model(id) => read_keyed(tx, MODELS, id, read_model).await?,
+        Query::ModelSummaries(profile) => {
+            let records = tx
+                .get_all_where(MODELS, BY_PROFILE, by_profile(profile))
+                .await?;
+            records
+                .into_iter()
+                .map(read_model_summary)
+                .collect::<Result<_, _>>()?
+        }
+        Query::ActiveModelId(profile) => {
+            read_keyed(tx, ACTIVE_MODELS, profile, read_active_model).await?
+        }
+        Query::ActiveModel(profile) => {
+            let mut records = read_keyed(tx, ACTIVE_MODELS, profile, read_active_model).await?;
+            if let Some(Record::ActiveModel { model_id, .. }) = records.first().cloned() {
+                records.extend(read_keyed(tx, MODELS, &model_id, read_model).await?);
+            }
+            records
+        }
+        Query::Checkpoint(profile) => read_keyed(tx, CHECKPOINTS, profile, read_checkpoint).await?,
+        Query::Run(id) => read_keyed(tx, RUNS, id, read_run).await?,
+        Query::Runs(profile) => {
+            let records = tx
+                .get_all_where(RUNS, BY_PROFILE, by_profile(profile))
+                .await?;
+            records
+                .into_iter()
+                .map(read_run)
+                .collect::<Result<_, _>>()?
+        }
+        Query::Settings => read_keyed(tx, SETTINGS, SETTINGS_KEY, read_settings).await?,
+        Query::Everything => {
+            let mut records = read_small_records(tx).await?;
+            records.extend(read_every(tx, IMAGES, read_image_record).await?);
+            records.extend(read_every(tx, MODELS, read_model).await?);
+            records.extend(read_every(tx, CHECKPOINTS, read_checkpoint).await?);
+            records
+        }
+    })
+}
+
+type ReadRecord = fn(JsValue) -> Result<Record, StoreError>;
+
+/// The record under `key` in `store`, if any.
+async fn read_keyed(
     tx: &ActiveTransaction,
-    contents: &mut StoreContents,
-) -> Result<(), StoreError> {
-    for record in tx.get_all(PROFILES).await? {
-        let profile: Profile = from_record(record, PROFILES)?;
-        contents.profiles.insert(profile.id.clone(), profile);
-    }
-    for record in tx.get_all(ACTIVE_MODELS).await? {
-        let pointer: ActiveModelRecord = from_record(record, ACTIVE_MODELS)?;
-        contents.active_models.insert(
-            pointer.profile_id.into_owned(),
-            pointer.model_id.into_owned(),
-        );
-    }
-    for record in tx.get_all(RUNS).await? {
-        let run: TrainingRun = from_json_record(record, RUNS, &[])?;
-        contents.runs.insert(run.id.clone(), run);
-    }
-    contents.settings = tx
-        .get(SETTINGS, SETTINGS_KEY)
-        .await?
-        .map(|r| from_record(r, SETTINGS))
-        .transpose()?;
-    Ok(())
+    store: &str,
+    key: &str,
+    read: ReadRecord,
+) -> Result<Vec<Record>, StoreError> {
+    tx.get(store, key).await?.map(read).into_iter().collect()
+}
+
+/// Every record of `store`.
+async fn read_every(
+    tx: &ActiveTransaction,
+    store: &str,
+    read: ReadRecord,
+) -> Result<Vec<Record>, StoreError> {
+    tx.get_all(store).await?.into_iter().map(read).collect()
+}
+
+fn read_profile(record: JsValue) -> Result<Record, StoreError> {
+    from_record(record, PROFILES).map(Record::Profile)
+}
+
+fn read_image_record(record: JsValue) -> Result<Record, StoreError> {
+    from_record::<ImageRecord>(record, IMAGES).map(|r| Record::Image(r.into()))
+}
+
+fn read_model(record: JsValue) -> Result<Record, StoreError> {
+    from_record(record, MODELS).map(Record::Model)
+}
+
+/// A model record without its weights: they stay in JS, only their length is taken.
+fn read_model_summary(record: JsValue) -> Result<Record, StoreError> {
+    let byte_len = payload_len(&record, "bytes");
+    let summary: ModelSummary = from_record(record, MODELS)?;
+    Ok(Record::ModelSummary(ModelSummary {
+        byte_len,
+        ..summary
+    }))
+}
+
+fn read_active_model(record: JsValue) -> Result<Record, StoreError> {
+    let pointer: ActiveModelRecord = from_record(record, ACTIVE_MODELS)?;
+    Ok(Record::ActiveModel {
+        profile_id: pointer.profile_id,
+        model_id: pointer.model_id,
+    })
+}
+
+fn read_checkpoint(record: JsValue) -> Result<Record, StoreError> {
+    from_record(record, CHECKPOINTS).map(Record::Checkpoint)
+}
+
+fn read_run(record: JsValue) -> Result<Record, StoreError> {
+    from_record(record, RUNS).map(Record::Run)
+}
+
+fn read_settings(record: JsValue) -> Result<Record, StoreError> {
+    from_record(record, SETTINGS).map(Record::Settings)
+}
+
+/// Profiles, active-model pointers, runs and settings: the records without payloads.
+async fn read_small_records(tx: &ActiveTransaction) -> Result<Vec<Record>, StoreError> {
+    let mut records = read_every(tx, PROFILES, read_profile).await?;
+    records.extend(read_every(tx, ACTIVE_MODELS, read_active_model).await?);
+    records.extend(read_every(tx, RUNS, read_run).await?);
+    records.extend(read_keyed(tx, SETTINGS, SETTINGS_KEY, read_settings).await?);
+    Ok(records)
 }
 
 // ---------------------------------------------------------------------------------------------

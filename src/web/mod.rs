@@ -19,6 +19,7 @@ pub use worker::worker_main;
 /// for answers that will never come (the module cannot run on after a panic).
 #[wasm_bindgen(start)]
 pub fn start() {
+    backend::run_static_constructors();
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
         let Ok(scope) = js_sys::global().dyn_into::<web_sys::DedicatedWorkerGlobalScope>() else {

@@ -16,7 +16,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use super::executor::spawn_local;
 use super::idb_store::{self, IdbStore};
-use crate::app::{self, Host, Session};
+use crate::app::{Host, Session};
 use crate::model::koch::DeviceBufferLimits;
 use crate::protocol::{NETWORK_FILES, NetworkFile, WorkerRequest, WorkerResponse};
 use crate::store::StoreError;
@@ -72,7 +72,7 @@ impl WebHost {
     }
 
     fn post_with_id(&self, message: &WorkerResponse, id: &JsValue) {
-        match response_to_js(message) {
+        match super::to_js(message) {
             Ok(value) => {
                 if !id.is_undefined() {
                     let _ = Reflect::set(&value, &"id".into(), id);
@@ -195,43 +195,6 @@ async fn serve(mut session: Session<WebHost>, mut requests: mpsc::UnboundedRecei
     }
 }
 
-/// A response as the page receives it: through `JSON.parse` of one JSON text, except where
-/// bytes travel (photo crops, archives), which need `Uint8Array`s.
-fn response_to_js(response: &WorkerResponse) -> Result<JsValue, JsValue> {
-    match response {
-        WorkerResponse::State { state } => state_to_js(state),
-        WorkerResponse::PhotoAnalysed { .. }
-        | WorkerResponse::Captured { .. }
-        | WorkerResponse::PhotosImported { .. }
-        | WorkerResponse::Exported { .. } => super::to_js(response),
-        _ => json_to_js(response),
-    }
-}
-
-fn json_to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    let text = serde_json::to_string(value).map_err(|e| JsValue::from_str(&e.to_string()))?;
-    js_sys::JSON::parse(&text)
-}
-
-/// The state through JSON with empty crops, then each crop set as a `Uint8Array`.
-fn state_to_js(state: &app::ProfileState) -> Result<JsValue, JsValue> {
-    let mut without_crops = state.clone();
-    without_crops
-        .images
-        .iter_mut()
-        .for_each(|image| image.crop = Vec::new());
-    let value = json_to_js(&WorkerResponse::State {
-        state: Box::new(without_crops),
-    })?;
-    let state_value = Reflect::get(&value, &"state".into())?;
-    let images: js_sys::Array = Reflect::get(&state_value, &"images".into())?.dyn_into()?;
-    for (image, summary) in images.iter().zip(&state.images) {
-        let crop = Uint8Array::from(summary.crop.as_slice());
-        Reflect::set(&image, &"crop".into(), &crop)?;
-    }
-    Ok(value)
-}
-
 /// Lets the worker's event loop run (incoming messages are queued, a cancel is seen).
 async fn yield_to_event_loop() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
@@ -274,7 +237,7 @@ async fn download(
             loaded,
             total,
         };
-        if let Ok(value) = json_to_js(&message) {
+        if let Ok(value) = super::to_js(&message) {
             let _ = scope.post_message(&value);
         }
     };

@@ -81,7 +81,7 @@ export function renderReport(report, counts, defaultModel = null, attempts = nul
     ['Accuracy', pct(ev.accuracy)],
     ['ROC AUC', ev.auc.toFixed(4)],
     ['Equal error rate', `${pct(ev.eer.rate)} at score ${ev.eer.threshold.toFixed(3)}`],
-    [`FAR / FRR at ${ev.threshold}`, `${pct(ev.false_accept_rate)} / ${pct(ev.false_reject_rate)}`],
+    [`FAR / FRR at ${ev.threshold.toFixed(2)}`, `${pct(ev.false_accept_rate)} / ${pct(ev.false_reject_rate)}`],
   ];
   // What training changed: the default model on the same test pairs, at its own threshold.
   if (defaultModel) {
