@@ -21,7 +21,6 @@ mod bench;
 
 use bench::figures;
 use bench::{Data, Plan, Record, Sink};
-use burn::prelude::Device;
 use faceverify::backend;
 use faceverify::model::koch::check_koch_fits;
 use wasm_bindgen::JsCast;
@@ -120,6 +119,7 @@ async fn data() -> Data {
         detector_weights: required("/models/blazeface.f16.bin").await,
         tower_weights: required("/models/face_resnet.q8.bin").await,
         impostors_json: String::from_utf8(required("/models/impostors.json").await).unwrap(),
+        mesh_weights: required("/models/facemesh.f16.bin").await,
         frame,
         captures,
     }
@@ -218,6 +218,7 @@ async fn bench_webgpu() {
 }
 
 /// Milliseconds per call of `work`, over `runs` timed calls after one warm-up.
+#[cfg(not(feature = "threads"))]
 fn time_ms(runs: usize, mut work: impl FnMut()) -> bench::figures::Summary {
     work();
     let samples: Vec<f64> = (0..runs)
@@ -230,6 +231,7 @@ fn time_ms(runs: usize, mut work: impl FnMut()) -> bench::figures::Summary {
     bench::figures::Summary::of(&samples)
 }
 
+#[cfg(not(feature = "threads"))]
 fn codec_figure(name: &str, summary: &bench::figures::Summary) {
     console_log!(
         "{}",
@@ -239,7 +241,8 @@ fn codec_figure(name: &str, summary: &bench::figures::Summary) {
 
 /// What crossing the JS boundary costs in this build: single values, a 200-epoch training run
 /// (the largest record without payloads) read the two ways the IndexedDB store can read it,
-/// and a photo's bytes.
+/// and a photo's bytes. Once, in the single-thread build: the boundary is the same in both.
+#[cfg(not(feature = "threads"))]
 #[wasm_bindgen_test]
 async fn bench_crossing_the_js_boundary() {
     use faceverify::store::{EpochStats, RunStatus, TrainingMode, TrainingRun};

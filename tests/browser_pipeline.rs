@@ -81,3 +81,52 @@ async fn the_pipeline_in_a_worker_matches_native_on_webgpu() {
         .expect("webdriver.json enables WebGPU");
     check_pipeline_on(device, "WebGPU").await;
 }
+
+/// The face mesh on WebGPU agrees with the CPU backend (whose landmarks `tests/facemesh.rs`
+/// holds to TensorFlow.js's within a pixel): every staged photo with a face, on the crop the
+/// liveness check would take, landmarks within a pixel of the 192×192 crop.
+#[wasm_bindgen_test]
+async fn the_face_mesh_on_webgpu_agrees_with_the_cpu_backend() {
+    use faceverify::model::facemesh::{FaceMesh, input_from_rgb8};
+    use faceverify::vision::detect::FaceDetector;
+    use faceverify::vision::frame::Frame;
+    use faceverify::vision::mesh::MeshCrop;
+    let gpu = backend::wgpu_device()
+        .await
+        .expect("webdriver.json enables WebGPU");
+    let cpu = backend::cpu_device();
+    let weights = fetch("/models/facemesh.f16.bin").await;
+    let (on_gpu, on_cpu) = (
+        FaceMesh::from_bytes(&weights, &gpu).unwrap(),
+        FaceMesh::from_bytes(&weights, &cpu).unwrap(),
+    );
+    let detector =
+        FaceDetector::from_bytes(&fetch("/models/blazeface.f16.bin").await, &cpu).unwrap();
+    let fixture: serde_json::Value =
+        serde_json::from_slice(&fetch("/tests/fixtures/pipeline_native.json").await).unwrap();
+    let mut compared = 0;
+    for photo in fixture["photos"].as_array().unwrap() {
+        let name = photo["name"].as_str().unwrap();
+        let image =
+            image::load_from_memory(&fetch(&format!("/target/test-data/{name}")).await).unwrap();
+        let frame = Frame::from_image(&image);
+        let Some(face) = detector.detect_largest(&frame).await.unwrap().face else {
+            continue;
+        };
+        let crop = MeshCrop::for_face(&frame, &face);
+        let pixels = crop.crop.pixels();
+        let expected = on_cpu.run(input_from_rgb8(pixels, &cpu)).await.unwrap();
+        let got = on_gpu.run(input_from_rgb8(pixels, &gpu)).await.unwrap();
+        let worst = expected
+            .landmarks
+            .iter()
+            .zip(&got.landmarks)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1.0, "{name}: landmarks {worst} px apart on WebGPU");
+        let score = (expected.face_scores[0] - got.face_scores[0]).abs();
+        assert!(score <= 0.01, "{name}: face scores {score} apart");
+        compared += 1;
+    }
+    assert!(compared >= 3, "only {compared} photos with a face");
+}

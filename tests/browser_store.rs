@@ -11,11 +11,11 @@ use faceverify::store::contract::{self, samples};
 use faceverify::store::schema::{self, MigrationAction, SchemaVersion, object_store};
 use faceverify::store::validate::ArchiveLimits;
 use faceverify::store::{
-    FaultInjector, ImageRole, ImageSource, ImportMode, SCHEMA_VERSION, Settings, Store,
+    Access, FaultInjector, ImageRole, ImageSource, ImportMode, SCHEMA_VERSION, Settings, Store,
     StoreContents, StoreError,
 };
 use faceverify::web::idb_store::{
-    self, Access, IdbStore, PersistentStorage, StorageEstimate, store_error_from_browser,
+    self, IdbStore, PersistentStorage, StorageEstimate, store_error_from_browser,
 };
 use idb::{DatabaseEvent as _, Event as _, Factory, Request as _};
 use js_sys::{Reflect, Uint8Array};

@@ -288,6 +288,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         tower_weights: read(&args.models.join("face_resnet.q8.bin"))?,
         impostors_json: String::from_utf8(read(&args.models.join("impostors.json"))?)
             .map_err(|e| format!("impostors.json: {e}"))?,
+        mesh_weights: read(&args.models.join("facemesh.f16.bin"))?,
         frame,
         captures,
     };

@@ -34,7 +34,7 @@ pub const WEIGHTS_PATH: &str = "models/facemesh.f16.bin";
 pub const WEIGHTS_MODEL: &str = "facemesh";
 
 /// The trunk's blocks: (channels in, channels out, stride).
-const TRUNK: [(usize, usize, usize); 14] = [
+pub const TRUNK: [(usize, usize, usize); 14] = [
     (16, 16, 1),
     (16, 16, 1),
     (16, 32, 2),

@@ -108,9 +108,120 @@ pub fn format_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// What a failed call into the platform's storage was doing, which decides the error a person
+/// sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Opening (or upgrading) the storage: failures mean storage is unavailable.
+    Open,
+    Read,
+    Write,
+}
+
+impl Access {
+    pub fn error(self, detail: String) -> StoreError {
+        match self {
+            Access::Open => StoreError::Unavailable { detail },
+            Access::Read => StoreError::ReadFailed { detail },
+            Access::Write => StoreError::WriteFailed { detail },
+        }
+    }
+}
+
+/// A failure the platform's storage reported (in a browser a `DOMException`), reduced to what
+/// decides the error.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StorageFailure {
+    /// The exception's name (`QuotaExceededError`, `VersionError`...), when there is one.
+    pub name: Option<String>,
+    pub message: String,
+    /// Bytes the write asked for, where the platform says (the newer `QuotaExceededError`).
+    pub requested: Option<u64>,
+}
+
+impl StorageFailure {
+    pub fn named(&self, name: &str) -> bool {
+        self.name.as_deref() == Some(name)
+    }
+
+    pub fn is_quota(&self) -> bool {
+        // Firefox used its own name before the standard one.
+        self.named("QuotaExceededError") || self.named("NS_ERROR_DOM_QUOTA_REACHED")
+    }
+
+    pub fn detail(&self) -> String {
+        match &self.name {
+            Some(name) if !self.message.is_empty() => format!("{name}: {}", self.message),
+            Some(name) => name.clone(),
+            None => self.message.clone(),
+        }
+    }
+
+    /// The store's error for this failure during `access`. A quota failure becomes
+    /// `QuotaExceeded`: `needed` is what the failed transaction tried to store (the platform's
+    /// own `requested` wins when it gives one) and `available` what the platform reported free,
+    /// if anything (without it, nothing is known to be free).
+    pub fn to_store_error(
+        &self,
+        access: Access,
+        needed: u64,
+        available: Option<u64>,
+    ) -> StoreError {
+        if self.is_quota() {
+            return StoreError::QuotaExceeded {
+                needed: self.requested.unwrap_or(needed),
+                available: available.unwrap_or(0),
+            };
+        }
+        access.error(self.detail())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_failures_become_the_error_of_their_access() {
+        let quota = StorageFailure {
+            name: Some("QuotaExceededError".into()),
+            message: "full".into(),
+            requested: None,
+        };
+        assert_eq!(
+            quota.to_store_error(Access::Write, 3_000, Some(1_000)),
+            StoreError::QuotaExceeded {
+                needed: 3_000,
+                available: 1_000
+            }
+        );
+        let asked = StorageFailure {
+            requested: Some(5_000),
+            ..quota.clone()
+        };
+        assert_eq!(
+            asked.to_store_error(Access::Write, 3_000, None),
+            StoreError::QuotaExceeded {
+                needed: 5_000,
+                available: 0
+            }
+        );
+        let other = StorageFailure {
+            name: Some("UnknownError".into()),
+            message: "disk".into(),
+            requested: None,
+        };
+        assert_eq!(
+            other.to_store_error(Access::Open, 0, None),
+            StoreError::Unavailable {
+                detail: "UnknownError: disk".into()
+            }
+        );
+        assert!(matches!(
+            other.to_store_error(Access::Read, 0, None),
+            StoreError::ReadFailed { .. }
+        ));
+    }
 
     #[test]
     fn bytes_are_formatted_for_people() {

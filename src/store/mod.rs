@@ -30,7 +30,7 @@ pub use dataset::{
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use dir::{DirStore, LEGACY_V1_FILE, MANIFEST_FILE};
-pub use error::{StoreError, format_bytes};
+pub use error::{Access, StorageFailure, StoreError, format_bytes};
 pub use fault::FaultInjector;
 pub use memory::MemoryStore;
 pub use query::{FromRecord, Query, Record};

@@ -45,8 +45,8 @@ use crate::store::schema::object_store::{
 use crate::store::schema::{self, MigrationAction, SCHEMA_VERSION, SETTINGS_KEY, SchemaVersion};
 use crate::store::validate::ImageLimits;
 use crate::store::{
-    FaultInjector, ImageDescriptor, ImageRole, ImageSource, Millis, ModelSummary, Query, Record,
-    StorageUsage, Store, StoreError, StoredImage,
+    Access, FaultInjector, ImageDescriptor, ImageRole, ImageSource, Millis, ModelSummary, Query,
+    Record, StorageFailure, StorageUsage, Store, StoreError, StoredImage,
 };
 
 /// The app's database.
@@ -75,25 +75,6 @@ const BY_PROFILE_ROLE: &str = "by_profile_role";
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-/// What a failed browser call was doing, which decides the error the user sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Opening (or upgrading) the database: failures mean storage is unavailable.
-    Open,
-    Read,
-    Write,
-}
-
-impl Access {
-    fn error(self, detail: String) -> StoreError {
-        match self {
-            Access::Open => StoreError::Unavailable { detail },
-            Access::Read => StoreError::ReadFailed { detail },
-            Access::Write => StoreError::WriteFailed { detail },
-        }
-    }
-}
-
 /// `navigator.storage.estimate()`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StorageEstimate {
@@ -109,63 +90,35 @@ impl StorageEstimate {
     }
 }
 
-/// A browser failure (a `DOMException`, an `Error`, or an idb error) reduced to what matters.
-#[derive(Debug, Clone, PartialEq)]
-struct BrowserFailure {
-    /// The DOMException name (`QuotaExceededError`, `VersionError`...), when there is one.
-    name: Option<String>,
-    message: String,
-    /// Bytes the write asked for, from the newer `QuotaExceededError` interface.
-    requested: Option<u64>,
+/// A browser failure (a `DOMException`, an `Error`, or an idb error) as the store's rules
+/// read it.
+fn failure_from_js(value: &JsValue) -> StorageFailure {
+    let text = |key: &str| {
+        Reflect::get(value, &JsValue::from_str(key))
+            .ok()
+            .and_then(|v| v.as_string())
+    };
+    let requested = Reflect::get(value, &JsValue::from_str("requested"))
+        .ok()
+        .and_then(|v| v.as_f64())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v as u64);
+    StorageFailure {
+        name: text("name").filter(|n| !n.is_empty()),
+        message: text("message")
+            .or_else(|| value.as_string())
+            .unwrap_or_else(|| format!("{value:?}")),
+        requested,
+    }
 }
 
-impl BrowserFailure {
-    fn from_js(value: &JsValue) -> Self {
-        let text = |key: &str| {
-            Reflect::get(value, &JsValue::from_str(key))
-                .ok()
-                .and_then(|v| v.as_string())
-        };
-        let requested = Reflect::get(value, &JsValue::from_str("requested"))
-            .ok()
-            .and_then(|v| v.as_f64())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .map(|v| v as u64);
-        BrowserFailure {
-            name: text("name").filter(|n| !n.is_empty()),
-            message: text("message")
-                .or_else(|| value.as_string())
-                .unwrap_or_else(|| format!("{value:?}")),
-            requested,
-        }
-    }
-
-    fn from_idb(error: &idb::Error) -> Self {
-        match js_value_of(error) {
-            Some(value) if value.is_object() => BrowserFailure::from_js(&value),
-            _ => BrowserFailure {
-                name: None,
-                message: error.to_string(),
-                requested: None,
-            },
-        }
-    }
-
-    fn named(&self, name: &str) -> bool {
-        self.name.as_deref() == Some(name)
-    }
-
-    fn is_quota(&self) -> bool {
-        // Firefox used its own name before the standard one.
-        self.named("QuotaExceededError") || self.named("NS_ERROR_DOM_QUOTA_REACHED")
-    }
-
-    fn detail(&self) -> String {
-        match &self.name {
-            Some(name) if !self.message.is_empty() => format!("{name}: {}", self.message),
-            Some(name) => name.clone(),
-            None => self.message.clone(),
-        }
+fn failure_from_idb(error: &idb::Error) -> StorageFailure {
+    match js_value_of(error) {
+        Some(value) if value.is_object() => failure_from_js(&value),
+        _ => StorageFailure {
+            message: error.to_string(),
+            ..StorageFailure::default()
+        },
     }
 }
 
@@ -209,42 +162,25 @@ fn js_value_of(error: &idb::Error) -> Option<JsValue> {
 }
 
 /// Turns a browser failure (a `DOMException`, or any object with `name` and `message`) into
-/// the store's error for that kind of access. A quota failure becomes `QuotaExceeded`: `needed`
-/// is what the failed transaction tried to store (the exception's own `requested` wins when the
-/// browser gives one) and `estimate` what `navigator.storage.estimate()` reported, if anything
-/// (without it, nothing is known to be free).
+/// the store's error for that kind of access (`StorageFailure::to_store_error`), with the
+/// storage estimate where the quota is the problem.
 pub fn store_error_from_browser(
     error: &JsValue,
     access: Access,
     needed: u64,
     estimate: Option<StorageEstimate>,
 ) -> StoreError {
-    failure_to_store_error(&BrowserFailure::from_js(error), access, needed, estimate)
+    failure_from_js(error).to_store_error(access, needed, estimate.map(|e| e.available()))
 }
 
-fn failure_to_store_error(
-    failure: &BrowserFailure,
-    access: Access,
-    needed: u64,
-    estimate: Option<StorageEstimate>,
-) -> StoreError {
-    if failure.is_quota() {
-        return StoreError::QuotaExceeded {
-            needed: failure.requested.unwrap_or(needed),
-            available: estimate.map_or(0, |e| e.available()),
-        };
-    }
-    access.error(failure.detail())
-}
-
-/// Like `failure_to_store_error`, reading the storage estimate when the quota is the problem.
-async fn classify(failure: &BrowserFailure, access: Access, needed: u64) -> StoreError {
-    let estimate = if failure.is_quota() {
-        storage_usage().await
+/// Like `store_error_from_browser`, reading the storage estimate when the quota is the problem.
+async fn classify(failure: &StorageFailure, access: Access, needed: u64) -> StoreError {
+    let available = if failure.is_quota() {
+        storage_usage().await.map(|e| e.available())
     } else {
         None
     };
-    failure_to_store_error(failure, access, needed, estimate)
+    failure.to_store_error(access, needed, available)
 }
 
 fn corrupt(store: &str, reason: impl fmt::Display) -> StoreError {
@@ -507,7 +443,7 @@ impl Drop for Connection {
 impl Connection {
     async fn open(name: &str) -> Result<Connection, StoreError> {
         let unavailable = |e: &idb::Error| StoreError::Unavailable {
-            detail: BrowserFailure::from_idb(e).detail(),
+            detail: failure_from_idb(e).detail(),
         };
         let factory = Factory::new().map_err(|e| unavailable(&e))?;
         let mut request = factory
@@ -522,7 +458,7 @@ impl Connection {
                 if let Some(failure) = migration_failure.borrow_mut().take() {
                     return Err(failure);
                 }
-                let failure = BrowserFailure::from_idb(&e);
+                let failure = failure_from_idb(&e);
                 if failure.named("VersionError") {
                     let found = stored_version(&factory, name)
                         .await
@@ -770,7 +706,7 @@ impl ActiveTransaction {
     }
 
     fn failed(&self, e: idb::Error) -> StoreError {
-        let failure = BrowserFailure::from_idb(&e);
+        let failure = failure_from_idb(&e);
         if failure.named("NotFoundError") {
             return StoreError::Corrupt {
                 detail: format!(
@@ -888,10 +824,10 @@ impl ActiveTransaction {
 
     /// Waits until the browser has committed or rolled back the transaction. On abort, the
     /// transaction's error (null when we aborted it ourselves).
-    async fn end(&self) -> Result<(), Option<BrowserFailure>> {
+    async fn end(&self) -> Result<(), Option<StorageFailure>> {
         match JsFuture::from(self.ended.clone()).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(self.raw.error().map(|e| BrowserFailure::from_js(&e.into()))),
+            Err(_) => Err(self.raw.error().map(|e| failure_from_js(&e.into()))),
         }
     }
 }
@@ -929,7 +865,7 @@ enum WriteFailure {
     /// Refused by the rules, or injected: already the user's error.
     Store(StoreError),
     /// Refused by the browser.
-    Browser(BrowserFailure),
+    Browser(StorageFailure),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1007,7 +943,7 @@ impl IdbStore {
         let connection = self.connection().await?;
         match connection.database.transaction(stores, mode) {
             Ok(transaction) => Ok(ActiveTransaction::new(transaction, access)),
-            Err(e) if BrowserFailure::from_idb(&e).named("InvalidStateError") => {
+            Err(e) if failure_from_idb(&e).named("InvalidStateError") => {
                 // The connection closed under us (the browser, or a deletion): reopen once.
                 connection.closed.set(true);
                 let connection = self.connection().await?;
@@ -1015,9 +951,9 @@ impl IdbStore {
                     .database
                     .transaction(stores, mode)
                     .map(|transaction| ActiveTransaction::new(transaction, access))
-                    .map_err(|e| access.error(BrowserFailure::from_idb(&e).detail()))
+                    .map_err(|e| access.error(failure_from_idb(&e).detail()))
             }
-            Err(e) => Err(access.error(BrowserFailure::from_idb(&e).detail())),
+            Err(e) => Err(access.error(failure_from_idb(&e).detail())),
         }
     }
 
@@ -1077,7 +1013,7 @@ impl IdbStore {
                 .map_err(WriteFailure::Store)?;
             tx.apply(write)
                 .await
-                .map_err(|e| WriteFailure::Browser(BrowserFailure::from_idb(&e)))?;
+                .map_err(|e| WriteFailure::Browser(failure_from_idb(&e)))?;
         }
         Ok(!changes.is_empty())
     }
@@ -1328,13 +1264,10 @@ pub async fn request_persistent_storage() -> PersistentStorage {
 /// held by another program's tab delays this until that tab closes).
 pub async fn delete_database(name: &str) -> Result<(), StoreError> {
     let failed = |e: idb::Error| StoreError::WriteFailed {
-        detail: format!(
-            "deleting the database: {}",
-            BrowserFailure::from_idb(&e).detail()
-        ),
+        detail: format!("deleting the database: {}", failure_from_idb(&e).detail()),
     };
     let factory = Factory::new().map_err(|e| StoreError::Unavailable {
-        detail: BrowserFailure::from_idb(&e).detail(),
+        detail: failure_from_idb(&e).detail(),
     })?;
     factory.delete(name).map_err(failed)?.await.map_err(failed)
 }
@@ -1354,28 +1287,28 @@ pub async fn delete_all_data() -> Result<(), StoreError> {
 /// then there is nothing to delete. Reached through `Reflect` (no web-sys feature for it).
 async fn delete_app_caches() -> Result<(), String> {
     let caches = Reflect::get(&js_sys::global(), &JsValue::from_str("caches"))
-        .map_err(|e| BrowserFailure::from_js(&e).detail())?;
+        .map_err(|e| failure_from_js(&e).detail())?;
     if caches.is_undefined() || caches.is_null() {
         return Ok(());
     }
     let call = |method: &str, args: &Array| -> Result<JsFuture, String> {
         let function: Function = Reflect::get(&caches, &JsValue::from_str(method))
             .and_then(|f| f.dyn_into::<Function>())
-            .map_err(|e| BrowserFailure::from_js(&e).detail())?;
+            .map_err(|e| failure_from_js(&e).detail())?;
         let promise: Promise = Reflect::apply(&function, &caches, args)
             .and_then(|p| p.dyn_into::<Promise>())
-            .map_err(|e| BrowserFailure::from_js(&e).detail())?;
+            .map_err(|e| failure_from_js(&e).detail())?;
         Ok(JsFuture::from(promise))
     };
     let names: Array = call("keys", &Array::new())?
         .await
-        .map_err(|e| BrowserFailure::from_js(&e).detail())?
+        .map_err(|e| failure_from_js(&e).detail())?
         .unchecked_into();
     for name in names.iter().filter_map(|n| n.as_string()) {
         if name.starts_with(CACHE_NAME_PREFIX) {
             call("delete", &Array::of1(&JsValue::from_str(&name)))?
                 .await
-                .map_err(|e| BrowserFailure::from_js(&e).detail())?;
+                .map_err(|e| failure_from_js(&e).detail())?;
         }
     }
     Ok(())

@@ -164,6 +164,30 @@ pub fn blazeface_flops(images: usize) -> f64 {
     total * images as f64
 }
 
+/// The face mesh network over `images` 192×192 crops (see `model::facemesh`): the stem, the
+/// trunk's depthwise-separable blocks, and the landmark and face-flag heads on the 6×6 map.
+pub fn facemesh_flops(images: usize) -> f64 {
+    use faceverify::model::facemesh::{NUM_LANDMARKS, TRUNK};
+    let block = |c_in: usize, c_out: usize, side: usize| {
+        depthwise_flops(c_in, side) + conv_flops(c_in, c_out, 1, side, side)
+    };
+    let mut side = 96;
+    let mut total = conv_flops(3, 16, 3, side, side);
+    for &(c_in, c_out, stride) in &TRUNK {
+        side /= stride;
+        total += block(c_in, c_out, side);
+    }
+    // Each head: blocks from 6×6 down to 3×3, a 1×1 projection to 32, a 32-channel block,
+    // and a 3×3 convolution over the 3×3 map to its outputs.
+    let head = |blocks: usize, outputs: usize| {
+        (0..blocks).map(|_| block(128, 128, 3)).sum::<f64>()
+            + conv_flops(128, 32, 1, 3, 3)
+            + block(32, 32, 3)
+            + conv_flops(32, outputs, 3, 1, 1)
+    };
+    (total + head(3, NUM_LANDMARKS * 3) + head(1, 1)) * images as f64
+}
+
 /// The fine-tune head scoring one 128-d probe against `references` cached embeddings.
 pub fn head_flops(references: usize) -> f64 {
     dense_flops(128, references)
@@ -174,6 +198,8 @@ pub mod names {
     pub const DETECT: &str = "detect_640x480";
     pub const ALIGN: &str = "align_150";
     pub const EMBED: &str = "embed_128d";
+    /// The face mesh on one 192×192 crop: what the liveness check runs on every frame.
+    pub const MESH: &str = "mesh_192";
     pub const FRAME_TO_DECISION: &str = "frame_to_decision_50refs";
     pub const KOCH_EMBED: &str = "koch_embed_1";
     pub const KOCH_VERIFY: &str = "koch_verify_50refs";
@@ -234,6 +260,10 @@ mod tests {
         assert!((0.5..0.6).contains(&resnet), "{resnet}");
         let blaze = blazeface_flops(1) / 1e9;
         assert!((0.03..0.1).contains(&blaze), "{blaze}");
+        // The face mesh: 67.7 MFLOPs in the stem and trunk (96×96 down to 6×6), 2.3 in the
+        // two heads, the landmark head's 3×3 convolution to 1,404 outputs the largest part.
+        assert_eq!(facemesh_flops(1), 69_958_080.0);
+        assert_eq!(facemesh_flops(2), 2.0 * facemesh_flops(1));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod figures;
 use burn::prelude::*;
 use faceverify::app::{self, NewPhoto};
 use faceverify::model::face_resnet::EMBEDDING_DIM;
+use faceverify::model::facemesh::{FaceMesh, input_from_rgb8};
 use faceverify::model::koch::{KOCH_EMBEDDING_DIM, KOCH_INPUT, KochTowerConfig};
 use faceverify::model::siamese::Siamese;
 use faceverify::pipeline::FacePipeline;
@@ -30,8 +31,9 @@ use faceverify::train::run::{
 use faceverify::train::step::{PairBatch, adam_optimizer, train_step};
 use faceverify::verify::policy::{ReferenceEmbeddings, VerificationPolicy, verify_probe};
 use faceverify::vision::align::{CropMode, FaceTemplate, align_face};
-use faceverify::vision::detect::FaceDetector;
+use faceverify::vision::detect::{Face, FaceDetector};
 use faceverify::vision::frame::Frame;
+use faceverify::vision::mesh::MeshCrop;
 
 use self::figures::{FINE_TUNE_CAPTURES, REFERENCES, Summary, names};
 
@@ -60,6 +62,8 @@ pub struct Data {
     pub tower_weights: Vec<u8>,
     /// `models/impostors.json`.
     pub impostors_json: String,
+    /// `models/facemesh.f16.bin`.
+    pub mesh_weights: Vec<u8>,
     /// A colour photo of one face, as a 640×480 camera frame; `None` skips the figures that
     /// need it (the driver says why).
     pub frame: Option<Frame>,
@@ -251,6 +255,9 @@ pub async fn run(
                     summary,
                     Some(figures::face_resnet_flops(1)),
                 );
+            }
+            if wanted(plan, names::MESH) {
+                mesh_figure(frame, &face, device, data, plan, clock, sink, &name).await?;
             }
             if wanted(plan, names::FRAME_TO_DECISION) {
                 // Fine-tune mode's verification: the tower on the device, the 129-parameter
@@ -465,6 +472,47 @@ pub async fn run(
 /// What loading a verifier costs for its references: `REFERENCES` descriptors read from the
 /// store, and, as the baseline in the same run, computed from the stored crops (what every
 /// first verification after a load did before descriptors were stored with their photos).
+/// The face mesh on the face's crop, and whether it keeps up with the liveness check's camera
+/// rate (15 frames a second: a blink of 80 ms spans at least one frame).
+#[allow(clippy::too_many_arguments)]
+async fn mesh_figure(
+    frame: &Frame,
+    face: &Face,
+    device: &Device,
+    data: &Data,
+    plan: &Plan,
+    clock: fn() -> f64,
+    sink: &mut dyn Sink,
+    name: &dyn Fn(&str) -> String,
+) -> Result<(), String> {
+    const LIVENESS_FPS: f64 = 15.0;
+    let mesh = FaceMesh::from_bytes(&data.mesh_weights, device).map_err(err("loading the mesh"))?;
+    let crop = MeshCrop::for_face(frame, face);
+    let input = input_from_rgb8(crop.crop.pixels(), device);
+    let summary = measure!(clock, plan.warmup, plan.runs, {
+        mesh.run(input.clone())
+            .await
+            .map_err(err("running the mesh"))?
+    });
+    let fps = 1000.0 / summary.median;
+    sink.note(&format!(
+        "{}: {fps:.0} frames a second, {} the liveness check's {LIVENESS_FPS:.0}",
+        name(names::MESH),
+        if fps >= LIVENESS_FPS {
+            "at least"
+        } else {
+            "BELOW"
+        }
+    ));
+    sink.figure(Record {
+        name: name(names::MESH),
+        summary,
+        unit: "ms",
+        flops: Some(figures::facemesh_flops(1)),
+    });
+    Ok(())
+}
+
 async fn reference_descriptor_figures(
     prefix: &str,
     pipeline: &FacePipeline,
