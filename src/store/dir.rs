@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{Catalog, Change, StoreContents};
-use super::memory::change_name;
+use super::memory::{change_name, write_planned};
 use super::schema::{RawDatabase, SCHEMA_VERSION, SchemaVersion};
 use super::sha256_hex;
 use super::validate::ImageLimits;
@@ -546,10 +546,7 @@ impl Store for DirStore {
         &self,
         plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
     ) -> Result<bool, StoreError> {
-        let changes = plan(&self.contents.borrow().catalog())?;
-        let changed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(changed)
+        write_planned(&self.contents, plan, |changes| self.commit(changes))
     }
 
     fn image_limits(&self) -> &ImageLimits {

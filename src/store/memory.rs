@@ -100,6 +100,19 @@ pub(crate) fn change_name(change: &Change) -> &'static str {
     }
 }
 
+/// A write to contents held in memory (this store's and `DirStore`'s): plans against their
+/// catalogue, then hands the changes to `commit`. Whether anything was written.
+pub(super) fn write_planned(
+    contents: &RefCell<StoreContents>,
+    plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
+    commit: impl FnOnce(Vec<Change>) -> Result<(), StoreError>,
+) -> Result<bool, StoreError> {
+    let changes = plan(&contents.borrow().catalog())?;
+    let changed = !changes.is_empty();
+    commit(changes)?;
+    Ok(changed)
+}
+
 impl Store for MemoryStore {
     async fn read(&self, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
         Ok(self.contents.borrow().query(query))
@@ -109,10 +122,7 @@ impl Store for MemoryStore {
         &self,
         plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
     ) -> Result<bool, StoreError> {
-        let changes = plan(&self.contents.borrow().catalog())?;
-        let changed = !changes.is_empty();
-        self.commit(changes)?;
-        Ok(changed)
+        write_planned(&self.contents, plan, |changes| self.commit(changes))
     }
 
     async fn usage(&self) -> Result<StorageUsage, StoreError> {
