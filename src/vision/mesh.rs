@@ -143,6 +143,17 @@ impl MeshTracker {
     }
 }
 
+/// The mesh of a face the detector found in one frame (no tracking), or `None` when the mesh
+/// sees no face in its crop.
+pub async fn mesh_face(
+    mesh: &FaceMesh,
+    frame: &Frame,
+    face: &Face,
+) -> Result<Option<TrackedFace>, MeshError> {
+    let crop = MeshCrop::for_face(frame, face);
+    MeshTracker::default().mesh_crop(mesh, &crop, true).await
+}
+
 /// The box around `landmarks`: its centre, width and height.
 pub fn landmark_box(landmarks: &[Landmark]) -> (Point, f32, f32) {
     let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
