@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::models::{MAGIC, hex, npm_pack_files, read, verify_sha256};
+use crate::models::{WeightsWriter, hex, npm_pack_files, read, verify_sha256};
 
 const PACKAGE: &str = "@vladmandic/human";
 const VERSION: &str = "3.3.6";
@@ -228,8 +228,7 @@ fn reorder(
 fn convert(graph: &[u8], bin: &[u8]) -> Result<Converted, String> {
     let weights = read_weights(graph, bin)?;
     let table = tensor_table();
-    let mut entries = Vec::new();
-    let mut payload = Vec::new();
+    let mut file = WeightsWriter::default();
     let mut params = 0;
     for (tf_name, burn_name, layout) in &table {
         let (_, shape, values) = weights
@@ -238,34 +237,12 @@ fn convert(graph: &[u8], bin: &[u8]) -> Result<Converted, String> {
             .ok_or_else(|| format!("{GRAPH_PATH}: weight {tf_name} is missing"))?;
         let (shape, values) =
             reorder(values, shape, *layout).map_err(|e| format!("{tf_name}: {e}"))?;
-        let offset = payload.len();
-        for bits in &values {
-            payload.extend_from_slice(&bits.to_le_bytes());
-        }
         params += values.len();
-        entries.push(json!({
-            "name": burn_name,
-            "shape": shape,
-            "dtype": "f16",
-            "offset": offset,
-            "bytes": payload.len() - offset,
-        }));
+        file.push_f16(burn_name, &shape, &values);
     }
-    let header = json!({
-        "format": "faceverify-weights",
-        "version": 1,
-        "model": "facemesh",
-        "source": format!("npm {PACKAGE}@{VERSION} {GRAPH_PATH} + {BIN_PATH} (sha256 {BIN_SHA256})"),
-        "tensors": entries,
-    });
-    let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
-    let mut file = Vec::with_capacity(8 + header.len() + payload.len());
-    file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    file.extend_from_slice(&header);
-    file.extend_from_slice(&payload);
+    let source = format!("npm {PACKAGE}@{VERSION} {GRAPH_PATH} + {BIN_PATH} (sha256 {BIN_SHA256})");
     Ok(Converted {
-        file,
+        file: file.finish("facemesh", &source)?,
         tensors: table.len(),
         params,
     })

@@ -318,8 +318,7 @@ fn convert(manifest: &[u8], bin: &[u8]) -> Result<(Vec<u8>, Summary), String> {
         .as_array()
         .ok_or("manifest: no weights")?;
 
-    let mut entries = Vec::new();
-    let mut payload: Vec<u8> = Vec::with_capacity(bin.len());
+    let mut file = WeightsWriter::default();
     let mut pos = 0usize;
     let mut summary = Summary {
         tensors: 0,
@@ -387,19 +386,8 @@ fn convert(manifest: &[u8], bin: &[u8]) -> Result<(Vec<u8>, Summary), String> {
             (shape.clone(), src.to_vec())
         };
 
-        let mut entry = json!({
-            "name": burn_name(name)?,
-            "shape": out_shape,
-            "dtype": dtype,
-            "offset": payload.len(),
-            "bytes": bytes.len(),
-        });
-        if dtype == "u8" {
-            entry["min"] = json!(min);
-            entry["scale"] = json!(scale);
-        }
-        entries.push(entry);
-        payload.extend_from_slice(&bytes);
+        let quantised = (dtype == "u8").then_some((min, scale));
+        file.push(&burn_name(name)?, &out_shape, dtype, &bytes, quantised);
         summary.tensors += 1;
         summary.params += n;
         if dtype == "u8" {
@@ -415,20 +403,66 @@ fn convert(manifest: &[u8], bin: &[u8]) -> Result<(Vec<u8>, Summary), String> {
         ));
     }
 
-    let header = json!({
-        "format": "faceverify-weights",
-        "version": 1,
-        "model": "face_resnet",
-        "source": format!("npm {PACKAGE}@{VERSION} {BIN_PATH} (sha256 {BIN_SHA256})"),
-        "tensors": entries,
-    });
-    let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
-    let mut file = Vec::with_capacity(8 + header.len() + payload.len());
-    file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    file.extend_from_slice(&header);
-    file.extend_from_slice(&payload);
-    Ok((file, summary))
+    let source = format!("npm {PACKAGE}@{VERSION} {BIN_PATH} (sha256 {BIN_SHA256})");
+    Ok((file.finish("face_resnet", &source)?, summary))
+}
+
+/// A weights file in the making (the layout above): tensors appended to one payload, each
+/// described in the header by its name, shape, dtype, offset and length.
+#[derive(Default)]
+pub(crate) struct WeightsWriter {
+    entries: Vec<Value>,
+    payload: Vec<u8>,
+}
+
+impl WeightsWriter {
+    /// Appends one tensor's bytes; `quantised` is a u8 tensor's `(min, scale)`.
+    pub(crate) fn push(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: &str,
+        bytes: &[u8],
+        quantised: Option<(f64, f64)>,
+    ) {
+        let mut entry = json!({
+            "name": name,
+            "shape": shape,
+            "dtype": dtype,
+            "offset": self.payload.len(),
+            "bytes": bytes.len(),
+        });
+        if let Some((min, scale)) = quantised {
+            entry["min"] = json!(min);
+            entry["scale"] = json!(scale);
+        }
+        self.entries.push(entry);
+        self.payload.extend_from_slice(bytes);
+    }
+
+    /// Appends a float16 tensor given as its bit patterns.
+    pub(crate) fn push_f16(&mut self, name: &str, shape: &[usize], bits: &[u16]) {
+        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        self.push(name, shape, "f16", &bytes, None);
+    }
+
+    /// The file: magic, header length, header, payload.
+    pub(crate) fn finish(self, model: &str, source: &str) -> Result<Vec<u8>, String> {
+        let header = json!({
+            "format": "faceverify-weights",
+            "version": 1,
+            "model": model,
+            "source": source,
+            "tensors": self.entries,
+        });
+        let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+        let mut file = Vec::with_capacity(8 + header.len() + self.payload.len());
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        file.extend_from_slice(&header);
+        file.extend_from_slice(&self.payload);
+        Ok(file)
+    }
 }
 
 fn readme(weights: &[u8], s: &Summary) -> String {
@@ -488,7 +522,6 @@ made by `xtask/reference/face_resnet_reference.mjs`.
 /// kw]`, Burn's layout, so nothing is reordered.
 mod detector {
     use super::{hex, read, verify_sha256};
-    use serde_json::json;
     use sha2::{Digest, Sha256};
     use std::collections::HashMap;
     use std::path::Path;
@@ -791,8 +824,7 @@ mod detector {
                 table.len()
             ));
         }
-        let mut entries = Vec::new();
-        let mut payload = Vec::new();
+        let mut file = super::WeightsWriter::default();
         let (mut params, mut max_abs_rounding, mut max_abs_weight) = (0usize, 0f32, 0f32);
         for (onnx_name, burn_name, shape) in &table {
             let init = initializers
@@ -804,7 +836,7 @@ mod detector {
                     init.dims
                 ));
             }
-            let offset = payload.len();
+            let mut bits = Vec::with_capacity(init.values.len());
             for &v in &init.values {
                 let h = f16_bits(v);
                 let back = f16_to_f32(h);
@@ -813,32 +845,14 @@ mod detector {
                 }
                 max_abs_rounding = max_abs_rounding.max((back - v).abs());
                 max_abs_weight = max_abs_weight.max(v.abs());
-                payload.extend_from_slice(&h.to_le_bytes());
+                bits.push(h);
             }
             params += init.values.len();
-            entries.push(json!({
-                "name": burn_name,
-                "shape": shape,
-                "dtype": "f16",
-                "offset": offset,
-                "bytes": payload.len() - offset,
-            }));
+            file.push_f16(burn_name, shape, &bits);
         }
-        let header = json!({
-            "format": "faceverify-weights",
-            "version": 1,
-            "model": "blazeface",
-            "source": format!("npm {PACKAGE}@{VERSION} {ONNX_PATH} (sha256 {ONNX_SHA256})"),
-            "tensors": entries,
-        });
-        let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
-        let mut file = Vec::with_capacity(8 + header.len() + payload.len());
-        file.extend_from_slice(super::MAGIC);
-        file.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        file.extend_from_slice(&header);
-        file.extend_from_slice(&payload);
+        let source = format!("npm {PACKAGE}@{VERSION} {ONNX_PATH} (sha256 {ONNX_SHA256})");
         Ok(Converted {
-            file,
+            file: file.finish("blazeface", &source)?,
             tensors: table.len(),
             params,
             max_abs_rounding,
