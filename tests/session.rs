@@ -1052,4 +1052,37 @@ fn verification_with_liveness_accepts_the_live_man_and_refuses_photos() {
         ),
         "{outcome:?}"
     );
+
+    // A second face in view ends the check on the frame where it appears (the detector counts
+    // faces on every frame).
+    start(&mut session, vec![Action::Blink]);
+    let two = camera_frame(&crate_dir().join("../shared/data/color/two_people.jpg"));
+    let frames = [first[30].clone(), first[31].clone(), two];
+    let outcomes: Vec<app::LivenessOutcome> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let request = WorkerRequest::LivenessFrame {
+                frame,
+                t_ms: 2_000 + 67 * i as u64,
+            };
+            let WorkerResponse::Liveness { outcome } = send(&mut session, request) else {
+                panic!("no liveness answer");
+            };
+            *outcome
+        })
+        .collect();
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [
+                app::LivenessOutcome::Asking { .. },
+                app::LivenessOutcome::Asking { .. },
+                app::LivenessOutcome::NotLive {
+                    why: NotLive::SecondFace
+                }
+            ]
+        ),
+        "{outcomes:?}"
+    );
 }
