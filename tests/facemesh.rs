@@ -14,6 +14,7 @@ use faceverify::model::facemesh::{
     FaceMesh, INPUT_SIZE, NUM_LANDMARKS, WEIGHTS_PATH, input_from_rgb8,
 };
 use faceverify::pipeline::FacePipeline;
+use faceverify::train::pairs::SeededRng;
 use faceverify::verify::liveness::{
     Action, BlinkDetector, Challenge, ChallengeStatus, NotLive, Observation, ObservedFace,
 };
@@ -378,13 +379,8 @@ fn photos_fail_the_challenge_and_the_live_man_passes() {
         }
     }
 
-    let mut seed = 42u64;
-    let mut random = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = SeededRng::new(42);
+    let mut random = move || rng.next_f64();
     let (mut tried, mut accepted) = (0, 0);
     for clip in [
         "person-a.mjpeg",
@@ -498,13 +494,8 @@ fn alignment_from_the_mesh_against_blazeface_keypoints() {
 /// in order, in time; prints that rate (`cargo test --test facemesh -- --nocapture replay`).
 #[test]
 fn a_replayed_video_rarely_answers_a_random_challenge() {
-    let mut seed = 7u64;
-    let mut random = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = SeededRng::new(7);
+    let mut random = move || rng.next_f64();
     let (mut tried, mut passed) = (0, Vec::new());
     for clip in ["webcam-a-session1.mjpeg", "webcam-a-session2.mjpeg"] {
         let seen = observations(clip, 15.0);
@@ -604,4 +595,28 @@ fn eye_openness_of_photos_and_of_blinks() {
     let mut open: Vec<f32> = eyes.iter().map(|&(_, e)| e).collect();
     open.sort_by(f32::total_cmp);
     println!("session 1: median eye openness {:.3}", open[open.len() / 2]);
+}
+
+/// The detector finds exactly one face in every frame of both real webcam clips: what lets the
+/// liveness check count faces on every frame without refusing the live man for a second face.
+#[test]
+fn the_detector_sees_one_face_in_every_webcam_frame() {
+    let pipeline = pipeline();
+    for clip in ["webcam-a-session1.mjpeg", "webcam-a-session2.mjpeg"] {
+        let frames = clips::clip_frames(clip);
+        let odd: Vec<(usize, usize)> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, image)| {
+                let frame = Frame::from_image(image);
+                let found = pollster::block_on(pipeline.detector().detect(&frame)).unwrap();
+                (i, found.faces.len())
+            })
+            .filter(|&(_, count)| count != 1)
+            .collect();
+        assert!(
+            odd.is_empty(),
+            "{clip}: frames without exactly one face {odd:?}"
+        );
+    }
 }

@@ -10,12 +10,14 @@ use crate::verify::liveness::{
     Action, Challenge, ChallengeStatus, NotLive, Observation, ObservedFace,
 };
 use crate::verify::policy::{VerificationPolicy, VerificationResult};
+use crate::vision::align::{FaceTemplate, align_face};
+use crate::vision::detect::Face;
 use crate::vision::face_state::FaceState;
 use crate::vision::frame::Frame;
 use crate::vision::mesh::{MeshTracker, TrackedFace};
+use crate::vision::quality::largest_face;
 
 use super::AppError;
-use super::capture::examine_frame;
 use super::verification::{Probe, Verifier};
 
 /// Where a verification with liveness stands after a frame.
@@ -85,20 +87,22 @@ impl LiveCheck {
         frame: &Frame,
         t_ms: u64,
     ) -> Result<LivenessOutcome, AppError> {
-        let seen = self.observe(pipeline, mesh, frame, t_ms).await?;
-        let status = self.challenge.observe(&seen.0);
-        if self.challenge.key_frames().len() > self.marked.len() {
+        let (seen, tracked, faces) = self.observe(pipeline, mesh, frame, t_ms).await?;
+        let status = self.challenge.observe(&seen);
+        if self.challenge.key_frames().len() > self.marked.len()
+            && let Some(largest) = largest_face(&faces)
+        {
             // Aligned as the references were (BlazeFace's keypoints): on the dev LFW pairs the
             // mesh's points align for a better accuracy (98.56% against 97.99%) but a lower
             // true-accept rate at FAR 1e-3 (0.894 against 0.919), the end that counts here.
-            if let (_, Some(aligned)) = examine_frame(pipeline, frame).await? {
-                self.marked.push(aligned);
-            }
+            let aligned = align_face(frame, &faces[largest], &FaceTemplate::dlib_150())
+                .map_err(PipelineError::from)?;
+            self.marked.push(aligned);
         }
         match status {
             ChallengeStatus::Asking { .. } => Ok(LivenessOutcome::Asking {
                 status,
-                face: seen.1.map(|f| f.state),
+                face: tracked.map(|f| f.state),
             }),
             ChallengeStatus::Failed { why } => Ok(LivenessOutcome::NotLive { why }),
             ChallengeStatus::Live => {
@@ -119,14 +123,14 @@ impl LiveCheck {
         }
     }
 
-    /// The frame as the challenge sees it, and the tracked face.
+    /// The frame as the challenge sees it, the tracked face, and the faces the detector found.
     async fn observe(
         &mut self,
         pipeline: &FacePipeline,
         mesh: &FaceMesh,
         frame: &Frame,
         t_ms: u64,
-    ) -> Result<(Observation, Option<TrackedFace>), AppError> {
+    ) -> Result<(Observation, Option<TrackedFace>, Vec<Face>), AppError> {
         // The detector counts the faces in view on every frame, so a second face is seen the
         // moment it appears; the tracker follows one (and holds it where the detector misses
         // it, turned away). Both cost about 22 ms a frame on the wasm CPU backend
@@ -134,10 +138,10 @@ impl LiveCheck {
         // second against the check's 15; the detector finds exactly one face in every frame
         // of both real webcam clips.
         let detected = pipeline.detector().detect(frame).await;
-        let counted = detected.map_err(PipelineError::from)?.faces.len();
+        let detected = detected.map_err(PipelineError::from)?.faces;
         let tracked = self.tracker.track(pipeline.detector(), mesh, frame).await?;
         let face = tracked.as_ref().map(ObservedFace::from);
-        let faces = counted.max(usize::from(face.is_some()));
-        Ok((Observation { t_ms, faces, face }, tracked))
+        let faces = detected.len().max(usize::from(face.is_some()));
+        Ok((Observation { t_ms, faces, face }, tracked, detected))
     }
 }

@@ -398,6 +398,7 @@ impl Challenge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::pairs::SeededRng;
 
     fn state(yaw: f32, pitch: f32, eyes: f32, mouth: f32) -> FaceState {
         FaceState {
@@ -558,13 +559,8 @@ mod tests {
 
     #[test]
     fn random_challenges_ask_two_or_three_different_actions() {
-        let mut seed = 7u64;
-        let mut random = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = SeededRng::new(7);
+        let mut random = move || rng.next_f64();
         let mut lengths = std::collections::BTreeSet::new();
         for _ in 0..50 {
             let challenge = Challenge::random(&mut random);
