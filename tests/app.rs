@@ -99,6 +99,7 @@ fn enrol(store: &MemoryStore, pipeline: &FacePipeline) {
             let outcome = block(app::capture(
                 store,
                 pipeline,
+                None,
                 &frame(&lfw("George_W_Bush", number)),
                 photo(&format!("{role:?}-{i}"), role),
                 QualityGate::Enforce,
@@ -114,6 +115,7 @@ fn enrol(store: &MemoryStore, pipeline: &FacePipeline) {
         block(app::capture(
             store,
             pipeline,
+            None,
             &frame(&lfw(person, *number)),
             photo(&format!("neg-{i}"), ImageRole::Negative),
             QualityGate::Enforce,
@@ -519,6 +521,7 @@ fn a_frame_without_a_face_stores_nothing() {
     let outcome = block(app::capture(
         &store,
         &pipeline(),
+        None,
         &grey,
         photo("x", ImageRole::Anchor),
         QualityGate::StoreAnyway,
@@ -546,6 +549,7 @@ fn a_poor_capture_is_refused_with_its_reasons_unless_the_person_insists() {
         block(app::capture(
             &store,
             &pipeline,
+            None,
             frame,
             photo(id, ImageRole::Anchor),
             gate,

@@ -16,7 +16,8 @@ use faceverify::model::facemesh::{
 use faceverify::pipeline::FacePipeline;
 use faceverify::train::pairs::SeededRng;
 use faceverify::verify::liveness::{
-    Action, BlinkDetector, Challenge, ChallengeStatus, NotLive, Observation, ObservedFace,
+    Action, BlinkDetector, Challenge, ChallengeStatus, MOUTH_CLOSED, MOUTH_OPEN, NotLive,
+    Observation, ObservedFace,
 };
 use faceverify::vision::frame::Frame;
 use faceverify::vision::mesh::{MeshCrop, MeshTracker};
@@ -489,6 +490,71 @@ fn alignment_from_the_mesh_against_blazeface_keypoints() {
     }
 }
 
+/// When the mouth opens in a clip's observations (s): the mouth gap passes
+/// [`MOUTH_OPEN`] after having been below [`MOUTH_CLOSED`].
+fn mouth_openings(seen: &[Observation]) -> Vec<f64> {
+    let mut closed = false;
+    let mut openings = Vec::new();
+    for o in seen {
+        let Some(face) = o.face else { continue };
+        if face.state.mouth < MOUTH_CLOSED {
+            closed = true;
+        } else if closed && face.state.mouth >= MOUTH_OPEN {
+            openings.push(o.t_ms as f64 / 1000.0);
+            closed = false;
+        }
+    }
+    openings
+}
+
+/// Genuine attempts: the man of the real webcam clips asked for an action that he performs in
+/// the clip (each blink, each opening of the mouth while he talks), with the prompt shown from
+/// 0.5 to 4.5 s before he does it, every half second. The attempts that fail are the genuine
+/// rejections; prints BPCER (`cargo test --test facemesh -- --nocapture genuine`). Measured:
+/// 4 of 34 (11.8%). Three are blinks prompted while his eyes were still reopening from a glance
+/// down (2.3 s) or within half a second of the blink, when the blink detector's open level
+/// (the median of the frames seen since the prompt) is still too low or too young; one is an
+/// opening of the mouth that closes again just after the 5 s an action is given. The bound
+/// held here is iBeta level 2's 15%; the goal is 10%.
+#[test]
+fn genuine_attempts_pass_the_actions_the_man_performs() {
+    let (mut tried, mut rejected) = (0, Vec::new());
+    for clip in ["webcam-a-session1.mjpeg", "webcam-a-session2.mjpeg"] {
+        let seen = observations(clip, 15.0);
+        let blinks = blinks(&seen).into_iter().map(|t| (Action::Blink, t));
+        let mouths = mouth_openings(&seen)
+            .into_iter()
+            .map(|t| (Action::OpenMouth, t));
+        for (action, at) in blinks.chain(mouths) {
+            println!("{clip}: {action:?} at {at:.2} s");
+            for half_seconds in 1..=9 {
+                let prompt = at - f64::from(half_seconds) * 0.5;
+                if prompt < 0.0 {
+                    continue;
+                }
+                let start = seen
+                    .iter()
+                    .position(|o| o.t_ms as f64 >= prompt * 1000.0)
+                    .expect("the prompt comes before the action");
+                tried += 1;
+                let status = answer(Challenge::new(vec![action]), &seen, start);
+                if status != ChallengeStatus::Live {
+                    rejected.push(format!(
+                        "{clip} {action:?} prompted at {prompt:.1} s: {status:?}"
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "genuine attempts rejected {} of {tried} (BPCER {:.1}%): {rejected:?}",
+        rejected.len(),
+        100.0 * rejected.len() as f64 / tried as f64
+    );
+    assert!(tried >= 20, "{tried} genuine attempts");
+    assert!(rejected.len() * 100 <= tried * 15, "{rejected:?}");
+}
+
 /// A replay: the real webcam clips played as they are, against random challenges started at
 /// every second of them. A recording passes only when the actions drawn happen to occur in it,
 /// in order, in time; prints that rate (`cargo test --test facemesh -- --nocapture replay`).
@@ -521,12 +587,13 @@ fn a_replayed_video_rarely_answers_a_random_challenge() {
 /// The eye openness (mean eye-aspect ratio) of still photos and of the real webcam man's
 /// blinks: the first photo of every tenth LFW person (news photos, eyes mostly open), the
 /// George_W_Bush photos the tests and clips use, and the frames of session 1 (the two blinks at
-/// 3.9 s and 17.1 s). It shows why captures are not refused for closed eyes by a fixed
-/// openness: the blinks' lowest frames (0.149, 0.164 at 15 frames a second) sit among the
-/// open-eyed photos' lowest percent (1%: 0.148, 5%: 0.179). Prints (`cargo test --test
-/// facemesh -- --ignored --nocapture eye_openness`).
+/// 3.9 s and 17.1 s), and the least open eyes among all LFW photos. It chose the capture's
+/// eyes-closed threshold (`vision::quality::MIN_EYE_OPENNESS`): the blinks' lowest frames
+/// (0.149, 0.164 at 15 frames a second) sit among the open-eyed photos' lowest percent (1%:
+/// 0.148, 5%: 0.179), so only eyes shut (LFW's lowest, 0.022) are refused. Prints (`cargo test
+/// --test facemesh -- --ignored --nocapture eye_openness`; minutes).
 #[test]
-#[ignore = "about a minute: run by hand for the figure"]
+#[ignore = "minutes: run by hand for the figure"]
 fn eye_openness_of_photos_and_of_blinks() {
     use faceverify::vision::mesh::mesh_face;
     let pipeline = pipeline();
@@ -567,6 +634,22 @@ fn eye_openness_of_photos_and_of_blinks() {
         at(0.01),
         at(0.05),
         at(0.5)
+    );
+    // Every photo: the least open eyes in LFW (a news photo taken mid-blink is rare, but
+    // among some 7,000 there are a few).
+    let mut every: Vec<(f32, String)> = Vec::new();
+    for person in &people {
+        for file in std::fs::read_dir(person).unwrap().flatten() {
+            if let Some(eyes) = eyes_of(&file.path()) {
+                every.push((eyes, file.file_name().to_string_lossy().into_owned()));
+            }
+        }
+    }
+    every.sort_by(|a, b| a.0.total_cmp(&b.0));
+    println!(
+        "LFW, all {} photos, the least open: {:.3?}",
+        every.len(),
+        &every[..15]
     );
     // The photos the tests and the camera clips enrol and verify with.
     let mut bush = Vec::new();

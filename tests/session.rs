@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use faceverify::app::{
-    self, CaptureOutcome, Host, NamedFile, QualityGate, Session, SessionError, TrainRequest,
-    VerifyOutcome,
+    self, CaptureOutcome, FrameHint, Host, NamedFile, QualityGate, Session, SessionError,
+    TrainRequest, VerifyOutcome,
 };
 use faceverify::backend::{BackendKind, BackendPreference};
 use faceverify::model::koch::DeviceBufferLimits;
@@ -160,6 +160,41 @@ fn capture(session: &mut Session<TestHost>, path: &Path, role: ImageRole) -> Cap
     match send(session, request) {
         WorkerResponse::Captured { outcome, .. } => outcome,
         other => panic!("{other:?}"),
+    }
+}
+
+/// The hints of a capture, whether it was stored or refused.
+fn capture_hints(outcome: &CaptureOutcome) -> &[FrameHint] {
+    match outcome {
+        CaptureOutcome::Stored { hints, .. } | CaptureOutcome::Refused { hints } => hints,
+        CaptureOutcome::NoFace => panic!("no face"),
+    }
+}
+
+/// A capture with the eyes shut is refused for it (the face mesh's eye openness): LFW's
+/// least open eyes, a man shouting with his eyes squeezed shut, against George W. Bush's least
+/// open ones among his 120 photos (0.110, still open) and a frontal photo.
+#[test]
+fn a_capture_with_the_eyes_shut_is_refused_for_it() {
+    let mut session = new_session();
+    let shut = capture(&mut session, &lfw("John_Hartson", 1), ImageRole::Anchor);
+    assert!(
+        matches!(&shut, CaptureOutcome::Refused { hints }
+            if hints.iter().any(|h| matches!(h, FrameHint::EyesClosed { openness } if *openness < 0.05))),
+        "{shut:?}"
+    );
+    for number in [56, 1] {
+        let open = capture(
+            &mut session,
+            &lfw("George_W_Bush", number),
+            ImageRole::Anchor,
+        );
+        assert!(
+            !capture_hints(&open)
+                .iter()
+                .any(|h| matches!(h, FrameHint::EyesClosed { .. })),
+            "George_W_Bush {number}: {open:?}"
+        );
     }
 }
 

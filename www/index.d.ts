@@ -59,7 +59,7 @@ export type Adaptation =
   | { kind: 'learned'; image: string }
   | { kind: 'skipped'; reason: 'not_verified' | 'frame_fault' | 'narrow_margin' };
 
-export interface FrameHint { hint: 'no_face' | 'several_faces' | 'too_small' | 'too_dark' | 'too_blurred' | 'turned_away'; [detail: string]: unknown }
+export interface FrameHint { hint: 'no_face' | 'several_faces' | 'too_small' | 'too_dark' | 'too_blurred' | 'turned_away' | 'eyes_closed'; [detail: string]: unknown }
 
 export type CaptureOutcome =
   | { outcome: 'stored'; image: ImageSummary; hints: FrameHint[] }

@@ -2,7 +2,8 @@
 // app starts and verifies with the network off after one complete load.
 //
 // - Models (large, named by content version in models/README.md): cache first. The face mesh
-//   is not fetched at install: it is kept the first time a liveness check downloads it.
+//   is not fetched at install: it is kept the first time a capture or a liveness check
+//   downloads it.
 // - Everything else: network first (the HTTP cache makes that a cheap revalidation), falling
 //   back to the cache offline, so a new build is picked up at the next online load.
 // Cache names start with "faceverify" so "Delete all my data" finds them (web::idb_store).

@@ -3,12 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::facemesh::FaceMesh;
 use crate::pipeline::{FacePipeline, PipelineError};
 use crate::store::validate::{self, ImageLimits};
 use crate::store::{ImageId, ImageRole, ImageSource, Millis, ProfileId, Store, StoredImage};
 use crate::vision::align::{FaceTemplate, align_face};
 use crate::vision::frame::Frame;
-use crate::vision::quality::{FrameCheck, FrameHint, frame_hints, largest_face};
+use crate::vision::mesh::mesh_face;
+use crate::vision::quality::{FrameCheck, FrameHint, eyes_hint, frame_hints, largest_face};
 
 use super::expand::{ExpandLimits, expand_files};
 use super::{AppError, JPEG_QUALITY, YieldFn};
@@ -92,8 +94,8 @@ pub enum CaptureOutcome {
 
 /// Whether a capture must pass the frame checks before it is stored. Every photo a person
 /// captures becomes a reference that later frames are compared with, so by default a face that
-/// is too small, too dark, blurred, or shown beside another face is refused with the reason;
-/// the person may insist.
+/// is turned away, has its eyes shut, is too small, too dark, blurred, or shown beside another
+/// face is refused with the reason; the person may insist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QualityGate {
@@ -129,14 +131,27 @@ fn encode_jpeg(frame: &Frame) -> Result<Vec<u8>, AppError> {
 }
 
 /// Detects and aligns the largest face of `frame` and builds its record (not yet stored).
+/// With the face mesh, the hints also say whether the eyes are closed.
 async fn photo_record(
     pipeline: &FacePipeline,
+    mesh: Option<&FaceMesh>,
     frame: &Frame,
     photo: NewPhoto,
 ) -> Result<Option<(StoredImage, Vec<FrameHint>)>, AppError> {
-    let (FrameCheck { hints, .. }, Some(aligned)) = examine_frame(pipeline, frame).await? else {
+    let (check, Some(aligned)) = examine_frame(pipeline, frame).await? else {
         return Ok(None);
     };
+    let FrameCheck {
+        mut hints,
+        faces,
+        chosen,
+        ..
+    } = check;
+    if let (Some(mesh), Some(chosen)) = (mesh, chosen)
+        && let Some(meshed) = mesh_face(mesh, frame, &faces[chosen]).await?
+    {
+        hints.extend(eyes_hint(meshed.state.eyes()));
+    }
     Ok(Some((stored_image(frame, &aligned, photo)?, hints)))
 }
 
@@ -165,11 +180,12 @@ pub(super) fn stored_image(
 pub async fn capture<S: Store>(
     store: &S,
     pipeline: &FacePipeline,
+    mesh: Option<&FaceMesh>,
     frame: &Frame,
     photo: NewPhoto,
     gate: QualityGate,
 ) -> Result<CaptureOutcome, AppError> {
-    match photo_record(pipeline, frame, photo).await? {
+    match photo_record(pipeline, mesh, frame, photo).await? {
         None => Ok(CaptureOutcome::NoFace),
         Some((_, hints)) if gate == QualityGate::Enforce && !hints.is_empty() => {
             Ok(CaptureOutcome::Refused { hints })
@@ -245,7 +261,7 @@ pub async fn import_photos<S: Store>(
                     source: ImageSource::Import,
                     created: now,
                 };
-                match photo_record(pipeline, &Frame::from_image(&decoded), photo).await? {
+                match photo_record(pipeline, None, &Frame::from_image(&decoded), photo).await? {
                     Some((image, _)) => records.push(image),
                     None => skipped.push(SkippedFile {
                         name: file.name,

@@ -503,8 +503,17 @@ impl<H: Host> Session<H> {
             source: ImageSource::Camera,
             created: H::now_ms() as u64,
         };
+        self.load_mesh_for_advice().await;
         let ready = self.parts.ready(&self.host).await?;
-        let outcome = capture(ready.store, ready.pipeline, &frame, photo, quality).await?;
+        let outcome = capture(
+            ready.store,
+            ready.pipeline,
+            ready.mesh,
+            &frame,
+            photo,
+            quality,
+        )
+        .await?;
         self.changed();
         Ok(WorkerResponse::Captured { role, outcome })
     }
@@ -640,6 +649,15 @@ impl<H: Host> Session<H> {
         Ok(WorkerResponse::Verified {
             outcome: Box::new(outcome),
         })
+    }
+
+    /// Loads the face mesh for a capture's eye check. That check is advice, so a capture goes on
+    /// without it when the mesh cannot be loaded (a liveness check reports why).
+    async fn load_mesh_for_advice(&mut self) {
+        let device = chosen(&mut self.parts.backend).await.device.clone();
+        if self.parts.mesh.is_none() {
+            self.parts.mesh = load_mesh(&self.host, &device).await.ok();
+        }
     }
 
     /// Starts a verification with liveness: the profile's verifier and the face mesh are

@@ -44,6 +44,7 @@ export const HINTS = {
   too_dark: () => 'Too dark: turn towards a light.',
   too_blurred: () => 'Too blurred: hold still.',
   turned_away: () => 'Face turned away: look straight at the camera.',
+  eyes_closed: () => 'Eyes closed: keep your eyes open for the photo.',
 };
 
 export function hintText(hints) {
