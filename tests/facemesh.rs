@@ -511,11 +511,10 @@ fn mouth_openings(seen: &[Observation]) -> Vec<f64> {
 /// the clip (each blink, each opening of the mouth while he talks), with the prompt shown from
 /// 0.5 to 4.5 s before he does it, every half second. The attempts that fail are the genuine
 /// rejections; prints BPCER (`cargo test --test facemesh -- --nocapture genuine`). Measured:
-/// 4 of 34 (11.8%). Three are blinks prompted while his eyes were still reopening from a glance
-/// down (2.3 s) or within half a second of the blink, when the blink detector's open level
-/// (the median of the frames seen since the prompt) is still too low or too young; one is an
-/// opening of the mouth that closes again just after the 5 s an action is given. The bound
-/// held here is iBeta level 2's 15%; the goal is 10%.
+/// 2 of 34 (5.9%): a blink prompted half a second before it, when the blink detector's open
+/// level (the median of the frames seen since the prompt) already holds his eyes closing; and
+/// an opening of the mouth that closes again just after the 5 s an action is given. The goal
+/// is 10%.
 #[test]
 fn genuine_attempts_pass_the_actions_the_man_performs() {
     let (mut tried, mut rejected) = (0, Vec::new());
@@ -552,7 +551,7 @@ fn genuine_attempts_pass_the_actions_the_man_performs() {
         100.0 * rejected.len() as f64 / tried as f64
     );
     assert!(tried >= 20, "{tried} genuine attempts");
-    assert!(rejected.len() * 100 <= tried * 15, "{rejected:?}");
+    assert!(rejected.len() * 10 <= tried, "{rejected:?}");
 }
 
 /// A replay: the real webcam clips played as they are, against random challenges started at

@@ -45,9 +45,14 @@ pub const MOUTH_CLOSED: f32 = 0.15;
 /// webcam clip (session 1, `tests/facemesh.rs`): in the two blinks seen there (3.9 s and
 /// 17.1 s, checked frame by frame) the mesh's eye openness falls to about 0.6 of that level; when
 /// he only glances down (2.3 s) to about 0.71, and his eyes take up to 0.6 s to open fully
-/// again. Thresholds from 0.65 to 0.68 (with 0.8 to reopen) find exactly the two blinks.
+/// again. Thresholds from 0.65 to 0.68 find exactly the two blinks.
 pub const EYES_CLOSED: f32 = 0.66;
-pub const EYES_REOPENED: f32 = 0.8;
+/// His eyes reopen slowly after the blink at 3.9 s: with the level of fully open eyes (a prompt
+/// 1–1.5 s before it), 0.8 of it comes back 870 ms after they closed, too late for
+/// [`BLINK_MS`]; 0.75 comes back after 600 ms. With 0.75 the genuine attempts of
+/// `tests/facemesh.rs` fail 2 of 34 times, with 0.8 4 of 34; the photo clips and replays still
+/// pass none.
+pub const EYES_REOPENED: f32 = 0.75;
 /// A blink closes and reopens the eyes within this window (ms).
 pub const BLINK_MS: std::ops::RangeInclusive<u64> = 80..=800;
 /// Frames of eye openness the open level is the median of (2 s at 15 frames a second).

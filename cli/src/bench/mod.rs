@@ -603,9 +603,16 @@ async fn stored_references(
             created: i as u64,
         };
         // The benchmark's references are fixed photos: stored whatever the frame checks say.
-        app::capture(store, pipeline, photo, new, app::QualityGate::StoreAnyway)
-            .await
-            .map_err(err("storing a reference"))?;
+        app::capture(
+            store,
+            pipeline,
+            None,
+            photo,
+            new,
+            app::QualityGate::StoreAnyway,
+        )
+        .await
+        .map_err(err("storing a reference"))?;
     }
     let mut stored = store
         .list_images(BENCH_PROFILE, None)
