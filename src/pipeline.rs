@@ -2,6 +2,8 @@
 //! onto the tower's template → embed (dlib's ResNet, 128-d). The same code runs natively (CLI,
 //! tests) and in the browser worker, on any Burn device.
 
+use std::sync::{Mutex, OnceLock};
+
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
@@ -42,8 +44,11 @@ pub struct FaceAnalysis {
 pub struct FacePipeline {
     detector: FaceDetector,
     tower: FaceResNet,
-    /// SHA-256 (hex) of the tower's weight file: names the descriptors it makes.
-    tower_sha256: String,
+    /// SHA-256 (hex) of the tower's weight file: names the descriptors it makes. Hashed on first
+    /// use, from `tower_weights`: hashing 6.5 MB in wasm would otherwise delay the first camera
+    /// frame of every visit, which needs only the detector.
+    tower_sha256: OnceLock<String>,
+    tower_weights: Mutex<Option<Vec<u8>>>,
     template: FaceTemplate,
     device: Device,
 }
@@ -59,7 +64,8 @@ impl FacePipeline {
         Ok(Self {
             detector: FaceDetector::from_bytes(detector_weights, device)?,
             tower: FaceResNet::from_bytes(tower_weights, device)?,
-            tower_sha256: sha256_hex(tower_weights),
+            tower_sha256: OnceLock::new(),
+            tower_weights: Mutex::new(Some(tower_weights.to_vec())),
             template: FaceTemplate::dlib_150(),
             device: device.clone(),
         })
@@ -68,7 +74,15 @@ impl FacePipeline {
     /// SHA-256 (hex) of the descriptor network's weights: a stored descriptor is valid for
     /// this pipeline only when it names the same network.
     pub fn tower_sha256(&self) -> &str {
-        &self.tower_sha256
+        self.tower_sha256.get_or_init(|| {
+            let weights = self
+                .tower_weights
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take()
+                .unwrap_or_default();
+            sha256_hex(&weights)
+        })
     }
 
     /// The face detector, for callers that only need the boxes (the live view).

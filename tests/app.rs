@@ -315,6 +315,12 @@ fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_anothe
         .collect();
     assert_eq!(rows, block(pipeline.embed_aligned(&crops)).unwrap());
     let stored = block(store.list_images("me", None)).unwrap();
+    // Named by the SHA-256 of the network's file, which the pipeline hashes on first use.
+    let tower_file = std::fs::read(crate_dir().join("models/face_resnet.q8.bin")).unwrap();
+    assert_eq!(
+        pipeline.tower_sha256(),
+        faceverify::store::sha256_hex(&tower_file)
+    );
     for (image, row) in stored.iter().zip(&rows) {
         let descriptor = image.descriptor.as_ref().expect("stored");
         assert_eq!(descriptor.tower_sha256, pipeline.tower_sha256());

@@ -195,6 +195,10 @@ pub fn head_flops(references: usize) -> f64 {
 
 /// Figure names, shared so the native and the browser lines match.
 pub mod names {
+    /// BlazeFace built from its file (what the first camera frame of a visit waits for).
+    pub const LOAD_DETECTOR: &str = "load_detector";
+    /// The face descriptor network built from its file.
+    pub const LOAD_TOWER: &str = "load_face_resnet";
     pub const DETECT: &str = "detect_640x480";
     pub const ALIGN: &str = "align_150";
     pub const EMBED: &str = "embed_128d";

@@ -17,7 +17,7 @@ pub mod figures;
 
 use burn::prelude::*;
 use faceverify::app::{self, NewPhoto};
-use faceverify::model::face_resnet::EMBEDDING_DIM;
+use faceverify::model::face_resnet::{EMBEDDING_DIM, FaceResNet};
 use faceverify::model::facemesh::{FaceMesh, input_from_rgb8};
 use faceverify::model::koch::{KOCH_EMBEDDING_DIM, KOCH_INPUT, KochTowerConfig};
 use faceverify::model::siamese::Siamese;
@@ -198,8 +198,21 @@ pub async fn run(
     };
     let (warmup, runs) = (plan.warmup, plan.runs);
 
-    let detector = FaceDetector::from_bytes(&data.detector_weights, device)
-        .map_err(err("loading BlazeFace"))?;
+    // ---- The networks built from their files: what a start-up pays once, after the download.
+    let load_detector = || {
+        FaceDetector::from_bytes(&data.detector_weights, device).map_err(err("loading BlazeFace"))
+    };
+    let load_tower =
+        || FaceResNet::from_bytes(&data.tower_weights, device).map_err(err("loading the ResNet"));
+    if wanted(plan, names::LOAD_DETECTOR) {
+        let summary = measure!(clock, warmup, runs, load_detector()?);
+        report(sink, names::LOAD_DETECTOR, summary, None);
+    }
+    if wanted(plan, names::LOAD_TOWER) {
+        let summary = measure!(clock, warmup, runs, load_tower()?);
+        report(sink, names::LOAD_TOWER, summary, None);
+    }
+    let detector = load_detector()?;
     let pipeline = FacePipeline::from_bytes(&data.detector_weights, &data.tower_weights, device)
         .map_err(err("loading the face pipeline"))?;
     let impostors =
