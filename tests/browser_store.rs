@@ -1,27 +1,25 @@
 #![cfg(target_arch = "wasm32")]
 //! The storage contract on IndexedDB, in headless Chromium (a dedicated worker, like the app's
-//! storage code), plus what only a browser can show: the version-1 database upgraded in
-//! `onupgradeneeded`, a newer database refused, data surviving a closed connection, "Delete all
-//! my data", and the quota error's mapping.
+//! storage code), plus what only a browser can show: an upgrade in `onupgradeneeded` (records
+//! rewritten, or all rolled back), a newer database refused, data surviving a closed
+//! connection, "Delete all my data", and the quota error's mapping.
 
 use std::cell::Cell;
 
 use faceverify::store::archive;
 use faceverify::store::contract::{self, samples};
-use faceverify::store::schema::{self, MigrationAction, SchemaVersion, object_store};
+use faceverify::store::schema::{Migration, MigrationAction, Schema, SchemaVersion, object_store};
 use faceverify::store::validate::ArchiveLimits;
 use faceverify::store::{
-    Access, FaultInjector, ImageRole, ImageSource, ImportMode, SCHEMA_VERSION, Settings, Store,
+    Access, FaultInjector, ImportMode, SCHEMA_VERSION, Settings, StorageEstimate, Store,
     StoreContents, StoreError,
 };
-use faceverify::web::idb_store::{
-    self, IdbStore, PersistentStorage, StorageEstimate, store_error_from_browser,
-};
-use idb::{DatabaseEvent as _, Event as _, Factory, Request as _};
+use faceverify::web::idb_store::{self, IdbStore, store_error_from_browser};
+use idb::Factory;
 use js_sys::{Reflect, Uint8Array};
 use serde::Serialize;
 use serde_json::{Value, json};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -121,259 +119,146 @@ async fn data_survives_closing_and_reopening_the_database() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Version 1
+// Upgrades
 
-/// Creates `name` at `version` with the object stores and indexes `schema::MIGRATIONS`
-/// describes up to that version, with raw idb calls (what version 1 of the app did).
-async fn create_database_at(name: &str, version: SchemaVersion) -> idb::Database {
-    let factory = Factory::new().unwrap();
-    let mut request = factory.open(name, Some(version.0)).unwrap();
-    request.on_upgrade_needed(move |event| {
-        let database = event.database().unwrap();
-        let transaction = event.target().unwrap().transaction().unwrap();
-        for migration in schema::MIGRATIONS.iter().filter(|m| m.to <= version) {
-            for action in migration.actions {
-                match *action {
-                    MigrationAction::CreateObjectStore { store, key_path } => {
-                        let mut params = idb::ObjectStoreParams::new();
-                        params.key_path(key_path.map(idb::KeyPath::new_single));
-                        database.create_object_store(store, params).unwrap();
-                    }
-                    MigrationAction::CreateIndex {
-                        store,
-                        index,
-                        key_path,
-                        unique,
-                    } => {
-                        let mut params = idb::IndexParams::new();
-                        params.unique(unique);
-                        let key_path = if key_path.len() == 1 {
-                            idb::KeyPath::new_single(key_path[0])
-                        } else {
-                            idb::KeyPath::new_array(key_path.iter().copied())
-                        };
-                        transaction
-                            .object_store(store)
-                            .unwrap()
-                            .create_index(index, key_path, Some(params))
-                            .unwrap();
-                    }
-                    // Records are written after the upgrade.
-                    MigrationAction::DeriveActiveModelPointers
-                    | MigrationAction::RewriteRecords { .. } => {}
-                }
-            }
-        }
-    });
-    request.await.unwrap()
+/// The version after this build's, as a later build would define it.
+const NEXT: SchemaVersion = SchemaVersion(SCHEMA_VERSION.0 + 1);
+
+/// A later schema that rewrites every photo record (adding a field the photo type ignores).
+static MARKING: Schema = Schema {
+    version: NEXT,
+    migrations: &[Migration {
+        from: SCHEMA_VERSION,
+        to: NEXT,
+        description: "marks every photo",
+        actions: &[MigrationAction::RewriteRecords {
+            store: object_store::IMAGES,
+            rewrite: mark_photo,
+        }],
+    }],
+};
+
+/// Like `MARKING`, but its rewrite fails on the third photo, after two were rewritten.
+static FAILING: Schema = Schema {
+    version: NEXT,
+    migrations: &[Migration {
+        from: SCHEMA_VERSION,
+        to: NEXT,
+        description: "fails on the third photo",
+        actions: &[MigrationAction::RewriteRecords {
+            store: object_store::IMAGES,
+            rewrite: mark_two_photos,
+        }],
+    }],
+};
+
+fn mark_photo(mut record: Value) -> Result<Value, String> {
+    record["upgraded"] = json!(true);
+    Ok(record)
 }
 
-/// A JSON record as a JS object, with `payloads` set as `Uint8Array`s (as the app keeps them).
-fn js_record(json: Value, payloads: &[(&str, &[u8])]) -> JsValue {
-    let record = json
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap();
-    for (field, bytes) in payloads {
-        Reflect::set(&record, &(*field).into(), &Uint8Array::from(*bytes)).unwrap();
+thread_local! {
+    static PHOTOS_REWRITTEN: Cell<usize> = const { Cell::new(0) };
+}
+
+fn mark_two_photos(record: Value) -> Result<Value, String> {
+    let done = PHOTOS_REWRITTEN.with(|n| n.replace(n.get() + 1));
+    if done == 2 {
+        return Err("this photo cannot be rewritten".into());
     }
-    record
+    mark_photo(record)
 }
 
-/// Writes version-1 records: images with `kind` and no `source`, models with `tower` and an
-/// `active` flag, settings with only the thresholds. `broken_image` leaves out `kind`.
-async fn write_version_1_records(database: &idb::Database, broken_image: bool) {
-    let photo = samples::image("v1-photo", "alice", ImageRole::Verification, 7);
-    let model = samples::model("v1-model", "alice", 3);
-    let old_model = samples::model("v1-old", "alice", 1);
-    let transaction = database
-        .transaction(
-            &[
-                object_store::PROFILES,
-                object_store::IMAGES,
-                object_store::MODELS,
-                object_store::SETTINGS,
-            ],
-            idb::TransactionMode::ReadWrite,
-        )
-        .unwrap();
-    let put = |store: &str, record: JsValue, key: Option<&str>| {
-        transaction
-            .object_store(store)
-            .unwrap()
-            .put(&record, key.map(JsValue::from_str).as_ref())
-            .unwrap()
-    };
-    put(
-        object_store::PROFILES,
-        js_record(json!({ "id": "alice", "name": "Alice" }), &[]),
-        None,
-    )
-    .await
-    .unwrap();
-    let mut image = json!({
-        "id": photo.id, "profile_id": "alice", "kind": "verification", "created": 7,
-        "width": photo.width, "height": photo.height,
-    });
-    if broken_image {
-        image.as_object_mut().unwrap().remove("kind");
-    }
-    let crop = photo.aligned_crop.clone().unwrap();
-    put(
-        object_store::IMAGES,
-        js_record(
-            image,
-            &[("encoded", &photo.encoded), ("aligned_crop", &crop)],
-        ),
-        None,
-    )
-    .await
-    .unwrap();
-    let model_v1 = |m: &faceverify::store::StoredModel, active: bool| {
-        json!({
-            "id": m.id, "profile_id": "alice", "tower": m.tower_kind, "created": m.created,
-            "training_settings": m.training_settings, "metrics": m.metrics, "active": active,
-        })
-    };
-    put(
-        object_store::MODELS,
-        js_record(model_v1(&model, true), &[("bytes", &model.bytes)]),
-        None,
-    )
-    .await
-    .unwrap();
-    // An older writer's number array instead of a Uint8Array reads back the same.
-    let mut old = model_v1(&old_model, false);
-    old["bytes"] = json!(old_model.bytes);
-    put(object_store::MODELS, js_record(old, &[]), None)
-        .await
-        .unwrap();
-    put(
-        object_store::SETTINGS,
-        js_record(
-            json!({ "detection_threshold": 0.6, "verification_threshold": 0.8 }),
-            &[],
-        ),
-        Some(schema::SETTINGS_KEY),
-    )
-    .await
-    .unwrap();
-    assert!(transaction.await.unwrap().is_committed());
-}
-
-fn assert_version_1_data_found(contents: &StoreContents) {
-    let photo = samples::image("v1-photo", "alice", ImageRole::Verification, 7);
-    assert_eq!(contents.profiles["alice"].name, "Alice");
-    assert_eq!(contents.images["v1-photo"], photo);
-    assert_eq!(contents.images["v1-photo"].source, ImageSource::Camera);
-    assert_eq!(
-        contents.models["v1-model"],
-        samples::model("v1-model", "alice", 3)
-    );
-    assert_eq!(
-        contents.models["v1-old"],
-        samples::model("v1-old", "alice", 1)
-    );
-    assert_eq!(contents.active_models["alice"], "v1-model");
-    assert_eq!(
-        contents.settings,
-        Some(Settings {
-            detection_threshold: 0.6,
-            verification_threshold: 0.8,
-            ..Settings::default()
-        })
-    );
-}
-
-#[wasm_bindgen_test]
-async fn version_1_database_opened_with_version_2_finds_everything() {
-    let name = unique_name("v1");
-    let database = create_database_at(&name, SchemaVersion(1)).await;
-    write_version_1_records(&database, false).await;
-    database.close();
-
-    let store = IdbStore::open(&name).await.unwrap();
-    assert_version_1_data_found(&store.export_contents().await.unwrap());
-    assert_eq!(
-        store.active_model("alice").await.unwrap().unwrap().id,
-        "v1-model"
-    );
-    // The version-2 indexes work on migrated records.
-    assert_eq!(
-        store
-            .list_images("alice", Some(ImageRole::Verification))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    drop(store);
-    // Reopening reads the version-2 layout as it is.
-    let store = IdbStore::open(&name).await.unwrap();
-    assert_version_1_data_found(&store.export_contents().await.unwrap());
-    idb_store::delete_database(&name).await.unwrap();
-}
-
-#[wasm_bindgen_test]
-async fn a_failed_migration_leaves_the_version_1_database_whole() {
-    let name = unique_name("v1-broken");
-    let database = create_database_at(&name, SchemaVersion(1)).await;
-    write_version_1_records(&database, true).await;
-    database.close();
-
-    let err = IdbStore::open(&name).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::MigrationFailed { from: 1, to: 2, .. }),
-        "{err:?}"
-    );
-    assert!(err.user_message().contains("Nothing was changed"), "{err}");
-
-    // Still version 1, with its stores and records as they were.
+/// The database's version and its photo records, read with raw idb calls.
+async fn raw_photos(name: &str) -> (u32, Vec<JsValue>) {
     let database = Factory::new()
         .unwrap()
-        .open(&name, None)
+        .open(name, None)
         .unwrap()
         .await
         .unwrap();
-    assert_eq!(database.version().unwrap(), 1);
-    assert!(
-        !database
-            .store_names()
-            .contains(&object_store::RUNS.to_string())
-    );
     let transaction = database
-        .transaction(&[object_store::MODELS], idb::TransactionMode::ReadOnly)
+        .transaction(&[object_store::IMAGES], idb::TransactionMode::ReadOnly)
         .unwrap();
-    let models = transaction
-        .object_store(object_store::MODELS)
+    let photos = transaction
+        .object_store(object_store::IMAGES)
         .unwrap()
         .get_all(None, None)
         .unwrap()
         .await
         .unwrap();
-    assert_eq!(models.len(), 2);
-    assert!(
-        models
-            .iter()
-            .all(|m| Reflect::has(m, &"tower".into()).unwrap())
-    );
+    let version = database.version().unwrap();
     database.close();
-    idb_store::delete_database(&name).await.unwrap();
+    (version, photos)
+}
+
+fn upgraded(photo: &JsValue) -> bool {
+    Reflect::get(photo, &"upgraded".into()).unwrap() == JsValue::TRUE
 }
 
 #[wasm_bindgen_test]
-async fn a_database_from_a_newer_version_is_refused_untouched() {
-    let name = unique_name("newer");
-    let database = create_database_at(&name, SchemaVersion(SCHEMA_VERSION.0 + 1)).await;
-    database.close();
+async fn an_upgrade_rewrites_records_and_keeps_their_payloads() {
+    let name = unique_name("upgrade");
+    let store = IdbStore::open(&name).await.unwrap();
+    samples::populate(&store).await;
+    let before = store.export_contents().await.unwrap();
+    drop(store);
+
+    let store = IdbStore::open_with_schema(&name, &MARKING).await.unwrap();
+    assert_eq!(store.export_contents().await.unwrap(), before);
+    drop(store);
+    let (version, photos) = raw_photos(&name).await;
+    assert_eq!(version, NEXT.0);
+    assert_eq!(photos.len(), before.images.len());
+    for photo in &photos {
+        assert!(upgraded(photo));
+        let encoded = Reflect::get(photo, &"encoded".into()).unwrap();
+        assert!(encoded.is_instance_of::<Uint8Array>());
+    }
+
+    // This build cannot read what the later one wrote, and says so without touching it.
     let err = IdbStore::open(&name).await.unwrap_err();
     assert_eq!(
         err,
         StoreError::SchemaTooNew {
-            found: SCHEMA_VERSION.0 + 1,
+            found: NEXT.0,
             supported: SCHEMA_VERSION.0
         }
     );
     assert!(err.user_message().contains("newer version"), "{err}");
+    let store = IdbStore::open_with_schema(&name, &MARKING).await.unwrap();
+    assert_eq!(store.export_contents().await.unwrap(), before);
+    drop(store);
+    idb_store::delete_database(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_failed_upgrade_leaves_the_database_whole() {
+    let name = unique_name("upgrade-fails");
+    let store = IdbStore::open(&name).await.unwrap();
+    samples::populate(&store).await;
+    let before = store.export_contents().await.unwrap();
+    drop(store);
+
+    PHOTOS_REWRITTEN.with(|n| n.set(0));
+    let err = IdbStore::open_with_schema(&name, &FAILING)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::MigrationFailed { from, to, .. }
+            if from == SCHEMA_VERSION.0 && to == NEXT.0),
+        "{err:?}"
+    );
+    assert!(err.user_message().contains("Nothing was changed"), "{err}");
+    assert!(PHOTOS_REWRITTEN.with(Cell::get) >= 3);
+
+    // Still at its version, the two rewrites made before the failure rolled back.
+    let (version, photos) = raw_photos(&name).await;
+    assert_eq!(version, SCHEMA_VERSION.0);
+    assert!(!photos.iter().any(upgraded));
+    let store = IdbStore::open(&name).await.unwrap();
+    assert_eq!(store.export_contents().await.unwrap(), before);
+    drop(store);
     idb_store::delete_database(&name).await.unwrap();
 }
 
@@ -408,10 +293,9 @@ fn quota_exceeded_becomes_a_clear_message() {
     assert!(message.contains("Nothing was saved"), "{message}");
     assert!(message.contains("checkpoint"), "{message}");
 
-    let newer = js_record(
-        json!({ "name": "QuotaExceededError", "message": "full", "requested": 5_000_000 }),
-        &[],
-    );
+    let newer = json!({ "name": "QuotaExceededError", "message": "full", "requested": 5_000_000 })
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap();
     assert_eq!(
         store_error_from_browser(&newer, Access::Write, 1, None),
         StoreError::QuotaExceeded {
@@ -442,16 +326,11 @@ fn quota_exceeded_becomes_a_clear_message() {
 }
 
 #[wasm_bindgen_test]
-async fn storage_estimate_and_persistence_are_reported() {
+async fn the_storage_estimate_is_reported() {
     let estimate = idb_store::storage_usage()
         .await
         .expect("Chromium workers have navigator.storage.estimate()");
     assert!(estimate.quota > 0, "{estimate:?}");
-    // `persist()` exists only in windows; these tests run in a worker.
-    assert_eq!(
-        idb_store::request_persistent_storage().await,
-        PersistentStorage::Unsupported
-    );
 }
 
 #[wasm_bindgen_test]

@@ -1,5 +1,5 @@
 //! The storage contract on the native stores, plus what only native code can show: the
-//! on-disk layout surviving failures and reopening, the version-1 migration, the quota, and
+//! on-disk layout surviving failures and reopening, a newer layout refused, the quota, and
 //! every hostile input.
 
 use std::path::{Path, PathBuf};
@@ -9,14 +9,13 @@ use faceverify::store::archive::{
     self, ARCHIVE_FORMAT_VERSION, ArchiveError, ArchiveProblem, MANIFEST_ENTRY,
 };
 use faceverify::store::contract::{self, samples};
-use faceverify::store::schema::{RawDatabase, SchemaVersion, object_store};
 use faceverify::store::validate::{
     self, ArchiveLimits, ImageError, ImageLimits, ModelFile, ModelFormatError, TensorDType,
     TensorSpec,
 };
 use faceverify::store::{
-    DirStore, FaultInjector, ImageRole, ImageSource, ImportMode, LEGACY_V1_FILE, MANIFEST_FILE,
-    MemoryStore, SCHEMA_VERSION, Settings, Store, StoreContents, StoreError,
+    DirStore, FaultInjector, ImageRole, ImportMode, MANIFEST_FILE, MemoryStore, SCHEMA_VERSION,
+    Store, StoreError,
 };
 use pollster::block_on;
 use serde_json::json;
@@ -227,124 +226,6 @@ fn quota_exceeded_is_a_clear_error_and_writes_nothing() {
     assert!(block_on(store.delete_image("alice-0")).unwrap());
     assert!(block_on(store.delete_image("alice-1")).unwrap());
     block_on(store.put_image(&batch[0])).unwrap();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Migration
-
-/// A version-1 data set: images with `kind` and no `source`, models with `tower` and an
-/// `active` flag, settings with only the thresholds.
-fn version_1_database() -> RawDatabase {
-    let photo = samples::image("v1-photo", "alice", ImageRole::Verification, 7);
-    let model = samples::model("v1-model", "alice", 3);
-    let old_model = samples::model("v1-old", "alice", 1);
-    let mut db = RawDatabase {
-        schema_version: SchemaVersion(1),
-        ..Default::default()
-    };
-    db.stores.insert(
-        object_store::PROFILES.into(),
-        vec![json!({ "id": "alice", "name": "Alice" })],
-    );
-    db.stores.insert(
-        object_store::IMAGES.into(),
-        vec![json!({
-            "id": photo.id, "profile_id": "alice", "kind": "verification", "created": 7,
-            "width": photo.width, "height": photo.height, "encoded": photo.encoded,
-            "aligned_crop": photo.aligned_crop,
-        })],
-    );
-    let model_v1 = |m: &faceverify::store::StoredModel, active: bool| {
-        json!({
-            "id": m.id, "profile_id": "alice", "tower": m.tower_kind, "created": m.created,
-            "training_settings": m.training_settings, "metrics": m.metrics, "bytes": m.bytes,
-            "active": active,
-        })
-    };
-    db.stores.insert(
-        object_store::MODELS.into(),
-        vec![model_v1(&model, true), model_v1(&old_model, false)],
-    );
-    db.stores.insert(
-        object_store::SETTINGS.into(),
-        vec![json!({ "detection_threshold": 0.6, "verification_threshold": 0.8 })],
-    );
-    db
-}
-
-fn assert_version_1_data_found(contents: &StoreContents) {
-    let photo = samples::image("v1-photo", "alice", ImageRole::Verification, 7);
-    assert_eq!(contents.profiles["alice"].name, "Alice");
-    assert_eq!(contents.images["v1-photo"], photo);
-    assert_eq!(contents.images["v1-photo"].source, ImageSource::Camera);
-    assert_eq!(
-        contents.models["v1-model"],
-        samples::model("v1-model", "alice", 3)
-    );
-    assert_eq!(
-        contents.models["v1-old"],
-        samples::model("v1-old", "alice", 1)
-    );
-    assert_eq!(contents.active_models["alice"], "v1-model");
-    assert_eq!(
-        contents.settings,
-        Some(Settings {
-            detection_threshold: 0.6,
-            verification_threshold: 0.8,
-            ..Settings::default()
-        })
-    );
-}
-
-#[test]
-fn version_1_records_opened_with_version_2_find_everything() {
-    let store = MemoryStore::open_raw(&version_1_database()).unwrap();
-    assert_version_1_data_found(&block_on(store.export_contents()).unwrap());
-}
-
-#[test]
-fn version_1_directory_is_migrated_on_open() {
-    let dir = TempDir::new("v1");
-    std::fs::create_dir_all(dir.path()).unwrap();
-    std::fs::write(
-        dir.path().join(LEGACY_V1_FILE),
-        serde_json::to_vec(&version_1_database()).unwrap(),
-    )
-    .unwrap();
-    let store = DirStore::open(dir.path()).unwrap();
-    assert_version_1_data_found(&block_on(store.export_contents()).unwrap());
-    assert_eq!(
-        block_on(store.active_model("alice")).unwrap().unwrap().id,
-        "v1-model"
-    );
-    assert!(!dir.path().join(LEGACY_V1_FILE).exists());
-    drop(store);
-    // Reopening reads the version-2 layout.
-    let store = DirStore::open(dir.path()).unwrap();
-    assert_version_1_data_found(&block_on(store.export_contents()).unwrap());
-}
-
-#[test]
-fn a_failed_migration_keeps_the_version_1_file() {
-    let dir = TempDir::new("v1-fail");
-    std::fs::create_dir_all(dir.path()).unwrap();
-    let legacy = serde_json::to_vec(&version_1_database()).unwrap();
-    std::fs::write(dir.path().join(LEGACY_V1_FILE), &legacy).unwrap();
-    let faults = FaultInjector::new();
-    faults.fail_write(3);
-    let err = DirStore::open_with_faults(dir.path(), faults).unwrap_err();
-    assert!(
-        matches!(err, StoreError::MigrationFailed { from: 1, to: 2, .. }),
-        "{err:?}"
-    );
-    assert_eq!(
-        std::fs::read(dir.path().join(LEGACY_V1_FILE)).unwrap(),
-        legacy
-    );
-    assert!(!dir.path().join(MANIFEST_FILE).exists());
-    // The next open succeeds.
-    let store = DirStore::open(dir.path()).unwrap();
-    assert_version_1_data_found(&block_on(store.export_contents()).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,49 @@ self.addEventListener('message', (event) => {
   delete frame.bitmap;
 });
 
+// Model files are fetched here, once per URL, streamed so the page can show progress; the Rust
+// side asks for them through `fetchModel`. A failed download is forgotten, so that the next
+// request tries again (the network may be back).
+const downloads = new Map();
+function fetchModel(url, name) {
+  let download = downloads.get(url);
+  if (!download) {
+    download = streamModel(url, name);
+    download.catch(() => downloads.delete(url));
+    downloads.set(url, download);
+  }
+  return download;
+}
+
+async function streamModel(url, name) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const total = Number(response.headers.get('content-length')) || 0;
+  const progress = (loaded) => self.postMessage({ type: 'ModelProgress', name, loaded, total });
+  progress(0);
+  const chunks = [];
+  let loaded = 0;
+  let reported = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    // About every 256 KiB: a smooth bar without flooding the page.
+    if (loaded - reported >= 256 * 1024) progress((reported = loaded));
+  }
+  if (total && loaded !== total) throw new Error(`got ${loaded} of ${total} bytes`);
+  progress(loaded);
+  const bytes = new Uint8Array(loaded);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
 // The page passes its backend preference: the build depends on it (builds.js).
 async function loadBuild(build) {
   const base = build === 'threads' ? './threads/' : './';
@@ -48,7 +91,7 @@ try {
   }
   self.postMessage({ type: 'Build', build });
   // Where the model files come from: the page's choice, else models/ beside this file.
-  glue.workerMain(params.get('models') ?? undefined);
+  glue.workerMain(params.get('models') ?? undefined, fetchModel);
 } catch (error) {
   self.postMessage({
     type: 'Failed',

@@ -17,6 +17,7 @@
 //! then writes in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::fmt;
 use std::io::Read;
 
@@ -25,12 +26,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::dataset::{self, StoreContents};
+use super::detached::{self, ActiveModelEntry};
 use super::schema::{SCHEMA_VERSION, SchemaVersion};
 use super::validate::{self, ArchiveLimits, ImageLimits};
-use super::{
-    Checkpoint, ImageRole, ImageSource, ImportMode, Millis, Profile, Settings, Store, StoreError,
-    StoredImage, StoredModel, TrainingRun,
-};
+use super::{ImportMode, Profile, Settings, Store, StoreError, TrainingRun};
 
 /// The archive format this build writes and the newest it reads.
 pub const ARCHIVE_FORMAT_VERSION: u32 = 1;
@@ -70,48 +69,10 @@ pub struct ArchiveManifest {
     pub entries: Vec<EntryDigest>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ImageRecord {
-    id: String,
-    profile_id: String,
-    role: ImageRole,
-    source: ImageSource,
-    created: Millis,
-    width: u32,
-    height: u32,
-    encoded: String,
-    aligned_crop: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ModelRecord {
-    id: String,
-    profile_id: String,
-    tower_kind: String,
-    format_version: u32,
-    created: Millis,
-    training_settings: serde_json::Value,
-    metrics: serde_json::Value,
-    bytes: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct CheckpointRecord {
-    profile_id: String,
-    run_id: String,
-    epoch: u32,
-    position: u64,
-    created: Millis,
-    model: String,
-    optimiser: String,
-    trainer_state: serde_json::Value,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ActiveModelRecord {
-    profile_id: String,
-    model_id: String,
-}
+/// Records name their payloads by the archive entry that holds them.
+type ImageRecord = detached::ImageEntry<String>;
+type ModelRecord = detached::ModelEntry<String>;
+type CheckpointRecord = detached::CheckpointEntry<String>;
 
 /// `records.json`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -119,7 +80,7 @@ struct ArchiveRecords {
     profiles: Vec<Profile>,
     images: Vec<ImageRecord>,
     models: Vec<ModelRecord>,
-    active_models: Vec<ActiveModelRecord>,
+    active_models: Vec<ActiveModelEntry>,
     checkpoints: Vec<CheckpointRecord>,
     runs: Vec<TrainingRun>,
     settings: Option<Settings>,
@@ -343,6 +304,12 @@ fn tar_of<'a>(entries: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
     builder.into_inner().expect("writing to memory cannot fail")
 }
 
+/// Adds a payload under `name` and returns the name, for the record that refers to it.
+fn named<'a>(payloads: &mut Vec<(String, &'a [u8])>, name: String, bytes: &'a [u8]) -> String {
+    payloads.push((name.clone(), bytes));
+    name
+}
+
 /// Encodes a data set as a tar archive. Deterministic: same contents, same bytes.
 pub fn encode_archive(contents: &StoreContents) -> Vec<u8> {
     let mut payloads: Vec<(String, &[u8])> = Vec::new();
@@ -357,62 +324,39 @@ pub fn encode_archive(contents: &StoreContents) -> Vec<u8> {
             .map_or("bin", |info| info.format.extension())
     };
     for (n, image) in contents.images.values().enumerate() {
-        let encoded = format!("images/{n:06}.{}", extension(&image.encoded));
-        payloads.push((encoded.clone(), &image.encoded));
-        let aligned_crop = image.aligned_crop.as_deref().map(|crop| {
-            let name = format!("crops/{n:06}.{}", extension(crop));
-            payloads.push((name.clone(), crop));
-            name
+        let mut folders = ["images", "crops"].into_iter();
+        let Ok(mut record) = ImageRecord::detach(image, |bytes| {
+            let folder = folders.next().expect("a photo has two payloads at most");
+            let name = format!("{folder}/{n:06}.{}", extension(bytes));
+            Ok::<_, Infallible>(named(&mut payloads, name, bytes))
         });
-        records.images.push(ImageRecord {
-            id: image.id.clone(),
-            profile_id: image.profile_id.clone(),
-            role: image.role,
-            source: image.source,
-            created: image.created,
-            width: image.width,
-            height: image.height,
-            encoded,
-            aligned_crop,
-        });
+        // Descriptors are derived data: computed again after an import.
+        record.descriptor = None;
+        records.images.push(record);
     }
     for (n, model) in contents.models.values().enumerate() {
-        let bytes = format!("models/{n:04}.fvmodel");
-        payloads.push((bytes.clone(), &model.bytes));
-        records.models.push(ModelRecord {
-            id: model.id.clone(),
-            profile_id: model.profile_id.clone(),
-            tower_kind: model.tower_kind.clone(),
-            format_version: model.format_version,
-            created: model.created,
-            training_settings: model.training_settings.clone(),
-            metrics: model.metrics.clone(),
-            bytes,
+        let Ok(record) = ModelRecord::detach(model, |bytes| {
+            let name = format!("models/{n:04}.fvmodel");
+            Ok::<_, Infallible>(named(&mut payloads, name, bytes))
         });
+        records.models.push(record);
     }
     records.active_models = contents
         .active_models
         .iter()
-        .map(|(profile_id, model_id)| ActiveModelRecord {
+        .map(|(profile_id, model_id)| ActiveModelEntry {
             profile_id: profile_id.clone(),
             model_id: model_id.clone(),
         })
         .collect();
     for (n, checkpoint) in contents.checkpoints.values().enumerate() {
-        let model = format!("checkpoints/{n:04}.model");
-        let optimiser = format!("checkpoints/{n:04}.optimiser");
-        payloads.push((model.clone(), &checkpoint.model_bytes));
-        payloads.push((optimiser.clone(), &checkpoint.optimiser_bytes));
-        records.checkpoints.push(CheckpointRecord {
-            profile_id: checkpoint.profile_id.clone(),
-            run_id: checkpoint.run_id.clone(),
-            epoch: checkpoint.epoch,
-            position: checkpoint.position,
-            created: checkpoint.created,
-            model,
-            optimiser,
-            trainer_state: checkpoint.trainer_state.clone(),
+        let mut parts = ["model", "optimiser"].into_iter();
+        let Ok(record) = CheckpointRecord::detach(checkpoint, |bytes| {
+            let part = parts.next().expect("a checkpoint has two payloads");
+            let name = format!("checkpoints/{n:04}.{part}");
+            Ok::<_, Infallible>(named(&mut payloads, name, bytes))
         });
+        records.checkpoints.push(record);
     }
     let records_json = serde_json::to_vec_pretty(&records).expect("records always serialise");
     let mut entries: Vec<(String, &[u8])> = vec![(RECORDS_ENTRY.to_owned(), &records_json)];
@@ -737,16 +681,24 @@ struct ContentsBuilder<'a> {
 
 impl ContentsBuilder<'_> {
     /// The bytes of `entry`, a payload of the `kind` record `id`.
-    fn payload(&mut self, kind: &'static str, id: &str, entry: &str) -> Option<Vec<u8>> {
+    /// The bytes of `entry`; a missing one is a problem, and clears `complete`.
+    fn payload(
+        &mut self,
+        kind: &'static str,
+        id: &str,
+        entry: &str,
+        complete: &mut bool,
+    ) -> Result<Vec<u8>, Infallible> {
         let bytes = self.entries.get(entry).cloned();
         if bytes.is_none() {
+            *complete = false;
             self.problems.push(ArchiveProblem::MissingPayload {
                 kind,
                 id: id.to_owned(),
                 entry: entry.to_owned(),
             });
         }
-        bytes
+        Ok(bytes.unwrap_or_default())
     }
 
     fn check(&mut self, result: Result<(), StoreError>) {
@@ -774,28 +726,14 @@ impl ContentsBuilder<'_> {
 
     fn add_image(&mut self, record: ImageRecord) {
         self.require_profile(&record.profile_id);
-        let encoded = self.payload("photo", &record.id, &record.encoded);
-        let aligned_crop = match &record.aligned_crop {
-            Some(entry) => match self.payload("photo", &record.id, entry) {
-                Some(bytes) => Some(bytes),
-                None => return,
-            },
-            None => None,
-        };
-        let Some(encoded) = encoded else { return };
-        let image = StoredImage {
-            id: record.id,
-            profile_id: record.profile_id,
-            role: record.role,
-            source: record.source,
-            created: record.created,
-            width: record.width,
-            height: record.height,
-            encoded,
-            aligned_crop,
-            // Archives carry no descriptors (derived data): they are computed again on use.
-            descriptor: None,
-        };
+        let mut complete = true;
+        let Ok(mut image) =
+            record.attach(|entry| self.payload("photo", &record.id, entry, &mut complete));
+        if !complete {
+            return;
+        }
+        // Archives carry no descriptors (derived data): they are computed again on use.
+        image.descriptor = None;
         self.check(dataset::check_image_record(&image, self.image_limits));
         if self.contents.images.contains_key(&image.id) {
             self.duplicate("photo", &image.id);
@@ -805,19 +743,12 @@ impl ContentsBuilder<'_> {
 
     fn add_model(&mut self, record: ModelRecord) {
         self.require_profile(&record.profile_id);
-        let Some(bytes) = self.payload("model", &record.id, &record.bytes) else {
+        let mut complete = true;
+        let Ok(model) =
+            record.attach(|entry| self.payload("model", &record.id, entry, &mut complete));
+        if !complete {
             return;
-        };
-        let model = StoredModel {
-            id: record.id,
-            profile_id: record.profile_id,
-            tower_kind: record.tower_kind,
-            format_version: record.format_version,
-            created: record.created,
-            training_settings: record.training_settings,
-            metrics: record.metrics,
-            bytes,
-        };
+        }
         self.check(dataset::check_model_record(&model));
         if self.contents.models.contains_key(&model.id) {
             self.duplicate("model", &model.id);
@@ -825,7 +756,7 @@ impl ContentsBuilder<'_> {
         self.contents.models.insert(model.id.clone(), model);
     }
 
-    fn add_active_model(&mut self, pointer: ActiveModelRecord) {
+    fn add_active_model(&mut self, pointer: ActiveModelEntry) {
         self.require_profile(&pointer.profile_id);
         match self.contents.models.get(&pointer.model_id) {
             Some(model) if model.profile_id == pointer.profile_id => {}
@@ -850,21 +781,12 @@ impl ContentsBuilder<'_> {
 
     fn add_checkpoint(&mut self, record: CheckpointRecord) {
         self.require_profile(&record.profile_id);
-        let model = self.payload("checkpoint", &record.profile_id, &record.model);
-        let optimiser = self.payload("checkpoint", &record.profile_id, &record.optimiser);
-        let (Some(model_bytes), Some(optimiser_bytes)) = (model, optimiser) else {
+        let mut complete = true;
+        let Ok(checkpoint) = record
+            .attach(|entry| self.payload("checkpoint", &record.profile_id, entry, &mut complete));
+        if !complete {
             return;
-        };
-        let checkpoint = Checkpoint {
-            profile_id: record.profile_id,
-            run_id: record.run_id,
-            epoch: record.epoch,
-            position: record.position,
-            created: record.created,
-            model_bytes,
-            optimiser_bytes,
-            trainer_state: record.trainer_state,
-        };
+        }
         self.check(dataset::check_checkpoint_record(&checkpoint));
         if self
             .contents

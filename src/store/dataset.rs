@@ -53,6 +53,22 @@ pub enum Change {
     PutSettings(Settings),
 }
 
+impl Change {
+    /// Bytes this change adds, for a quota message: payloads exactly, small records by their
+    /// JSON size (as `StoreContents::usage` counts them).
+    pub fn bytes_added(&self) -> u64 {
+        match self {
+            Change::PutImage(i) => i.payload_bytes(),
+            Change::PutModel(m) => m.bytes.len() as u64,
+            Change::PutCheckpoint(c) => c.payload_bytes(),
+            Change::PutProfile(p) => json_len(p),
+            Change::PutRun(r) => json_len(r),
+            Change::PutSettings(s) => json_len(s),
+            _ => 0,
+        }
+    }
+}
+
 /// What planning needs to know about the stored records: keys and references, no payloads.
 /// Each store builds it inside the write's own transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -161,7 +177,6 @@ impl StoreContents {
 
     /// Bytes held, by kind. Payloads are counted exactly; small records by their JSON size.
     pub fn usage(&self) -> StorageUsage {
-        let json_len = |v: &dyn erased::JsonLen| v.json_len();
         StorageUsage {
             images: self.images.values().map(StoredImage::payload_bytes).sum(),
             models: self.models.values().map(|m| m.bytes.len() as u64).sum(),
@@ -190,16 +205,9 @@ impl StoreContents {
     }
 }
 
-/// JSON size of small records, for usage accounting.
-mod erased {
-    pub trait JsonLen {
-        fn json_len(&self) -> u64;
-    }
-    impl<T: serde::Serialize> JsonLen for T {
-        fn json_len(&self) -> u64 {
-            serde_json::to_vec(self).map_or(0, |v| v.len() as u64)
-        }
-    }
+/// JSON size of a small record, for usage accounting.
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
+    serde_json::to_vec(value).map_or(0, |v| v.len() as u64)
 }
 
 // ---------------------------------------------------------------------------------------------

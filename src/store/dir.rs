@@ -10,10 +10,6 @@
 //!   content-addressed, each also written to a temporary file and renamed.
 //! - Leftovers of an interrupted transaction (temporary files, unreferenced blobs) are removed
 //!   when the store is opened and after each commit.
-//!
-//! Version 1 kept everything in one JSON file, `faceverify-store.json` (a `RawDatabase`).
-//! Opening such a directory migrates it: the version-2 layout is written and committed, and
-//! only then is the old file removed.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,18 +21,16 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{Catalog, Change, StoreContents};
 use super::memory::{change_name, write_planned};
-use super::schema::{RawDatabase, SCHEMA_VERSION, SchemaVersion};
+use super::schema::{SCHEMA_VERSION, SchemaVersion};
 use super::sha256_hex;
 use super::validate::ImageLimits;
 use super::{
-    Checkpoint, FaultInjector, ImageDescriptor, ImageRole, ImageSource, Millis, Profile, Query,
-    Record, Settings, StorageUsage, Store, StoreError, StoredImage, StoredModel, TrainingRun,
+    FaultInjector, Profile, Query, Record, Settings, StorageUsage, Store, StoreError, TrainingRun,
+    detached,
 };
 
-/// The commit point of a version-2 directory.
+/// The commit point of a directory.
 pub const MANIFEST_FILE: &str = "MANIFEST.json";
-/// The single file of a version-1 directory.
-pub const LEGACY_V1_FILE: &str = "faceverify-store.json";
 const BLOB_DIR: &str = "blobs";
 const TEMP_SUFFIX: &str = ".tmp";
 
@@ -47,45 +41,9 @@ struct BlobRef {
     len: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ImageEntry {
-    id: String,
-    profile_id: String,
-    role: ImageRole,
-    source: ImageSource,
-    created: Millis,
-    width: u32,
-    height: u32,
-    encoded: BlobRef,
-    aligned_crop: Option<BlobRef>,
-    /// Small (512 bytes) and derived: kept in the manifest rather than as a payload file.
-    #[serde(default)]
-    descriptor: Option<ImageDescriptor>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ModelEntry {
-    id: String,
-    profile_id: String,
-    tower_kind: String,
-    format_version: u32,
-    created: Millis,
-    training_settings: serde_json::Value,
-    metrics: serde_json::Value,
-    bytes: BlobRef,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct CheckpointEntry {
-    profile_id: String,
-    run_id: String,
-    epoch: u32,
-    position: u64,
-    created: Millis,
-    model: BlobRef,
-    optimiser: BlobRef,
-    trainer_state: serde_json::Value,
-}
+type ImageEntry = detached::ImageEntry<BlobRef>;
+type ModelEntry = detached::ModelEntry<BlobRef>;
+type CheckpointEntry = detached::CheckpointEntry<BlobRef>;
 
 /// Every record's metadata: the commit point.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -154,7 +112,7 @@ fn read_failed(path: &Path, e: std::io::Error) -> StoreError {
 }
 
 impl DirStore {
-    /// Opens (creating if needed) a store in `root`, migrating an older layout.
+    /// Opens (creating if needed) a store in `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<DirStore, StoreError> {
         Self::open_with_faults(root, FaultInjector::default())
     }
@@ -168,7 +126,6 @@ impl DirStore {
         let blob_dir = root.join(BLOB_DIR);
         fs::create_dir_all(&blob_dir).map_err(|e| write_failed("creating", &blob_dir, e))?;
         let manifest_path = root.join(MANIFEST_FILE);
-        let legacy_path = root.join(LEGACY_V1_FILE);
         let store = DirStore {
             manifest: RefCell::new(Manifest::empty()),
             contents: RefCell::default(),
@@ -183,12 +140,6 @@ impl DirStore {
             *store.manifest.borrow_mut() = manifest;
             let contents = store.load_contents()?;
             *store.contents.borrow_mut() = contents;
-            // A migration that committed but was interrupted before removing the old file.
-            if legacy_path.exists() {
-                let _ = fs::remove_file(&legacy_path);
-            }
-        } else if legacy_path.exists() {
-            store.migrate_legacy(&legacy_path)?;
         }
         store.remove_unreferenced_blobs(None);
         Ok(store)
@@ -201,24 +152,6 @@ impl DirStore {
     pub fn with_image_limits(mut self, limits: ImageLimits) -> Self {
         self.image_limits = limits;
         self
-    }
-
-    /// Writes the version-2 layout from a version-1 file, then removes the file.
-    fn migrate_legacy(&self, legacy_path: &Path) -> Result<(), StoreError> {
-        let bytes = fs::read(legacy_path).map_err(|e| read_failed(legacy_path, e))?;
-        let raw: RawDatabase = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            detail: format!("{}: {e}", legacy_path.display()),
-        })?;
-        let from = raw.schema_version;
-        let contents = raw.migrate(SCHEMA_VERSION)?.into_contents()?;
-        // Written as-is: these records were accepted by version 1 and must not be lost now.
-        self.commit(contents_as_changes(contents))
-            .map_err(|e| StoreError::MigrationFailed {
-                from: from.0,
-                to: SCHEMA_VERSION.0,
-                detail: e.to_string(),
-            })?;
-        fs::remove_file(legacy_path).map_err(|e| write_failed("removing", legacy_path, e))
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -306,41 +239,15 @@ impl DirStore {
                 next.profiles.remove(&id);
             }
             Change::PutImage(i) => {
-                let encoded = self.put_blob(&i.encoded)?;
-                let aligned_crop = match &i.aligned_crop {
-                    Some(crop) => Some(self.put_blob(crop)?),
-                    None => None,
-                };
-                let entry = ImageEntry {
-                    id: i.id,
-                    profile_id: i.profile_id,
-                    role: i.role,
-                    source: i.source,
-                    created: i.created,
-                    width: i.width,
-                    height: i.height,
-                    encoded,
-                    aligned_crop,
-                    descriptor: i.descriptor,
-                };
-                next.images.insert(entry.id.clone(), entry);
+                let entry = ImageEntry::detach(&i, |bytes| self.put_blob(bytes))?;
+                next.images.insert(i.id, entry);
             }
             Change::DeleteImage(id) => {
                 next.images.remove(&id);
             }
             Change::PutModel(m) => {
-                let bytes = self.put_blob(&m.bytes)?;
-                let entry = ModelEntry {
-                    id: m.id,
-                    profile_id: m.profile_id,
-                    tower_kind: m.tower_kind,
-                    format_version: m.format_version,
-                    created: m.created,
-                    training_settings: m.training_settings,
-                    metrics: m.metrics,
-                    bytes,
-                };
-                next.models.insert(entry.id.clone(), entry);
+                let entry = ModelEntry::detach(&m, |bytes| self.put_blob(bytes))?;
+                next.models.insert(m.id, entry);
             }
             Change::DeleteModel(id) => {
                 next.models.remove(&id);
@@ -355,19 +262,8 @@ impl DirStore {
                 next.active_models.remove(&profile);
             }
             Change::PutCheckpoint(c) => {
-                let model = self.put_blob(&c.model_bytes)?;
-                let optimiser = self.put_blob(&c.optimiser_bytes)?;
-                let entry = CheckpointEntry {
-                    profile_id: c.profile_id,
-                    run_id: c.run_id,
-                    epoch: c.epoch,
-                    position: c.position,
-                    created: c.created,
-                    model,
-                    optimiser,
-                    trainer_state: c.trainer_state,
-                };
-                next.checkpoints.insert(entry.profile_id.clone(), entry);
+                let entry = CheckpointEntry::detach(&c, |bytes| self.put_blob(bytes))?;
+                next.checkpoints.insert(c.profile_id, entry);
             }
             Change::DeleteCheckpoint(profile) => {
                 next.checkpoints.remove(&profile);
@@ -441,50 +337,6 @@ impl DirStore {
         }
     }
 
-    fn load_image(&self, entry: &ImageEntry) -> Result<StoredImage, StoreError> {
-        Ok(StoredImage {
-            id: entry.id.clone(),
-            profile_id: entry.profile_id.clone(),
-            role: entry.role,
-            source: entry.source,
-            created: entry.created,
-            width: entry.width,
-            height: entry.height,
-            encoded: self.read_blob(&entry.encoded)?,
-            aligned_crop: match &entry.aligned_crop {
-                Some(crop) => Some(self.read_blob(crop)?),
-                None => None,
-            },
-            descriptor: entry.descriptor.clone(),
-        })
-    }
-
-    fn load_model(&self, entry: &ModelEntry) -> Result<StoredModel, StoreError> {
-        Ok(StoredModel {
-            id: entry.id.clone(),
-            profile_id: entry.profile_id.clone(),
-            tower_kind: entry.tower_kind.clone(),
-            format_version: entry.format_version,
-            created: entry.created,
-            training_settings: entry.training_settings.clone(),
-            metrics: entry.metrics.clone(),
-            bytes: self.read_blob(&entry.bytes)?,
-        })
-    }
-
-    fn load_checkpoint(&self, entry: &CheckpointEntry) -> Result<Checkpoint, StoreError> {
-        Ok(Checkpoint {
-            profile_id: entry.profile_id.clone(),
-            run_id: entry.run_id.clone(),
-            epoch: entry.epoch,
-            position: entry.position,
-            created: entry.created,
-            model_bytes: self.read_blob(&entry.model)?,
-            optimiser_bytes: self.read_blob(&entry.optimiser)?,
-            trainer_state: entry.trainer_state.clone(),
-        })
-    }
-
     /// Records as plain data, payloads loaded.
     fn load_contents(&self) -> Result<StoreContents, StoreError> {
         let manifest = self.manifest.borrow();
@@ -496,15 +348,19 @@ impl DirStore {
             ..Default::default()
         };
         for (id, entry) in &manifest.images {
-            contents.images.insert(id.clone(), self.load_image(entry)?);
+            contents
+                .images
+                .insert(id.clone(), entry.attach(|blob| self.read_blob(blob))?);
         }
         for (id, entry) in &manifest.models {
-            contents.models.insert(id.clone(), self.load_model(entry)?);
+            contents
+                .models
+                .insert(id.clone(), entry.attach(|blob| self.read_blob(blob))?);
         }
         for (profile, entry) in &manifest.checkpoints {
             contents
                 .checkpoints
-                .insert(profile.clone(), self.load_checkpoint(entry)?);
+                .insert(profile.clone(), entry.attach(|blob| self.read_blob(blob))?);
         }
         Ok(contents)
     }
@@ -527,14 +383,6 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, StoreError> {
     }
     // Version 2 is the first manifest layout; a later one adds its migration here.
     serde_json::from_slice(bytes).map_err(corrupt)
-}
-
-/// The changes that write `contents` into an empty store.
-fn contents_as_changes(contents: StoreContents) -> Vec<Change> {
-    let records = contents.into_records().into_iter();
-    std::iter::once(Change::ClearAll)
-        .chain(records.filter_map(Record::into_change))
-        .collect()
 }
 
 impl Store for DirStore {

@@ -128,6 +128,21 @@ impl Access {
     }
 }
 
+/// `navigator.storage.estimate()`, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageEstimate {
+    /// Bytes this origin uses (all storage kinds, as the browser counts them).
+    pub usage: u64,
+    /// Bytes this origin may use.
+    pub quota: u64,
+}
+
+impl StorageEstimate {
+    pub fn available(&self) -> u64 {
+        self.quota.saturating_sub(self.usage)
+    }
+}
+
 /// A failure the platform's storage reported (in a browser a `DOMException`), reduced to what
 /// decides the error.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -6,7 +6,6 @@
 use std::cell::RefCell;
 
 use super::dataset::{Catalog, Change, StoreContents};
-use super::schema::{RawDatabase, SCHEMA_VERSION};
 use super::validate::ImageLimits;
 use super::{FaultInjector, Query, Record, StorageUsage, Store, StoreError};
 
@@ -42,15 +41,6 @@ impl MemoryStore {
     pub fn with_image_limits(mut self, limits: ImageLimits) -> Self {
         self.image_limits = limits;
         self
-    }
-
-    /// Opens records written at any older schema version, migrating them.
-    pub fn open_raw(raw: &RawDatabase) -> Result<Self, StoreError> {
-        let contents = raw.migrate(SCHEMA_VERSION)?.into_contents()?;
-        Ok(MemoryStore {
-            contents: RefCell::new(contents),
-            ..Self::default()
-        })
     }
 
     /// One transaction: apply to a copy, check the quota, swap in.

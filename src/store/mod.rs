@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod contract;
 pub mod dataset;
+pub mod detached;
 #[cfg(not(target_arch = "wasm32"))]
 mod dir;
 mod error;
@@ -29,8 +30,8 @@ pub use dataset::{
     check_model_record, check_profile_record, check_run_record, check_settings,
 };
 #[cfg(not(target_arch = "wasm32"))]
-pub use dir::{DirStore, LEGACY_V1_FILE, MANIFEST_FILE};
-pub use error::{Access, StorageFailure, StoreError, format_bytes};
+pub use dir::{DirStore, MANIFEST_FILE};
+pub use error::{Access, StorageEstimate, StorageFailure, StoreError, format_bytes};
 pub use fault::FaultInjector;
 pub use memory::MemoryStore;
 pub use query::{FromRecord, Query, Record};

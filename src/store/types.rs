@@ -80,9 +80,49 @@ pub struct StoredImage {
     pub aligned_crop: Option<Vec<u8>>,
     /// The crop's face descriptor, kept so that loading a verifier or a fine-tune run reads
     /// numbers instead of running the descriptor network again. Derived data: never exported,
-    /// and ignored when another version of the network made it.
-    #[serde(default)]
+    /// and ignored when another version of the network made it. Stored as two flat fields,
+    /// `descriptor_tower` and `descriptor` (the bytes), as IndexedDB has always held it.
+    #[serde(flatten, with = "flat_descriptor")]
     pub descriptor: Option<ImageDescriptor>,
+}
+
+/// `StoredImage::descriptor` as the flat fields `descriptor_tower` and `descriptor`; a record
+/// with either missing has no descriptor.
+mod flat_descriptor {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ImageDescriptor;
+
+    #[derive(Serialize, Deserialize)]
+    struct Flat {
+        #[serde(rename = "descriptor_tower")]
+        tower_sha256: String,
+        #[serde(rename = "descriptor", with = "serde_bytes")]
+        f32_le: Vec<u8>,
+    }
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<ImageDescriptor>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value
+            .as_ref()
+            .map(|d| Flat {
+                tower_sha256: d.tower_sha256.clone(),
+                f32_le: d.f32_le.clone(),
+            })
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<ImageDescriptor>, D::Error> {
+        let flat = Option::<Flat>::deserialize(deserializer)?;
+        Ok(flat.map(|f| ImageDescriptor {
+            tower_sha256: f.tower_sha256,
+            f32_le: f.f32_le,
+        }))
+    }
 }
 
 /// A face descriptor and the network that computed it.
@@ -322,5 +362,44 @@ pub struct StorageUsage {
 impl StorageUsage {
     pub fn total(&self) -> u64 {
         self.images + self.models + self.checkpoints + self.other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn photo(descriptor: Option<ImageDescriptor>) -> StoredImage {
+        StoredImage {
+            id: "p1".into(),
+            profile_id: "alice".into(),
+            role: ImageRole::Anchor,
+            source: ImageSource::Camera,
+            created: 1,
+            width: 2,
+            height: 3,
+            encoded: vec![1, 2],
+            aligned_crop: None,
+            descriptor,
+        }
+    }
+
+    /// IndexedDB holds photos in this shape; a change of it would lose stored descriptors.
+    #[test]
+    fn a_photo_keeps_its_descriptor_in_two_flat_fields() {
+        let with = photo(Some(ImageDescriptor::new("tower", &[1.0])));
+        let value = serde_json::to_value(&with).unwrap();
+        assert_eq!(value["descriptor_tower"], json!("tower"));
+        assert_eq!(value["descriptor"], json!([0, 0, 128, 63]));
+        assert_eq!(serde_json::from_value::<StoredImage>(value).unwrap(), with);
+
+        let without = serde_json::to_value(photo(None)).unwrap();
+        assert!(without.get("descriptor").is_none());
+        assert!(without.get("descriptor_tower").is_none());
+        assert_eq!(
+            serde_json::from_value::<StoredImage>(without).unwrap(),
+            photo(None)
+        );
     }
 }

@@ -1,7 +1,7 @@
-//! `IdbStore`: the [`Store`] on IndexedDB (through the `idb` crate), plus the page's storage
-//! helpers: [`storage_usage`], [`request_persistent_storage`] and [`delete_all_data`].
+//! `IdbStore`: the [`Store`] on IndexedDB (through the `idb` crate), plus the storage helpers
+//! [`storage_usage`] and [`delete_all_data`].
 //!
-//! Layout (schema version 2, `store::schema`): one object store per record kind. Records cross
+//! Layout (`store::schema`): one object store per record kind. Records cross
 //! the JS boundary the way every value does, through serde-wasm-bindgen: photos, models and
 //! checkpoints keep their payloads as `Uint8Array`s (one copy in, one copy out); the free-form
 //! JSON fields (training settings, metrics...) are plain objects, so a number like `1.0` in
@@ -15,7 +15,7 @@
 //! is exactly as before. A model save writes the model and switches the active pointer in the
 //! same transaction.
 //!
-//! Upgrades run `schema::MIGRATIONS` in `onupgradeneeded`: object stores and indexes are
+//! Upgrades run the schema's migrations in `onupgradeneeded`: object stores and indexes are
 //! created, then records are rewritten with cursors inside the upgrade transaction. A failed
 //! rewrite aborts the upgrade, which leaves the database at its old version, untouched.
 
@@ -29,8 +29,8 @@ use idb::{
     Query as KeyQuery, Request as _, TransactionMode,
 };
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -39,14 +39,18 @@ use super::executor::spawn_local;
 use web_sys::{IdbDatabase, IdbTransaction};
 
 use crate::store::dataset::{Catalog, Change, StoreContents};
+use crate::store::detached::ActiveModelEntry;
 use crate::store::schema::object_store::{
-    ACTIVE_MODELS, CHECKPOINTS, IMAGES, MODELS, PROFILES, RUNS, SETTINGS,
+    ACTIVE_MODELS, ALL, CHECKPOINTS, IMAGES, MODELS, PROFILES, RUNS, SETTINGS,
 };
-use crate::store::schema::{self, MigrationAction, SCHEMA_VERSION, SETTINGS_KEY, SchemaVersion};
+use crate::store::schema::{
+    BY_PROFILE, BY_PROFILE_ROLE, MigrationAction, SCHEMA, SETTINGS_KEY, Schema, SchemaVersion,
+    StoreWrite,
+};
 use crate::store::validate::ImageLimits;
 use crate::store::{
-    Access, FaultInjector, ImageDescriptor, ImageRole, ImageSource, Millis, ModelSummary, Query,
-    Record, StorageFailure, StorageUsage, Store, StoreError, StoredImage,
+    Access, FaultInjector, ModelSummary, Query, Record, StorageEstimate, StorageFailure,
+    StorageUsage, Store, StoreError,
 };
 
 /// The app's database.
@@ -56,39 +60,8 @@ pub const DATABASE_NAME: &str = "faceverify";
 /// deletes them). The origin may host other apps that import `pkg/`, so only these go.
 pub const CACHE_NAME_PREFIX: &str = "faceverify";
 
-/// Every object store of schema version 2; writes open all of them so one transaction can
-/// touch any record kind (a profile deletion cascades across all of them).
-const ALL_STORES: [&str; 7] = [
-    PROFILES,
-    IMAGES,
-    MODELS,
-    ACTIVE_MODELS,
-    CHECKPOINTS,
-    RUNS,
-    SETTINGS,
-];
-
-/// Index names as `schema::MIGRATIONS` creates them.
-const BY_PROFILE: &str = "by_profile";
-const BY_PROFILE_ROLE: &str = "by_profile_role";
-
 // ---------------------------------------------------------------------------------------------
 // Errors
-
-/// `navigator.storage.estimate()`, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct StorageEstimate {
-    /// Bytes this origin uses (all storage kinds, as the browser counts them).
-    pub usage: u64,
-    /// Bytes this origin may use.
-    pub quota: u64,
-}
-
-impl StorageEstimate {
-    pub fn available(&self) -> u64 {
-        self.quota.saturating_sub(self.usage)
-    }
-}
 
 /// A browser failure (a `DOMException`, an `Error`, or an idb error) as the store's rules
 /// read it.
@@ -214,82 +187,6 @@ fn from_record<T: DeserializeOwned>(value: JsValue, store: &str) -> Result<T, St
 /// The byte fields of a photo record.
 const IMAGE_PAYLOADS: &[&str] = &["encoded", "aligned_crop", "descriptor"];
 
-/// A photo as stored: `StoredImage`'s fields with its descriptor in two flat fields, payloads
-/// as `Uint8Array`s. Models and checkpoints are stored as their own types.
-#[derive(Serialize, Deserialize)]
-struct ImageRecord {
-    id: String,
-    profile_id: String,
-    role: ImageRole,
-    source: ImageSource,
-    created: Millis,
-    width: u32,
-    height: u32,
-    #[serde(with = "serde_bytes")]
-    encoded: Vec<u8>,
-    #[serde(default, with = "serde_bytes")]
-    aligned_crop: Option<Vec<u8>>,
-    /// The network of the stored descriptor (`ImageDescriptor::tower_sha256`).
-    #[serde(default)]
-    descriptor_tower: Option<String>,
-    /// The descriptor's little-endian `f32`s, a payload like the photo.
-    #[serde(default, with = "serde_bytes")]
-    descriptor: Option<Vec<u8>>,
-}
-
-impl From<StoredImage> for ImageRecord {
-    fn from(i: StoredImage) -> Self {
-        let (descriptor_tower, descriptor) = match i.descriptor {
-            Some(d) => (Some(d.tower_sha256), Some(d.f32_le)),
-            None => (None, None),
-        };
-        ImageRecord {
-            id: i.id,
-            profile_id: i.profile_id,
-            role: i.role,
-            source: i.source,
-            created: i.created,
-            width: i.width,
-            height: i.height,
-            encoded: i.encoded,
-            aligned_crop: i.aligned_crop,
-            descriptor_tower,
-            descriptor,
-        }
-    }
-}
-
-impl From<ImageRecord> for StoredImage {
-    fn from(r: ImageRecord) -> Self {
-        let descriptor = match (r.descriptor_tower, r.descriptor) {
-            (Some(tower_sha256), Some(f32_le)) => Some(ImageDescriptor {
-                tower_sha256,
-                f32_le,
-            }),
-            _ => None,
-        };
-        StoredImage {
-            id: r.id,
-            profile_id: r.profile_id,
-            role: r.role,
-            source: r.source,
-            created: r.created,
-            width: r.width,
-            height: r.height,
-            encoded: r.encoded,
-            aligned_crop: r.aligned_crop,
-            descriptor,
-        }
-    }
-}
-
-/// `active_models`: which model a profile verifies with.
-#[derive(Serialize, Deserialize)]
-struct ActiveModelRecord {
-    profile_id: String,
-    model_id: String,
-}
-
 /// Length of a payload field (`Uint8Array` or number array) without copying it into wasm.
 fn payload_len(record: &JsValue, field: &str) -> u64 {
     let value = Reflect::get(record, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED);
@@ -341,85 +238,30 @@ impl Write {
 /// Serialises a planned change into requests; done before the first write so a record the
 /// browser cannot hold fails the transaction before anything is written.
 fn encode(change: &Change) -> Result<Vec<Write>, StoreError> {
-    let put = |store, value| Write::Put {
-        store,
-        value,
-        key: None,
-    };
-    let delete = |store, key: &str| Write::Delete {
-        store,
-        key: key.to_owned(),
-    };
-    Ok(vec![match change {
-        Change::ClearAll => {
-            return Ok(ALL_STORES
-                .iter()
-                .map(|&store| Write::Clear { store })
-                .collect());
-        }
-        Change::PutProfile(p) => put(PROFILES, to_record(p, "profile", &p.id)?),
-        Change::DeleteProfile(id) => delete(PROFILES, id),
-        Change::PutImage(i) => put(
-            IMAGES,
-            to_record(&ImageRecord::from(i.clone()), "photo", &i.id)?,
-        ),
-        Change::DeleteImage(id) => delete(IMAGES, id),
-        Change::PutModel(m) => put(MODELS, to_record(m, "model", &m.id)?),
-        Change::DeleteModel(id) => delete(MODELS, id),
-        Change::SetActiveModel {
-            profile_id,
-            model_id,
-        } => put(
-            ACTIVE_MODELS,
-            to_record(
-                &ActiveModelRecord {
-                    profile_id: profile_id.clone(),
-                    model_id: model_id.clone(),
+    change
+        .writes()
+        .into_iter()
+        .map(|write| {
+            Ok(match write {
+                StoreWrite::Put {
+                    store,
+                    record,
+                    key,
+                    kind,
+                    id,
+                } => Write::Put {
+                    store,
+                    value: to_record(&record, kind, id)?,
+                    key: key.map(JsValue::from_str),
                 },
-                "active model",
-                model_id,
-            )?,
-        ),
-        Change::ClearActiveModel(profile) => delete(ACTIVE_MODELS, profile),
-        Change::PutCheckpoint(c) => put(CHECKPOINTS, to_record(c, "checkpoint", &c.profile_id)?),
-        Change::DeleteCheckpoint(profile) => delete(CHECKPOINTS, profile),
-        Change::PutRun(r) => put(RUNS, to_record(r, "training run", &r.id)?),
-        Change::DeleteRun(id) => delete(RUNS, id),
-        Change::PutSettings(s) => Write::Put {
-            store: SETTINGS,
-            value: to_record(s, "settings", SETTINGS_KEY)?,
-            key: Some(JsValue::from_str(SETTINGS_KEY)),
-        },
-    }])
-}
-
-/// Bytes a list of changes adds, for the quota message: payloads exactly, small records by
-/// their JSON size.
-fn bytes_written(changes: &[Change]) -> u64 {
-    let json_len = |v: &dyn erased_serialize::JsonLen| v.json_len();
-    changes
-        .iter()
-        .map(|change| match change {
-            Change::PutImage(i) => i.payload_bytes(),
-            Change::PutModel(m) => m.bytes.len() as u64,
-            Change::PutCheckpoint(c) => c.payload_bytes(),
-            Change::PutProfile(p) => json_len(p),
-            Change::PutRun(r) => json_len(r),
-            Change::PutSettings(s) => json_len(s),
-            _ => 0,
+                StoreWrite::Delete { store, key } => Write::Delete {
+                    store,
+                    key: key.to_owned(),
+                },
+                StoreWrite::Clear { store } => Write::Clear { store },
+            })
         })
-        .sum()
-}
-
-mod erased_serialize {
-    pub trait JsonLen {
-        fn json_len(&self) -> u64;
-    }
-    impl<T: serde::Serialize> JsonLen for T {
-        fn json_len(&self) -> u64 {
-            serde_json::to_vec(self).map_or(0, |v| v.len() as u64)
-        }
-    }
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,17 +283,17 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    async fn open(name: &str) -> Result<Connection, StoreError> {
+    async fn open(name: &str, schema: &'static Schema) -> Result<Connection, StoreError> {
         let unavailable = |e: &idb::Error| StoreError::Unavailable {
             detail: failure_from_idb(e).detail(),
         };
         let factory = Factory::new().map_err(|e| unavailable(&e))?;
         let mut request = factory
-            .open(name, Some(SCHEMA_VERSION.0))
+            .open(name, Some(schema.version.0))
             .map_err(|e| unavailable(&e))?;
         let migration_failure: Rc<RefCell<Option<StoreError>>> = Rc::default();
         let failure_slot = migration_failure.clone();
-        request.on_upgrade_needed(move |event| upgrade(event, failure_slot));
+        request.on_upgrade_needed(move |event| upgrade(event, schema, failure_slot));
         let database = match request.await {
             Ok(database) => database,
             Err(e) => {
@@ -462,10 +304,10 @@ impl Connection {
                 if failure.named("VersionError") {
                     let found = stored_version(&factory, name)
                         .await
-                        .unwrap_or(SCHEMA_VERSION.0 + 1);
+                        .unwrap_or(schema.version.0 + 1);
                     return Err(StoreError::SchemaTooNew {
                         found,
-                        supported: SCHEMA_VERSION.0,
+                        supported: schema.version.0,
                     });
                 }
                 return Err(classify(&failure, Access::Open, 0).await);
@@ -497,7 +339,11 @@ async fn stored_version(factory: &Factory, name: &str) -> Option<u32> {
 /// `onupgradeneeded`: runs the migrations from the stored version inside the upgrade
 /// transaction. The work continues in a task whose every step runs while a request's success
 /// event is being dispatched, which keeps the transaction alive until the last rewrite.
-fn upgrade(event: idb::event::VersionChangeEvent, failure: Rc<RefCell<Option<StoreError>>>) {
+fn upgrade(
+    event: idb::event::VersionChangeEvent,
+    schema: &'static Schema,
+    failure: Rc<RefCell<Option<StoreError>>>,
+) {
     let from = SchemaVersion(event.old_version().unwrap_or(0));
     let setup = event.target().and_then(|request| {
         let database = request.database()?;
@@ -511,7 +357,7 @@ fn upgrade(event: idb::event::VersionChangeEvent, failure: Rc<RefCell<Option<Sto
         Err(e) => {
             *failure.borrow_mut() = Some(StoreError::MigrationFailed {
                 from: from.0,
-                to: SCHEMA_VERSION.0,
+                to: schema.version.0,
                 detail: format!("the upgrade could not start: {e}"),
             });
             // Closing the connection aborts the upgrade, so no half-made layout is kept.
@@ -524,7 +370,7 @@ fn upgrade(event: idb::event::VersionChangeEvent, failure: Rc<RefCell<Option<Sto
     let raw: IdbTransaction = transaction.into();
     spawn_local(async move {
         let transaction = idb::Transaction::from(raw.clone());
-        if let Err(e) = migrate(&database, &transaction, from).await {
+        if let Err(e) = migrate(&database, &transaction, schema, from).await {
             *failure.borrow_mut() = Some(e);
             // Aborting the upgrade restores the old version and every record.
             let _ = raw.abort();
@@ -535,9 +381,10 @@ fn upgrade(event: idb::event::VersionChangeEvent, failure: Rc<RefCell<Option<Sto
 async fn migrate(
     database: &Database,
     transaction: &idb::Transaction,
+    schema: &Schema,
     from: SchemaVersion,
 ) -> Result<(), StoreError> {
-    for migration in schema::migrations_between(from, SCHEMA_VERSION)? {
+    for migration in schema.migrations_from(from)? {
         let fail = |detail: String| StoreError::MigrationFailed {
             from: migration.from.0,
             to: migration.to.0,
@@ -569,11 +416,6 @@ async fn migrate(
                         .and_then(|s| s.create_index(index, key_path, Some(params)))
                         .map_err(|e| fail(format!("creating index '{index}' on '{store}': {e}")))?;
                 }
-                MigrationAction::DeriveActiveModelPointers => {
-                    derive_active_model_pointers(transaction)
-                        .await
-                        .map_err(fail)?;
-                }
                 MigrationAction::RewriteRecords { store, rewrite } => {
                     rewrite_records(transaction, store, rewrite)
                         .await
@@ -581,43 +423,6 @@ async fn migrate(
                 }
             }
         }
-    }
-    Ok(())
-}
-
-/// Version 1 flagged the active model on its record; version 2 keeps a pointer per profile.
-async fn derive_active_model_pointers(transaction: &idb::Transaction) -> Result<(), String> {
-    let text = |e: idb::Error| e.to_string();
-    let models = transaction.object_store(MODELS).map_err(text)?;
-    let pointers = transaction.object_store(ACTIVE_MODELS).map_err(text)?;
-    let mut cursor = models
-        .open_cursor(None, None)
-        .map_err(text)?
-        .await
-        .map_err(text)?;
-    while let Some(current) = cursor {
-        let model = current.value().map_err(text)?;
-        let field = |name: &str| Reflect::get(&model, &JsValue::from_str(name)).ok();
-        if field("active").and_then(|v| v.as_bool()) == Some(true) {
-            let (Some(profile_id), Some(model_id)) = (
-                field("profile_id").and_then(|v| v.as_string()),
-                field("id").and_then(|v| v.as_string()),
-            ) else {
-                return Err("an active model record has no 'id' or 'profile_id'".into());
-            };
-            let pointer = ActiveModelRecord {
-                profile_id,
-                model_id,
-            }
-            .serialize(&super::JS_SERIALIZER)
-            .map_err(|e| e.to_string())?;
-            pointers
-                .put(&pointer, None)
-                .map_err(text)?
-                .await
-                .map_err(text)?;
-        }
-        cursor = current.next(None).map_err(text)?.await.map_err(text)?;
     }
     Ok(())
 }
@@ -841,7 +646,7 @@ async fn load_catalog(tx: &ActiveTransaction) -> Result<Catalog, StoreError> {
         ..Catalog::default()
     };
     for pointer in tx.get_all(ACTIVE_MODELS).await? {
-        let pointer: ActiveModelRecord = from_record(pointer, ACTIVE_MODELS)?;
+        let pointer: ActiveModelEntry = from_record(pointer, ACTIVE_MODELS)?;
         catalog
             .active_models
             .insert(pointer.profile_id, pointer.model_id);
@@ -875,6 +680,7 @@ enum WriteFailure {
 #[derive(Debug)]
 pub struct IdbStore {
     name: String,
+    schema: &'static Schema,
     connection: RefCell<Option<Rc<Connection>>>,
     faults: FaultInjector,
     image_limits: ImageLimits,
@@ -885,9 +691,18 @@ impl IdbStore {
     /// newer faceverify wrote it, `MigrationFailed` when an upgrade failed (the data stays at
     /// its old version), `Unavailable` when the browser refuses storage.
     pub async fn open(name: &str) -> Result<IdbStore, StoreError> {
-        let connection = Connection::open(name).await?;
+        IdbStore::open_with_schema(name, &SCHEMA).await
+    }
+
+    /// `open` with another schema than this build's: for testing an upgrade.
+    pub async fn open_with_schema(
+        name: &str,
+        schema: &'static Schema,
+    ) -> Result<IdbStore, StoreError> {
+        let connection = Connection::open(name, schema).await?;
         Ok(IdbStore {
             name: name.to_owned(),
+            schema,
             connection: RefCell::new(Some(Rc::new(connection))),
             faults: FaultInjector::default(),
             image_limits: ImageLimits::default(),
@@ -927,7 +742,7 @@ impl IdbStore {
         match current {
             Some(connection) if !connection.closed.get() => Ok(connection),
             _ => {
-                let connection = Rc::new(Connection::open(&self.name).await?);
+                let connection = Rc::new(Connection::open(&self.name, self.schema).await?);
                 *self.connection.borrow_mut() = Some(connection.clone());
                 Ok(connection)
             }
@@ -969,7 +784,7 @@ impl IdbStore {
         plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
     ) -> Result<bool, StoreError> {
         let tx = self
-            .begin(&ALL_STORES, TransactionMode::ReadWrite, Access::Write)
+            .begin(&ALL, TransactionMode::ReadWrite, Access::Write)
             .await?;
         let mut needed = 0;
         let outcome = self.plan_and_write(&tx, plan, &mut needed).await;
@@ -1002,7 +817,7 @@ impl IdbStore {
     ) -> Result<bool, WriteFailure> {
         let catalog = load_catalog(tx).await.map_err(WriteFailure::Store)?;
         let changes = plan(&catalog).map_err(WriteFailure::Store)?;
-        *needed = bytes_written(&changes);
+        *needed = changes.iter().map(Change::bytes_added).sum();
         let mut writes = Vec::new();
         for change in &changes {
             writes.extend(encode(change).map_err(WriteFailure::Store)?);
@@ -1036,7 +851,7 @@ impl Store for IdbStore {
             Query::Checkpoint(_) => &[CHECKPOINTS],
             Query::Run(_) | Query::Runs(_) => &[RUNS],
             Query::Settings => &[SETTINGS],
-            Query::Everything => &ALL_STORES,
+            Query::Everything => &ALL,
         };
         let tx = self.begin_read(stores).await?;
         read_records(&tx, query).await
@@ -1052,7 +867,7 @@ impl Store for IdbStore {
     /// Payload bytes are summed record by record; the small records are counted by their
     /// JSON size, as every store counts them.
     async fn usage(&self) -> Result<StorageUsage, StoreError> {
-        let tx = self.begin_read(&ALL_STORES).await?;
+        let tx = self.begin_read(&ALL).await?;
         let images = tx.payload_bytes(IMAGES, IMAGE_PAYLOADS).await?;
         let models = tx.payload_bytes(MODELS, &["bytes"]).await?;
         let checkpoints = tx
@@ -1076,9 +891,9 @@ impl Store for IdbStore {
 async fn read_records(tx: &ActiveTransaction, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
     let by_profile = |profile: &str| JsValue::from_str(profile);
     Ok(match query {
-        Query::Profile(id) => read_keyed(tx, PROFILES, id, read_profile).await?,
-        Query::Profiles => read_every(tx, PROFILES, read_profile).await?,
-        Query::Image(id) => read_keyed(tx, IMAGES, id, read_image_record).await?,
+        Query::Profile(id) => read_keyed(tx, PROFILES, id, Record::Profile).await?,
+        Query::Profiles => read_every(tx, PROFILES, Record::Profile).await?,
+        Query::Image(id) => read_keyed(tx, IMAGES, id, Record::Image).await?,
         Query::Images { profile, role } => {
             let (index, key) = match role {
                 Some(role) => (
@@ -1088,12 +903,9 @@ async fn read_records(tx: &ActiveTransaction, query: Query<'_>) -> Result<Vec<Re
                 None => (BY_PROFILE, by_profile(profile)),
             };
             let records = tx.get_all_where(IMAGES, index, key).await?;
-            records
-                .into_iter()
-                .map(read_image_record)
-                .collect::<Result<_, _>>()?
+            decode_all(records, IMAGES, Record::Image)?
         }
-        Query::Model(id) => read_keyed(tx, MODELS, id, read_model).await?,
+        Query::Model(id) => read_keyed(tx, MODELS, id, Record::Model).await?,
         Query::ModelSummaries(profile) => {
             let records = tx
                 .get_all_where(MODELS, BY_PROFILE, by_profile(profile))
@@ -1104,68 +916,65 @@ async fn read_records(tx: &ActiveTransaction, query: Query<'_>) -> Result<Vec<Re
                 .collect::<Result<_, _>>()?
         }
         Query::ActiveModelId(profile) => {
-            read_keyed(tx, ACTIVE_MODELS, profile, read_active_model).await?
+            read_keyed(tx, ACTIVE_MODELS, profile, Record::from_pointer).await?
         }
         Query::ActiveModel(profile) => {
-            let mut records = read_keyed(tx, ACTIVE_MODELS, profile, read_active_model).await?;
+            let mut records = read_keyed(tx, ACTIVE_MODELS, profile, Record::from_pointer).await?;
             if let Some(Record::ActiveModel { model_id, .. }) = records.first().cloned() {
-                records.extend(read_keyed(tx, MODELS, &model_id, read_model).await?);
+                records.extend(read_keyed(tx, MODELS, &model_id, Record::Model).await?);
             }
             records
         }
-        Query::Checkpoint(profile) => read_keyed(tx, CHECKPOINTS, profile, read_checkpoint).await?,
-        Query::Run(id) => read_keyed(tx, RUNS, id, read_run).await?,
+        Query::Checkpoint(profile) => {
+            read_keyed(tx, CHECKPOINTS, profile, Record::Checkpoint).await?
+        }
+        Query::Run(id) => read_keyed(tx, RUNS, id, Record::Run).await?,
         Query::Runs(profile) => {
             let records = tx
                 .get_all_where(RUNS, BY_PROFILE, by_profile(profile))
                 .await?;
-            records
-                .into_iter()
-                .map(read_run)
-                .collect::<Result<_, _>>()?
+            decode_all(records, RUNS, Record::Run)?
         }
-        Query::Settings => read_keyed(tx, SETTINGS, SETTINGS_KEY, read_settings).await?,
+        Query::Settings => read_keyed(tx, SETTINGS, SETTINGS_KEY, Record::Settings).await?,
         Query::Everything => {
             let mut records = read_small_records(tx).await?;
-            records.extend(read_every(tx, IMAGES, read_image_record).await?);
-            records.extend(read_every(tx, MODELS, read_model).await?);
-            records.extend(read_every(tx, CHECKPOINTS, read_checkpoint).await?);
+            records.extend(read_every(tx, IMAGES, Record::Image).await?);
+            records.extend(read_every(tx, MODELS, Record::Model).await?);
+            records.extend(read_every(tx, CHECKPOINTS, Record::Checkpoint).await?);
             records
         }
     })
 }
 
-type ReadRecord = fn(JsValue) -> Result<Record, StoreError>;
+/// Records of `store`, each read as a `T` and wrapped as a `Record`.
+fn decode_all<T: DeserializeOwned>(
+    records: Vec<JsValue>,
+    store: &str,
+    wrap: fn(T) -> Record,
+) -> Result<Vec<Record>, StoreError> {
+    records
+        .into_iter()
+        .map(|record| from_record(record, store).map(wrap))
+        .collect()
+}
 
 /// The record under `key` in `store`, if any.
-async fn read_keyed(
+async fn read_keyed<T: DeserializeOwned>(
     tx: &ActiveTransaction,
     store: &str,
     key: &str,
-    read: ReadRecord,
+    wrap: fn(T) -> Record,
 ) -> Result<Vec<Record>, StoreError> {
-    tx.get(store, key).await?.map(read).into_iter().collect()
+    decode_all(tx.get(store, key).await?.into_iter().collect(), store, wrap)
 }
 
 /// Every record of `store`.
-async fn read_every(
+async fn read_every<T: DeserializeOwned>(
     tx: &ActiveTransaction,
     store: &str,
-    read: ReadRecord,
+    wrap: fn(T) -> Record,
 ) -> Result<Vec<Record>, StoreError> {
-    tx.get_all(store).await?.into_iter().map(read).collect()
-}
-
-fn read_profile(record: JsValue) -> Result<Record, StoreError> {
-    from_record(record, PROFILES).map(Record::Profile)
-}
-
-fn read_image_record(record: JsValue) -> Result<Record, StoreError> {
-    from_record::<ImageRecord>(record, IMAGES).map(|r| Record::Image(r.into()))
-}
-
-fn read_model(record: JsValue) -> Result<Record, StoreError> {
-    from_record(record, MODELS).map(Record::Model)
+    decode_all(tx.get_all(store).await?, store, wrap)
 }
 
 /// A model record without its weights: they stay in JS, only their length is taken.
@@ -1178,32 +987,12 @@ fn read_model_summary(record: JsValue) -> Result<Record, StoreError> {
     }))
 }
 
-fn read_active_model(record: JsValue) -> Result<Record, StoreError> {
-    let pointer: ActiveModelRecord = from_record(record, ACTIVE_MODELS)?;
-    Ok(Record::ActiveModel {
-        profile_id: pointer.profile_id,
-        model_id: pointer.model_id,
-    })
-}
-
-fn read_checkpoint(record: JsValue) -> Result<Record, StoreError> {
-    from_record(record, CHECKPOINTS).map(Record::Checkpoint)
-}
-
-fn read_run(record: JsValue) -> Result<Record, StoreError> {
-    from_record(record, RUNS).map(Record::Run)
-}
-
-fn read_settings(record: JsValue) -> Result<Record, StoreError> {
-    from_record(record, SETTINGS).map(Record::Settings)
-}
-
 /// Profiles, active-model pointers, runs and settings: the records without payloads.
 async fn read_small_records(tx: &ActiveTransaction) -> Result<Vec<Record>, StoreError> {
-    let mut records = read_every(tx, PROFILES, read_profile).await?;
-    records.extend(read_every(tx, ACTIVE_MODELS, read_active_model).await?);
-    records.extend(read_every(tx, RUNS, read_run).await?);
-    records.extend(read_keyed(tx, SETTINGS, SETTINGS_KEY, read_settings).await?);
+    let mut records = read_every(tx, PROFILES, Record::Profile).await?;
+    records.extend(read_every(tx, ACTIVE_MODELS, Record::from_pointer).await?);
+    records.extend(read_every(tx, RUNS, Record::Run).await?);
+    records.extend(read_keyed(tx, SETTINGS, SETTINGS_KEY, Record::Settings).await?);
     Ok(records)
 }
 
@@ -1230,34 +1019,6 @@ pub async fn storage_usage() -> Option<StorageEstimate> {
         usage: bytes(estimate.get_usage()).unwrap_or(0),
         quota: bytes(estimate.get_quota())?,
     })
-}
-
-/// The browser's answer to [`request_persistent_storage`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum PersistentStorage {
-    /// The browser will not evict the app's data under storage pressure.
-    Granted,
-    /// The data stays "best effort": the browser may evict it when the disk fills up.
-    Refused,
-    /// Not available here (workers cannot ask; some browsers lack the API).
-    Unsupported,
-}
-
-/// Asks the browser to keep the app's data even under storage pressure
-/// (`navigator.storage.persist()`; pages only, workers get `Unsupported`).
-pub async fn request_persistent_storage() -> PersistentStorage {
-    let Some(storage) = storage_manager() else {
-        return PersistentStorage::Unsupported;
-    };
-    let can_ask = Reflect::get(&storage, &JsValue::from_str("persist"))
-        .is_ok_and(|f| f.is_instance_of::<Function>());
-    let Some(request) = can_ask.then(|| storage.persist().ok()).flatten() else {
-        return PersistentStorage::Unsupported;
-    };
-    match JsFuture::from(request).await.map(|v| v.as_bool()) {
-        Ok(Some(true)) => PersistentStorage::Granted,
-        Ok(_) | Err(_) => PersistentStorage::Refused,
-    }
 }
 
 /// Deletes the database `name` (open connections of this app close themselves first; one

@@ -3,13 +3,10 @@
 //! the clock, the event loop, WebGPU's limits) is [`WebHost`].
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
 
+use futures::StreamExt;
 use futures::channel::mpsc;
-use futures::future::{LocalBoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
-use js_sys::{Reflect, Uint8Array};
+use js_sys::{Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
@@ -22,53 +19,42 @@ use crate::protocol::{NETWORK_FILES, NetworkFile, WorkerRequest, WorkerResponse}
 use crate::store::StoreError;
 use crate::train::run::CancelFlag;
 
-/// A model file's download, shared by whoever waits for it.
-type Download = Shared<LocalBoxFuture<'static, Result<Rc<Vec<u8>>, String>>>;
-
 /// The browser's side of a [`Session`].
 pub struct WebHost {
     scope: DedicatedWorkerGlobalScope,
     /// Where the model files are fetched from (a folder's URL, ending in `/`).
     models: String,
+    /// `worker.js`'s `fetchModel(url, name)`: a promise of the file's bytes, one download per
+    /// URL, with progress posted to the page.
+    fetch_model: Function,
     /// The `id` of the request being answered, echoed by its progress messages.
     current_id: RefCell<JsValue>,
-    /// Downloads of the model files, started when the worker starts so that they overlap with
-    /// reading the profile and choosing the backend.
-    downloads: RefCell<HashMap<&'static str, Download>>,
 }
 
 impl WebHost {
-    fn new(scope: DedicatedWorkerGlobalScope, models: String) -> Self {
+    fn new(scope: DedicatedWorkerGlobalScope, models: String, fetch_model: Function) -> Self {
         let host = Self {
             scope,
             models,
+            fetch_model,
             current_id: RefCell::new(JsValue::UNDEFINED),
-            downloads: RefCell::new(HashMap::new()),
         };
+        // Started now, to overlap with reading the profile and choosing the backend; the
+        // session awaits the same downloads when it needs the networks.
         let [detector, tower, ..] = NETWORK_FILES;
         for file in [detector, tower] {
-            // Started here; a spawned task drives it, and the session awaits it when needed.
             let _started = host.download(file);
         }
         host
     }
 
-    /// The download of `file`, started unless under way or done.
-    fn download(&self, file: NetworkFile) -> Download {
-        self.downloads
-            .borrow_mut()
-            .entry(file.path)
-            .or_insert_with(|| {
-                let url = format!("{}{}", self.models, file.file_name());
-                let download = download(self.scope.clone(), file, url)
-                    .map(|bytes| bytes.map(Rc::new))
-                    .boxed_local()
-                    .shared();
-                // A shared future runs only while polled: this task drives it to the end.
-                spawn_local(download.clone().map(drop));
-                download
-            })
-            .clone()
+    fn download(&self, file: NetworkFile) -> Result<JsFuture, String> {
+        let url = format!("{}{}", self.models, file.file_name());
+        let promise = self
+            .fetch_model
+            .call2(&JsValue::NULL, &url.into(), &file.name.into())
+            .map_err(js_detail)?;
+        Ok(JsFuture::from(Promise::from(promise)))
     }
 
     fn post_with_id(&self, message: &WorkerResponse, id: &JsValue) {
@@ -115,12 +101,8 @@ impl Host for WebHost {
     }
 
     async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String> {
-        let result = self.download(file).await;
-        if result.is_err() {
-            // The next request downloads again (the network may be back).
-            self.downloads.borrow_mut().remove(file.path);
-        }
-        result.map(|bytes| bytes.to_vec())
+        let bytes = self.download(file)?.await.map_err(js_detail)?;
+        Ok(Uint8Array::new(&bytes).to_vec())
     }
 
     async fn gpu_limits(&self) -> Option<DeviceBufferLimits> {
@@ -146,9 +128,10 @@ impl Host for WebHost {
 }
 
 /// Entry point called by `worker.js` once the wasm is instantiated in the worker. `models`: the
-/// URL of the folder the model files are fetched from (by default `models/` beside worker.js).
+/// URL of the folder the model files are fetched from (by default `models/` beside worker.js);
+/// `fetch_model(url, name)`: how they are fetched.
 #[wasm_bindgen(js_name = workerMain)]
-pub fn worker_main(models: Option<String>) -> Result<(), JsValue> {
+pub fn worker_main(models: Option<String>, fetch_model: Function) -> Result<(), JsValue> {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().dyn_into()?;
     // Requests go through a queue so that a long one (training) never interleaves with the
     // next. Cancelling is the exception: it must reach a training that is running.
@@ -172,7 +155,7 @@ pub fn worker_main(models: Option<String>) -> Result<(), JsValue> {
     if !models.ends_with('/') {
         models.push('/');
     }
-    let session = Session::new(WebHost::new(scope, models), cancel);
+    let session = Session::new(WebHost::new(scope, models, fetch_model), cancel);
     session.host().post(&WorkerResponse::Loaded);
     spawn_local(serve(session, receiver));
     Ok(())
@@ -213,81 +196,11 @@ async fn yield_to_event_loop() {
     let _ = JsFuture::from(promise).await;
 }
 
-/// Fetches a model file from `url` (relative ones resolve against worker.js), streaming it to
-/// report progress. The browser's HTTP cache (and the service worker, when installed) makes
-/// later loads instant. On failure, what went wrong (the session says which file and what to
-/// do).
-async fn download(
-    scope: DedicatedWorkerGlobalScope,
-    file: NetworkFile,
-    url: String,
-) -> Result<Vec<u8>, String> {
-    let detail = |e: JsValue| e.as_string().unwrap_or_else(|| format!("{e:?}"));
-    let response: web_sys::Response = JsFuture::from(scope.fetch_with_str(&url))
-        .await
-        .map_err(detail)?
-        .unchecked_into();
-    if !response.ok() {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    let total = content_length(&response);
-    let progress = |loaded: u64| {
-        let message = WorkerResponse::ModelProgress {
-            name: file.name.into(),
-            loaded,
-            total,
-        };
-        if let Ok(value) = super::to_js(&message) {
-            let _ = scope.post_message(&value);
-        }
-    };
-    progress(0);
-    // Stream through `body.getReader()` (by reflection: the web-sys stream features are not
-    // enabled, and enabling them rebuilds the whole wasm dependency tree).
-    let body = Reflect::get(&response, &"body".into()).map_err(detail)?;
-    let reader = Reflect::get(&body, &"getReader".into())
-        .and_then(|f| f.unchecked_into::<js_sys::Function>().call0(&body))
-        .map_err(detail)?;
-    let read = Reflect::get(&reader, &"read".into())
-        .map_err(detail)?
-        .unchecked_into::<js_sys::Function>();
-    let mut bytes = Vec::with_capacity(total as usize);
-    let mut last_report = 0u64;
-    loop {
-        let promise: js_sys::Promise = read.call0(&reader).map_err(detail)?.unchecked_into();
-        let chunk = JsFuture::from(promise).await.map_err(detail)?;
-        if Reflect::get(&chunk, &"done".into()).map_or(true, |d| d.is_truthy()) {
-            break;
-        }
-        let value: Uint8Array = Reflect::get(&chunk, &"value".into())
-            .map_err(detail)?
-            .unchecked_into();
-        bytes.extend_from_slice(&value.to_vec());
-        // About every 256 KiB: enough for a smooth bar without flooding the page.
-        if bytes.len() as u64 - last_report >= 256 * 1024 {
-            last_report = bytes.len() as u64;
-            progress(last_report);
-        }
-    }
-    if total != 0 && bytes.len() as u64 != total {
-        return Err(format!("got {} of {total} bytes", bytes.len()));
-    }
-    progress(bytes.len() as u64);
-    Ok(bytes)
-}
-
-/// The response's `Content-Length`, or 0 when it has none (by reflection: the web-sys
-/// `Headers` feature is not enabled).
-fn content_length(response: &web_sys::Response) -> u64 {
-    Reflect::get(response, &"headers".into())
+/// A JS error's message, for the session's sentence about a failed download.
+fn js_detail(error: JsValue) -> String {
+    Reflect::get(&error, &"message".into())
         .ok()
-        .and_then(|headers| {
-            let get = Reflect::get(&headers, &"get".into()).ok()?;
-            get.unchecked_into::<js_sys::Function>()
-                .call1(&headers, &"content-length".into())
-                .ok()
-        })
-        .and_then(|v| v.as_string())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
+        .and_then(|m| m.as_string())
+        .or_else(|| error.as_string())
+        .unwrap_or_else(|| format!("{error:?}"))
 }
