@@ -1,0 +1,272 @@
+//! Transactions: the requests of a write, and a transaction in progress.
+
+use std::collections::BTreeSet;
+
+use idb::Query as KeyQuery;
+use js_sys::Promise;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::IdbTransaction;
+
+use crate::store::dataset::{Catalog, Change};
+use crate::store::detached::ActiveModelEntry;
+use crate::store::schema::object_store::{
+    ACTIVE_MODELS, CHECKPOINTS, IMAGES, MODELS, PROFILES, RUNS, SETTINGS,
+};
+use crate::store::schema::{BY_PROFILE, SETTINGS_KEY, StoreWrite};
+use crate::store::{Access, StorageFailure, StoreError};
+
+use super::errors::*;
+use super::records::*;
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+/// One IndexedDB request of a write transaction.
+pub(super) enum Write {
+    Put {
+        store: &'static str,
+        value: JsValue,
+        /// Only for out-of-line keys (settings).
+        key: Option<JsValue>,
+    },
+    Delete {
+        store: &'static str,
+        key: String,
+    },
+    Clear {
+        store: &'static str,
+    },
+}
+
+impl Write {
+    /// For the fault injector's messages.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Write::Put { store, .. } => format!("put into {store}"),
+            Write::Delete { store, .. } => format!("delete from {store}"),
+            Write::Clear { store } => format!("clear {store}"),
+        }
+    }
+}
+
+/// Serialises a planned change into requests; done before the first write so a record the
+/// browser cannot hold fails the transaction before anything is written.
+pub(super) fn encode(change: &Change) -> Result<Vec<Write>, StoreError> {
+    change
+        .writes()
+        .into_iter()
+        .map(|write| {
+            Ok(match write {
+                StoreWrite::Put {
+                    store,
+                    record,
+                    key,
+                    kind,
+                    id,
+                } => Write::Put {
+                    store,
+                    value: to_record(&record, kind, id)?,
+                    key: key.map(JsValue::from_str),
+                },
+                StoreWrite::Delete { store, key } => Write::Delete {
+                    store,
+                    key: key.to_owned(),
+                },
+                StoreWrite::Clear { store } => Write::Clear { store },
+            })
+        })
+        .collect()
+}
+
+/// A transaction in progress. `ended` settles when the browser finishes it: resolved on
+/// `complete`, rejected on `abort` (its handlers are plain JS functions, so nothing on the
+/// Rust side has to outlive it).
+pub(super) struct ActiveTransaction {
+    pub(super) raw: IdbTransaction,
+    pub(super) transaction: idb::Transaction,
+    pub(super) ended: Promise,
+    pub(super) access: Access,
+}
+
+impl ActiveTransaction {
+    pub(super) fn new(transaction: idb::Transaction, access: Access) -> Self {
+        let raw: IdbTransaction = transaction.into();
+        let ended = Promise::new(&mut |resolve, reject| {
+            raw.set_oncomplete(Some(&resolve));
+            raw.set_onabort(Some(&reject));
+        });
+        ActiveTransaction {
+            transaction: idb::Transaction::from(raw.clone()),
+            raw,
+            ended,
+            access,
+        }
+    }
+
+    pub(super) fn failed(&self, e: idb::Error) -> StoreError {
+        let failure = failure_from_idb(&e);
+        if failure.named("NotFoundError") {
+            return StoreError::Corrupt {
+                detail: format!(
+                    "the database lacks a part of its layout ({})",
+                    failure.detail()
+                ),
+            };
+        }
+        self.access.error(failure.detail())
+    }
+
+    pub(super) fn store(&self, name: &str) -> Result<idb::ObjectStore, StoreError> {
+        self.transaction
+            .object_store(name)
+            .map_err(|e| self.failed(e))
+    }
+
+    pub(super) async fn get(&self, store: &str, key: &str) -> Result<Option<JsValue>, StoreError> {
+        let request = self
+            .store(store)?
+            .get(JsValue::from_str(key))
+            .map_err(|e| self.failed(e))?;
+        request.await.map_err(|e| self.failed(e))
+    }
+
+    pub(super) async fn get_all(&self, store: &str) -> Result<Vec<JsValue>, StoreError> {
+        let request = self
+            .store(store)?
+            .get_all(None, None)
+            .map_err(|e| self.failed(e))?;
+        request.await.map_err(|e| self.failed(e))
+    }
+
+    pub(super) async fn keys(&self, store: &str) -> Result<BTreeSet<String>, StoreError> {
+        let request = self
+            .store(store)?
+            .get_all_keys(None, None)
+            .map_err(|e| self.failed(e))?;
+        let keys = request.await.map_err(|e| self.failed(e))?;
+        keys.into_iter().map(|k| string_key(k, store)).collect()
+    }
+
+    /// Records of `store` whose `index` key equals `key`.
+    pub(super) async fn get_all_where(
+        &self,
+        store: &str,
+        index: &str,
+        key: JsValue,
+    ) -> Result<Vec<JsValue>, StoreError> {
+        let request = self
+            .store(store)?
+            .index(index)
+            .and_then(|i| i.get_all(Some(KeyQuery::Key(key)), None))
+            .map_err(|e| self.failed(e))?;
+        request.await.map_err(|e| self.failed(e))
+    }
+
+    /// Primary keys of the records of `store` whose `index` key equals `key`.
+    pub(super) async fn keys_where(
+        &self,
+        store: &str,
+        index: &str,
+        key: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let request = self
+            .store(store)?
+            .index(index)
+            .and_then(|i| i.get_all_keys(Some(KeyQuery::Key(JsValue::from_str(key))), None))
+            .map_err(|e| self.failed(e))?;
+        let keys = request.await.map_err(|e| self.failed(e))?;
+        keys.into_iter().map(|k| string_key(k, store)).collect()
+    }
+
+    /// Sum of the payload fields of every record of `store`, read with a cursor so the
+    /// records pass one at a time and their bytes never enter wasm memory.
+    pub(super) async fn payload_bytes(
+        &self,
+        store: &str,
+        fields: &[&str],
+    ) -> Result<u64, StoreError> {
+        let request = self
+            .store(store)?
+            .open_cursor(None, None)
+            .map_err(|e| self.failed(e))?;
+        let mut cursor = request.await.map_err(|e| self.failed(e))?;
+        let mut total = 0;
+        while let Some(current) = cursor {
+            let record = current.value().map_err(|e| self.failed(e))?;
+            total += fields.iter().map(|f| payload_len(&record, f)).sum::<u64>();
+            let next = current.next(None).map_err(|e| self.failed(e))?;
+            cursor = next.await.map_err(|e| self.failed(e))?;
+        }
+        Ok(total)
+    }
+
+    pub(super) async fn apply(&self, write: &Write) -> Result<(), idb::Error> {
+        match write {
+            Write::Put { store, value, key } => {
+                self.transaction
+                    .object_store(store)?
+                    .put(value, key.as_ref())?
+                    .await?;
+            }
+            Write::Delete { store, key } => {
+                self.transaction
+                    .object_store(store)?
+                    .delete(JsValue::from_str(key))?
+                    .await?;
+            }
+            Write::Clear { store } => self.transaction.object_store(store)?.clear()?.await?,
+        }
+        Ok(())
+    }
+
+    pub(super) fn abort(&self) {
+        // Fails only when the transaction already ended, which is what we want anyway.
+        let _ = self.raw.abort();
+    }
+
+    /// Waits until the browser has committed or rolled back the transaction. On abort, the
+    /// transaction's error (null when we aborted it ourselves).
+    pub(super) async fn end(&self) -> Result<(), Option<StorageFailure>> {
+        match JsFuture::from(self.ended.clone()).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.raw.error().map(|e| failure_from_js(&e.into()))),
+        }
+    }
+}
+
+/// The keys and references planning needs, read in the write's own transaction.
+pub(super) async fn load_catalog(tx: &ActiveTransaction) -> Result<Catalog, StoreError> {
+    let mut catalog = Catalog {
+        profiles: tx.keys(PROFILES).await?,
+        checkpoints: tx.keys(CHECKPOINTS).await?,
+        has_settings: tx.get(SETTINGS, SETTINGS_KEY).await?.is_some(),
+        ..Catalog::default()
+    };
+    for pointer in tx.get_all(ACTIVE_MODELS).await? {
+        let pointer: ActiveModelEntry = from_record(pointer, ACTIVE_MODELS)?;
+        catalog
+            .active_models
+            .insert(pointer.profile_id, pointer.model_id);
+    }
+    for profile in &catalog.profiles {
+        for (store, owned) in [
+            (IMAGES, &mut catalog.images),
+            (MODELS, &mut catalog.models),
+            (RUNS, &mut catalog.runs),
+        ] {
+            for key in tx.keys_where(store, BY_PROFILE, profile).await? {
+                owned.insert(key, profile.clone());
+            }
+        }
+    }
+    Ok(catalog)
+}
+
+/// Why a write transaction did not commit, before it becomes a `StoreError`.
+pub(super) enum WriteFailure {
+    /// Refused by the rules, or injected: already the user's error.
+    Store(StoreError),
+    /// Refused by the browser.
+    Browser(StorageFailure),
+}
