@@ -9,7 +9,7 @@ use futures::channel::mpsc;
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, WorkerGlobalScope};
 
 use super::executor::spawn_local;
 use super::idb_store::{self, IdbStore};
@@ -180,17 +180,10 @@ async fn serve(mut session: Session<WebHost>, mut requests: mpsc::UnboundedRecei
 
 /// Lets the worker's event loop run (incoming messages are queued, a cancel is seen).
 async fn yield_to_event_loop() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let set_timeout = Reflect::get(&js_sys::global(), &"setTimeout".into())
-            .ok()
-            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-        match set_timeout {
-            Some(f) => {
-                let _ = f.call2(&JsValue::NULL, &resolve, &JsValue::from(0));
-            }
-            None => {
-                let _ = resolve.call0(&JsValue::NULL);
-            }
+    let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
+    let promise = Promise::new(&mut |resolve, _| {
+        if scope.set_timeout_with_callback(&resolve).is_err() {
+            let _ = resolve.call0(&JsValue::NULL);
         }
     });
     let _ = JsFuture::from(promise).await;
