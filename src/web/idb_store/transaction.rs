@@ -123,28 +123,31 @@ impl ActiveTransaction {
             .map_err(|e| self.failed(e))
     }
 
+    /// Issues a request and waits for its result, each failure as the store's error.
+    async fn run<T, R>(&self, request: Result<R, idb::Error>) -> Result<T, StoreError>
+    where
+        R: IntoFuture<Output = Result<T, idb::Error>>,
+    {
+        request
+            .map_err(|e| self.failed(e))?
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
     pub(super) async fn get(&self, store: &str, key: &str) -> Result<Option<JsValue>, StoreError> {
-        let request = self
-            .store(store)?
-            .get(JsValue::from_str(key))
-            .map_err(|e| self.failed(e))?;
-        request.await.map_err(|e| self.failed(e))
+        self.run(self.store(store)?.get(JsValue::from_str(key)))
+            .await
     }
 
     pub(super) async fn get_all(&self, store: &str) -> Result<Vec<JsValue>, StoreError> {
-        let request = self
-            .store(store)?
-            .get_all(None, None)
-            .map_err(|e| self.failed(e))?;
-        request.await.map_err(|e| self.failed(e))
+        self.run(self.store(store)?.get_all(None, None)).await
     }
 
+    /// Every primary key of `store`.
     pub(super) async fn keys(&self, store: &str) -> Result<BTreeSet<String>, StoreError> {
-        let request = self
-            .store(store)?
-            .get_all_keys(None, None)
-            .map_err(|e| self.failed(e))?;
-        let keys = request.await.map_err(|e| self.failed(e))?;
+        let keys = self
+            .run(self.store(store)?.get_all_keys(None, None))
+            .await?;
         keys.into_iter().map(|k| string_key(k, store)).collect()
     }
 
@@ -155,12 +158,9 @@ impl ActiveTransaction {
         index: &str,
         key: JsValue,
     ) -> Result<Vec<JsValue>, StoreError> {
-        let request = self
-            .store(store)?
-            .index(index)
-            .and_then(|i| i.get_all(Some(KeyQuery::Key(key)), None))
-            .map_err(|e| self.failed(e))?;
-        request.await.map_err(|e| self.failed(e))
+        let index = self.store(store)?.index(index);
+        self.run(index.and_then(|i| i.get_all(Some(KeyQuery::Key(key)), None)))
+            .await
     }
 
     /// Primary keys of the records of `store` whose `index` key equals `key`.
@@ -170,12 +170,11 @@ impl ActiveTransaction {
         index: &str,
         key: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let request = self
-            .store(store)?
-            .index(index)
-            .and_then(|i| i.get_all_keys(Some(KeyQuery::Key(JsValue::from_str(key))), None))
-            .map_err(|e| self.failed(e))?;
-        let keys = request.await.map_err(|e| self.failed(e))?;
+        let key = KeyQuery::Key(JsValue::from_str(key));
+        let index = self.store(store)?.index(index);
+        let keys = self
+            .run(index.and_then(|i| i.get_all_keys(Some(key), None)))
+            .await?;
         keys.into_iter().map(|k| string_key(k, store)).collect()
     }
 
@@ -186,17 +185,12 @@ impl ActiveTransaction {
         store: &str,
         fields: &[&str],
     ) -> Result<u64, StoreError> {
-        let request = self
-            .store(store)?
-            .open_cursor(None, None)
-            .map_err(|e| self.failed(e))?;
-        let mut cursor = request.await.map_err(|e| self.failed(e))?;
+        let mut cursor = self.run(self.store(store)?.open_cursor(None, None)).await?;
         let mut total = 0;
         while let Some(current) = cursor {
             let record = current.value().map_err(|e| self.failed(e))?;
             total += fields.iter().map(|f| payload_len(&record, f)).sum::<u64>();
-            let next = current.next(None).map_err(|e| self.failed(e))?;
-            cursor = next.await.map_err(|e| self.failed(e))?;
+            cursor = self.run(current.next(None)).await?;
         }
         Ok(total)
     }
