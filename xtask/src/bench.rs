@@ -370,7 +370,7 @@ pub fn run(args: &[String]) -> Result {
         // The sizes and the page-load figures are of the app as shipped: build it first.
         println!("\nxtask: ==> build the app (cargo xtask dist)");
         let step = Instant::now();
-        crate::dist::build()?;
+        crate::dist::build(crate::dist::WasmBuild::App)?;
         timings.push(("dist build", step.elapsed().as_secs_f64()));
     }
 
@@ -430,7 +430,9 @@ fn browser_figures(native: &[String], collected: &mut Collected, timings: &mut T
     let data = stage_browser_data()?;
     println!("xtask: bench: photos staged in {}", data.display());
     let mut command = cargo();
-    command.args(["test", "--release", "--target", WASM_TARGET]);
+    // The app's own profile, so the figures are those of the served build.
+    let profile = crate::dist::WasmBuild::App.profile();
+    command.args(["test", "--profile", profile, "--target", WASM_TARGET]);
     let browser = run_streaming(browser_suite(&mut command))?;
     browser.iter().for_each(|l| collected.take(l));
     let (cores, mhz) = cores_and_mhz(native);

@@ -22,13 +22,42 @@ pub fn dist_dir() -> PathBuf {
     root().join("dist")
 }
 
-/// Builds the library for the browser (release) and returns its module, which
-/// `wasm_bindgen_web` binds. `cargo xtask pkg` uses the same build.
-pub fn build_release_wasm() -> Result<PathBuf> {
-    run(cargo().args(["build", "--release", "--lib", "--target", WASM_TARGET]))?;
+/// How the library is built for the browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmBuild {
+    /// The `release` profile, which the browser tests build anyway: CI's `dist/` and `pkg/`
+    /// then cost only a link.
+    Tests,
+    /// The `app` profile (`Cargo.toml`: fat LTO, one codegen unit): what is served, packaged
+    /// and measured. A build tree of its own.
+    App,
+}
+
+impl WasmBuild {
+    /// The cargo profile, which is also the folder of its output.
+    pub fn profile(self) -> &'static str {
+        match self {
+            WasmBuild::Tests => "release",
+            WasmBuild::App => "app",
+        }
+    }
+}
+
+/// Builds the library for the browser and returns its module, which `wasm_bindgen_web`
+/// binds. `cargo xtask pkg` uses the same build.
+pub fn build_wasm(build: WasmBuild) -> Result<PathBuf> {
+    let profile = build.profile();
+    run(cargo().args([
+        "build",
+        "--profile",
+        profile,
+        "--lib",
+        "--target",
+        WASM_TARGET,
+    ]))?;
     Ok(target_dir()
         .join(WASM_TARGET)
-        .join("release")
+        .join(profile)
         .join("faceverify.wasm"))
 }
 
@@ -45,11 +74,11 @@ pub fn wasm_bindgen_web(wasm: &Path, out: &Path) -> Result {
 }
 
 /// `cargo xtask dist`: builds the whole app into `dist/`.
-pub fn build() -> Result {
+pub fn build(wasm: WasmBuild) -> Result {
     let dist = dist_dir();
     let staging = root().join("dist.partial");
     remove_if_present(&staging)?;
-    wasm_bindgen_web(&build_release_wasm()?, &staging)?;
+    wasm_bindgen_web(&build_wasm(wasm)?, &staging)?;
     threads::build(&staging.join("threads"))?;
     copy_files(&root().join("www"), &staging)?;
     copy_files(&root().join("models"), &staging.join("models"))?;
@@ -103,7 +132,7 @@ fn parse_port(args: &[String]) -> Result<u16> {
 /// should (with the cross-origin isolation headers) until interrupted.
 pub fn serve(args: &[String]) -> Result {
     let port = parse_port(args)?;
-    build()?;
+    build(WasmBuild::App)?;
     let address = format!("127.0.0.1:{port}");
     let server = StaticServer::bind(&address, Site::isolated(dist_dir()))
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;

@@ -17,6 +17,8 @@ mod peers;
 mod static_server;
 mod threads;
 
+use dist::WasmBuild;
+
 /// Debian packages the tests and benchmarks need: a browser and its WebDriver for the browser
 /// tests, and Mesa's Vulkan drivers (lavapipe) so the CLI's wgpu backend (`cargo xtask bench`,
 /// `cargo test --workspace` with default features) has an adapter without a GPU.
@@ -46,9 +48,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
-        Some("dist") => setup().and_then(|()| dist::build()),
+        Some("dist") => setup().and_then(|()| dist::build(WasmBuild::App)),
         Some("serve") => setup().and_then(|()| dist::serve(&args[1..])),
-        Some("pkg") => setup_toolchain().and_then(|()| pkg()),
+        Some("pkg") => setup_toolchain().and_then(|()| pkg(WasmBuild::App)),
         Some("test") => setup().and_then(|()| test()),
         Some("bench") => setup().and_then(|()| bench::run(&args[1..])),
         Some("models") => models::run(&args[1..]),
@@ -270,10 +272,10 @@ const LIBRARY_FILES: [&str; 5] = [
 /// Builds `pkg/`: the library as an ES-module package another web app installs. Its main
 /// export is `FaceVerifier`, which runs the library in a Web Worker; beside it the wasm-bindgen
 /// glue and module of both builds, and the model files the worker downloads.
-fn pkg() -> Result {
+fn pkg(wasm: WasmBuild) -> Result {
     let out = root().join("pkg");
     let _ = std::fs::remove_dir_all(&out);
-    dist::wasm_bindgen_web(&dist::build_release_wasm()?, &out)?;
+    dist::wasm_bindgen_web(&dist::build_wasm(wasm)?, &out)?;
     threads::build(&out.join("threads"))?;
     for file in LIBRARY_FILES {
         let from = root().join("www").join(file);
@@ -440,11 +442,14 @@ fn test() -> Result {
                 run(&mut command)
             },
         )?;
-        step("build the app (cargo xtask dist)", &mut dist::build)?;
+        // The browser tests' build: the app profile's own tree would add minutes to every run.
+        step("build the app (cargo xtask dist)", &mut || {
+            dist::build(WasmBuild::Tests)
+        })?;
         step(
             "pkg/ for other web apps (build, then import it in node)",
             &mut || {
-                pkg()?;
+                pkg(WasmBuild::Tests)?;
                 run(Command::new("node")
                     .arg(root().join("xtask/pkg-check/check.mjs"))
                     .arg(root().join("pkg")))
