@@ -136,7 +136,14 @@ const CPU: &str = "browser.cpu_threads";
 async fn start_cpu_threads() {
     #[cfg(feature = "threads")]
     {
-        let cores = scope().navigator().hardware_concurrency().max(1.0) as usize;
+        // `navigator.hardwareConcurrency`, by reflection: the worker's navigator is not among
+        // the web-sys features the library enables.
+        let navigator = js_sys::Reflect::get(&scope(), &"navigator".into()).expect("a navigator");
+        let cores = js_sys::Reflect::get(&navigator, &"hardwareConcurrency".into())
+            .ok()
+            .and_then(|n| n.as_f64())
+            .unwrap_or(1.0)
+            .max(1.0) as usize;
         JsFuture::from(faceverify::init_thread_pool(cores))
             .await
             .expect("the thread pool starts");
