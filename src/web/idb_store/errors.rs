@@ -7,7 +7,7 @@ use wasm_bindgen::JsValue;
 
 use crate::store::{Access, StorageEstimate, StorageFailure, StoreError};
 
-use super::*;
+use super::storage_usage;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -45,7 +45,7 @@ pub(super) fn failure_from_idb(error: &idb::Error) -> StorageFailure {
 }
 
 /// The JS value inside an idb error, when it wraps one.
-pub(super) fn js_value_of(error: &idb::Error) -> Option<JsValue> {
+fn js_value_of(error: &idb::Error) -> Option<JsValue> {
     use idb::Error::*;
     match error {
         DomException(e) => Some(e.clone().into()),

@@ -48,10 +48,10 @@ use crate::store::{
     Access, FaultInjector, Query, Record, StorageEstimate, StorageUsage, Store, StoreError,
 };
 pub use errors::store_error_from_browser;
-use errors::*;
-use records::*;
-use transaction::*;
-use upgrade::*;
+use errors::{classify, failure_from_idb, failure_from_js};
+use records::{IMAGE_PAYLOADS, read_records, read_small_records};
+use transaction::{ActiveTransaction, WriteFailure, encode, load_catalog};
+use upgrade::Connection;
 
 /// The app's database.
 pub const DATABASE_NAME: &str = "faceverify";
@@ -273,8 +273,6 @@ impl Store for IdbStore {
         &self.image_limits
     }
 }
-
-/// Answers a query inside an open read transaction.
 
 // ---------------------------------------------------------------------------------------------
 // Page helpers

@@ -11,8 +11,8 @@ use crate::store::schema::object_store::{
 use crate::store::schema::{BY_PROFILE, BY_PROFILE_ROLE, SETTINGS_KEY};
 use crate::store::{ModelSummary, Query, Record, StoreError};
 
-use super::errors::*;
-use super::transaction::*;
+use super::errors::corrupt;
+use super::transaction::ActiveTransaction;
 
 // ---------------------------------------------------------------------------------------------
 // Records as IndexedDB holds them
@@ -59,6 +59,7 @@ pub(super) fn string_key(key: JsValue, store: &str) -> Result<String, StoreError
         .ok_or_else(|| corrupt(store, format!("its key {key:?} is not text")))
 }
 
+/// Answers a query inside an open read transaction.
 pub(super) async fn read_records(
     tx: &ActiveTransaction,
     query: Query<'_>,
@@ -121,7 +122,7 @@ pub(super) async fn read_records(
 }
 
 /// Records of `store`, each read as a `T` and wrapped as a `Record`.
-pub(super) fn decode_all<T: DeserializeOwned>(
+fn decode_all<T: DeserializeOwned>(
     records: Vec<JsValue>,
     store: &str,
     wrap: fn(T) -> Record,
@@ -133,7 +134,7 @@ pub(super) fn decode_all<T: DeserializeOwned>(
 }
 
 /// The record under `key` in `store`, if any.
-pub(super) async fn read_keyed<T: DeserializeOwned>(
+async fn read_keyed<T: DeserializeOwned>(
     tx: &ActiveTransaction,
     store: &str,
     key: &str,
@@ -143,7 +144,7 @@ pub(super) async fn read_keyed<T: DeserializeOwned>(
 }
 
 /// Every record of `store`.
-pub(super) async fn read_every<T: DeserializeOwned>(
+async fn read_every<T: DeserializeOwned>(
     tx: &ActiveTransaction,
     store: &str,
     wrap: fn(T) -> Record,
@@ -152,7 +153,7 @@ pub(super) async fn read_every<T: DeserializeOwned>(
 }
 
 /// A model record without its weights: they stay in JS, only their length is taken.
-pub(super) fn read_model_summary(record: JsValue) -> Result<Record, StoreError> {
+fn read_model_summary(record: JsValue) -> Result<Record, StoreError> {
     let byte_len = payload_len(&record, "bytes");
     let summary: ModelSummary = from_record(record, MODELS)?;
     Ok(Record::ModelSummary(ModelSummary {

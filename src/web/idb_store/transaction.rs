@@ -16,8 +16,8 @@ use crate::store::schema::object_store::{
 use crate::store::schema::{BY_PROFILE, SETTINGS_KEY, StoreWrite};
 use crate::store::{Access, StorageFailure, StoreError};
 
-use super::errors::*;
-use super::records::*;
+use super::errors::{failure_from_idb, failure_from_js};
+use super::records::{from_record, payload_len, string_key, to_record};
 
 // ---------------------------------------------------------------------------------------------
 // Writes

@@ -17,7 +17,7 @@ use crate::store::schema::{MigrationAction, Schema, SchemaVersion};
 use crate::store::{Access, StoreError};
 use crate::web::executor::spawn_local;
 
-use super::errors::*;
+use super::errors::{classify, failure_from_idb};
 
 // ---------------------------------------------------------------------------------------------
 // Connection and transactions
@@ -87,7 +87,7 @@ impl Connection {
 }
 
 /// The version of an existing database (opening without a version never upgrades).
-pub(super) async fn stored_version(factory: &Factory, name: &str) -> Option<u32> {
+async fn stored_version(factory: &Factory, name: &str) -> Option<u32> {
     let database = factory.open(name, None).ok()?.await.ok()?;
     let version = database.version().ok();
     database.close();
@@ -97,7 +97,7 @@ pub(super) async fn stored_version(factory: &Factory, name: &str) -> Option<u32>
 /// `onupgradeneeded`: runs the migrations from the stored version inside the upgrade
 /// transaction. The work continues in a task whose every step runs while a request's success
 /// event is being dispatched, which keeps the transaction alive until the last rewrite.
-pub(super) fn upgrade(
+fn upgrade(
     event: idb::event::VersionChangeEvent,
     schema: &'static Schema,
     failure: Rc<RefCell<Option<StoreError>>>,
@@ -136,7 +136,7 @@ pub(super) fn upgrade(
     });
 }
 
-pub(super) async fn migrate(
+async fn migrate(
     database: &Database,
     transaction: &idb::Transaction,
     schema: &Schema,
@@ -187,7 +187,7 @@ pub(super) async fn migrate(
 
 /// Rewrites every record of a store with a migration's JSON rewrite. Payload fields
 /// (`Uint8Array`s) are set aside and put back unchanged: rewrites only touch metadata.
-pub(super) async fn rewrite_records(
+async fn rewrite_records(
     transaction: &idb::Transaction,
     store: &str,
     rewrite: fn(Value) -> Result<Value, String>,
@@ -212,7 +212,7 @@ pub(super) async fn rewrite_records(
     Ok(())
 }
 
-pub(super) fn rewrite_record(
+fn rewrite_record(
     record: &JsValue,
     rewrite: fn(Value) -> Result<Value, String>,
 ) -> Result<JsValue, String> {
