@@ -7,7 +7,7 @@
 mod support;
 
 use support::app::STARTUP;
-use support::{ChromeDriver, StaticServer, dist_dir, shared_dir};
+use support::{ChromeDriver, Site, StaticServer, dist_dir, shared_dir};
 
 fn camera_args(clip: &str) -> Vec<String> {
     let clip = shared_dir().join("camera").join(clip);
@@ -352,4 +352,72 @@ fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native
             "{out}"
         );
     }
+}
+
+/// Starts the app's worker (CPU) with its model files served from `/spare-models/`, keeps it
+/// as `window.spareWorker`, and analyses one photo: `{ ok: true }`, or `{ failed: message }`.
+const ANALYSE_WITH_SPARE_MODELS: &str = r#"
+    if (!window.spareWorker) {
+        window.spareWorker = new Worker('./worker.js?backend=cpu&models=/spare-models/', { type: 'module' });
+        window.spareNext = (types) => new Promise((resolve) => {
+            const listen = (event) => {
+                if (types.includes(event.data.type)) {
+                    window.spareWorker.removeEventListener('message', listen);
+                    resolve(event.data);
+                }
+            };
+            window.spareWorker.addEventListener('message', listen);
+        });
+        await window.spareNext(['Loaded']);
+        window.spareWorker.postMessage({ type: 'Init', preference: 'cpu' });
+        await window.spareNext(['Ready', 'Failed']);
+    }
+    const bytes = new Uint8Array(await (await fetch('/shared/data/color/obama.jpg')).arrayBuffer());
+    window.spareWorker.postMessage({ type: 'AnalysePhoto', bytes, crop: 'detect' });
+    const answer = await window.spareNext(['PhotoAnalysed', 'Failed']);
+    return answer.type === 'PhotoAnalysed' ? { ok: true } : { failed: answer.message };
+"#;
+
+/// `worker.js` fetches the model files and forgets a failed download, so the next request
+/// downloads again: here the descriptor network is missing from the server at first, then
+/// put back, and the same worker analyses the photo without a reload.
+#[test]
+#[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
+fn a_failed_model_download_is_tried_again_on_the_next_request() {
+    let models =
+        std::env::temp_dir().join(format!("faceverify-spare-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&models);
+    std::fs::create_dir_all(&models).unwrap();
+    let served = dist_dir().join("models");
+    let missing = "face_resnet.q8.bin";
+    for entry in std::fs::read_dir(&served).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && !path.ends_with(missing) {
+            std::fs::copy(&path, models.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let server = StaticServer::start_site(Site {
+        mounts: vec![
+            ("/shared/".to_string(), shared_dir()),
+            ("/spare-models/".to_string(), models.clone()),
+        ],
+        ..Site::isolated(dist_dir())
+    });
+    let driver = ChromeDriver::start();
+    let session = driver.session(&[]);
+    session.goto(&server.url("/?backend=cpu"));
+    backend_of(&session);
+
+    let first = session.eval_async(ANALYSE_WITH_SPARE_MODELS);
+    let message = first["failed"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("face descriptor network"), "{first}");
+
+    std::fs::copy(served.join(missing), models.join(missing)).unwrap();
+    let second = session.eval_async(ANALYSE_WITH_SPARE_MODELS);
+    assert_eq!(
+        second,
+        serde_json::json!({ "ok": true }),
+        "after: {message}"
+    );
+    let _ = std::fs::remove_dir_all(&models);
 }
