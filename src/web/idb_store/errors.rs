@@ -9,9 +9,6 @@ use crate::store::{Access, StorageEstimate, StorageFailure, StoreError};
 
 use super::storage_usage;
 
-// ---------------------------------------------------------------------------------------------
-// Errors
-
 /// A browser failure (a `DOMException`, an `Error`, or an idb error) as the store's rules
 /// read it.
 pub(super) fn failure_from_js(value: &JsValue) -> StorageFailure {

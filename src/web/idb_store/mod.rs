@@ -275,7 +275,7 @@ impl Store for IdbStore {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Page helpers
+// Storage helpers
 
 /// `navigator.storage`, in a window or a worker; `None` where the browser lacks it (insecure
 /// contexts, old browsers).

@@ -14,9 +14,6 @@ use crate::store::{ModelSummary, Query, Record, StoreError};
 use super::errors::corrupt;
 use super::transaction::ActiveTransaction;
 
-// ---------------------------------------------------------------------------------------------
-// Records as IndexedDB holds them
-
 /// A record as IndexedDB stores it, written as every value that crosses to JS is.
 pub(super) fn to_record<T: Serialize + ?Sized>(
     value: &T,

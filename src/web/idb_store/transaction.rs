@@ -19,9 +19,6 @@ use crate::store::{Access, StorageFailure, StoreError};
 use super::errors::{failure_from_idb, failure_from_js};
 use super::records::{from_record, payload_len, string_key, to_record};
 
-// ---------------------------------------------------------------------------------------------
-// Writes
-
 /// One IndexedDB request of a write transaction.
 pub(super) enum Write {
     Put {

@@ -19,9 +19,6 @@ use crate::web::executor::spawn_local;
 
 use super::errors::{classify, failure_from_idb};
 
-// ---------------------------------------------------------------------------------------------
-// Connection and transactions
-
 /// An open connection. It closes itself when another connection needs a new version or
 /// deletes the database (another tab upgrading, "Delete all my data"), and the store then
 /// reopens on its next call.
