@@ -22,33 +22,13 @@ use faceverify::verify::policy::VerificationPolicy;
 use faceverify::vision::align::CropMode;
 use faceverify::vision::frame::Frame;
 
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn shared(relative: &str) -> PathBuf {
-    let path = crate_dir().join("../shared/data").join(relative);
-    assert!(
-        path.exists(),
-        "{} is missing: these tests need ../shared beside the repository",
-        path.display()
-    );
-    path
-}
-
-fn pipeline() -> FacePipeline {
-    let models = crate_dir().join("models");
-    FacePipeline::from_bytes(
-        &std::fs::read(models.join("blazeface.f16.bin")).unwrap(),
-        &std::fs::read(models.join("face_resnet.q8.bin")).unwrap(),
-        &Device::flex(),
-    )
-    .unwrap()
-}
+#[path = "support/data.rs"]
+mod data;
+use data::{pipeline, repo, shared};
 
 fn impostors() -> ImpostorModel {
     ImpostorModel::from_json(
-        &std::fs::read_to_string(crate_dir().join("models/impostors.json")).unwrap(),
+        &std::fs::read_to_string(repo().join("models/impostors.json")).unwrap(),
     )
     .unwrap()
 }
@@ -316,7 +296,7 @@ fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_anothe
     assert_eq!(rows, block(pipeline.embed_aligned(&crops)).unwrap());
     let stored = block(store.list_images("me", None)).unwrap();
     // Named by the SHA-256 of the network's file, which the pipeline hashes on first use.
-    let tower_file = std::fs::read(crate_dir().join("models/face_resnet.q8.bin")).unwrap();
+    let tower_file = std::fs::read(repo().join("models/face_resnet.q8.bin")).unwrap();
     assert_eq!(
         pipeline.tower_sha256(),
         faceverify::store::sha256_hex(&tower_file)

@@ -85,7 +85,7 @@ fn worker_messages_cross_the_js_boundary() {
 use burn::module::Module;
 use burn::prelude::{Tensor, TensorData};
 use faceverify::model::koch::{
-    DeviceBufferLimits, KOCH_INPUT, KochMemoryError, KochTowerConfig, check_koch_fits,
+    DeviceBufferLimits, KochMemoryError, KochTowerConfig, check_koch_fits, pattern_images,
 };
 use faceverify::model::siamese::{Siamese, SiameseHead};
 use faceverify::train::impostors::ImpostorModel;
@@ -178,15 +178,6 @@ async fn the_koch_memory_check_answers_for_the_real_adapter() {
     assert!(now_ms() - started < 10_000.0);
 }
 
-/// `count` deterministic 3×100×100 images in 0..1 (a different pattern per `phase`).
-fn koch_images(count: usize, phase: f32, device: &Device) -> Tensor<4> {
-    let [c, h, w] = KOCH_INPUT.as_array();
-    let values: Vec<f32> = (0..count * c * h * w)
-        .map(|i| (i as f32 * 0.013 + phase).sin() * 0.5 + 0.5)
-        .collect();
-    Tensor::from_data(TensorData::new(values, [count, c, h, w]), device)
-}
-
 /// One step of the product's `train_step` on the full Koch siamese network (38,964,545
 /// parameters, Adam) on `pairs` pairs: finite loss, and the weights moved.
 async fn koch_training_step(device: &Device, pairs: usize) {
@@ -194,18 +185,10 @@ async fn koch_training_step(device: &Device, pairs: usize) {
     let model = Siamese::new(KochTowerConfig::new().init(&device), &device);
     let conv1_before = read_floats(model.tower.conv1.weight.val()).await;
     let head_before = read_floats(model.head.classifier.weight.val()).await;
-    let labels: Vec<PairLabel> = (0..pairs)
-        .map(|i| {
-            if i % 2 == 0 {
-                PairLabel::Same
-            } else {
-                PairLabel::Different
-            }
-        })
-        .collect();
+    let labels = PairLabel::alternating(pairs);
     let batch = PairBatch::new(
-        koch_images(pairs, 0.0, &device),
-        koch_images(pairs, 1.3, &device),
+        pattern_images(pairs, 0.0, &device),
+        pattern_images(pairs, 1.3, &device),
         &labels,
         &device,
     );

@@ -4,6 +4,8 @@
 //! `cargo test` and run by `cargo xtask test` (`--include-ignored`); when something they need
 //! is missing they fail and say what.
 
+#[path = "support/data.rs"]
+mod data;
 mod support;
 
 use support::app::STARTUP;
@@ -266,16 +268,6 @@ const ANALYSE_IN_WORKER: &str = r#"
     return { backend: ready.backend, results, progress };
 "#;
 
-fn native_pipeline() -> faceverify::pipeline::FacePipeline {
-    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    faceverify::pipeline::FacePipeline::from_bytes(
-        &std::fs::read(models.join("blazeface.f16.bin")).unwrap(),
-        &std::fs::read(models.join("face_resnet.q8.bin")).unwrap(),
-        &burn::prelude::Device::flex(),
-    )
-    .unwrap()
-}
-
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native() {
@@ -286,7 +278,7 @@ fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native
     backend_of(&session);
 
     let photos = ["obama.jpg", "two_people.jpg"];
-    let native = native_pipeline();
+    let native = data::pipeline();
     let expected: Vec<_> = photos
         .iter()
         .map(|name| {

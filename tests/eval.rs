@@ -5,8 +5,6 @@
 //! The real run needs `../shared/data` (never copied into the repository) and panics with a
 //! clear message when it is missing.
 
-use std::path::{Path, PathBuf};
-
 use burn::tensor::Device;
 use faceverify::eval::{
     EvalError, EvalModels, EvalOptions, LfwDirectory, LfwImage, LfwPair, PairsFile, PairsFileError,
@@ -17,22 +15,9 @@ use faceverify::model::face_resnet::{self, FaceResNet};
 use faceverify::vision::align::CropMode;
 use faceverify::vision::detect::FaceDetector;
 
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `../shared/data`, or a panic that says what is missing (these tests never pass silently).
-fn shared_data() -> PathBuf {
-    let dir = crate_dir().join("../shared/data");
-    if !dir.join("lfw").is_dir() || !dir.join("lfw-pairs-dev.txt").is_file() {
-        panic!(
-            "tests/eval.rs needs the shared data at {} (lfw/ and lfw-pairs-dev.txt); it is \
-             missing. This test runs the face pipeline on LFW photos and cannot run without them.",
-            dir.display()
-        );
-    }
-    dir
-}
+#[path = "support/data.rs"]
+mod data;
+use data::{repo, shared, shared_data};
 
 fn pair(a: &str, i: u32, b: &str, j: u32) -> LfwPair {
     LfwPair {
@@ -98,7 +83,7 @@ fn parses_lfw_pairs_txt_sets_layout() {
 
 #[test]
 fn the_dev_file_parses_and_its_folds_are_balanced() {
-    let path = shared_data().join("lfw-pairs-dev.txt");
+    let path = shared("lfw-pairs-dev.txt");
     let file = PairsFile::read(&path).expect("the dev pairs file parses");
     assert_eq!(
         file.layout,
@@ -116,7 +101,7 @@ fn the_dev_file_parses_and_its_folds_are_balanced() {
         assert_eq!((same, different), (150, 150), "fold {fold}");
     }
     // Every image exists under the given layout.
-    LfwDirectory::new(shared_data().join("lfw"))
+    LfwDirectory::new(shared("lfw"))
         .check_images(&file.distinct_images())
         .expect("every image of the dev pairs exists");
 }
@@ -199,7 +184,7 @@ fn malformed_files_are_typed_errors() {
 
 #[test]
 fn missing_images_are_reported_before_any_work() {
-    let dir = LfwDirectory::new(crate_dir().join("no-such-lfw-folder"));
+    let dir = LfwDirectory::new(repo().join("no-such-lfw-folder"));
     let images = [LfwImage::new("Nobody", 1), LfwImage::new("Nobody", 2)];
     match dir.check_images(&images) {
         Err(EvalError::MissingImages { count, first }) => {
@@ -367,14 +352,14 @@ fn distance_metrics_negate_thresholds_back_into_distances() {
 // A small real run
 
 fn read_model(path: &str) -> Vec<u8> {
-    let path = crate_dir().join(path);
+    let path = repo().join(path);
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
 }
 
 #[test]
 fn first_twenty_same_and_twenty_different_dev_pairs() {
-    let shared = shared_data();
+    let shared = shared_data(&["lfw", "lfw-pairs-dev.txt"]);
     let device = Device::flex();
     let detector = FaceDetector::from_bytes(&read_model(blazeface::WEIGHTS_PATH), &device)
         .expect("detector weights load");

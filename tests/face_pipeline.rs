@@ -11,7 +11,7 @@
 //! Photos come from `../shared/data` (never copied into the repository); the tests that need them
 //! panic with a clear message when it is missing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::tensor::Device;
 use faceverify::model::blazeface::{
@@ -27,6 +27,10 @@ use faceverify::vision::detect::{
 use faceverify::vision::frame::{Frame, Point};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+#[path = "support/data.rs"]
+mod data;
+use data::{json, repo, shared_data};
 
 const FIXTURE: &str = "tests/fixtures/blazeface_reference.json";
 
@@ -72,35 +76,18 @@ const RAW_REGRESSION_TOL: f32 = 5e-3;
 const DECODED_TOL_F32_MODEL: f32 = 2.0;
 const DECODED_TOL_SAME_WEIGHTS: f32 = 0.05;
 
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `../shared/data`, or a panic that says what is missing (these tests never pass silently).
-fn shared_data() -> PathBuf {
-    let dir = crate_dir().join("../shared/data");
-    if !dir.join("color").is_dir() || !dir.join("lfw").is_dir() {
-        panic!(
-            "tests/face_pipeline.rs needs the shared data at {} (color/ and lfw/); it is missing. \
-             These tests run the face detector on those photos and cannot run without them.",
-            dir.display()
-        );
-    }
-    dir
-}
-
 fn load_frame(name: &str) -> Frame {
     if name == BLANK {
         return Frame::uniform(640, 480, [128, 128, 128]).unwrap();
     }
-    let path = shared_data().join(name);
+    let path = shared_data(&["color", "lfw"]).join(name);
     let image =
         image::open(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     Frame::from(&image)
 }
 
 fn weights_bytes() -> Vec<u8> {
-    let path = crate_dir().join(WEIGHTS_PATH);
+    let path = repo().join(WEIGHTS_PATH);
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
 }
@@ -273,7 +260,7 @@ fn finds_the_face_in_lfw_photos() {
 /// position over LFW photos: keeps the constant in `align.rs` honest (within 2 pixels at 250).
 #[test]
 fn lfw_template_matches_mean_lfw_keypoints() {
-    let shared = shared_data();
+    let shared = shared_data(&["color", "lfw"]);
     let device = Device::flex();
     let detector = detector(&device);
     let mut people: Vec<PathBuf> = std::fs::read_dir(shared.join("lfw"))
@@ -528,12 +515,6 @@ fn parity_inputs() -> Vec<ParityInput> {
         .collect()
 }
 
-fn fixture() -> Value {
-    let path = crate_dir().join(FIXTURE);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
-
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap_or_else(|| panic!("expected an array of numbers, got {v}"))
@@ -597,7 +578,7 @@ fn faces_max_diff(a: &[Face], b: &[Face]) -> f32 {
 
 /// Our network and decoding against the fixture on `device`; prints and returns the figures.
 fn check_parity(device: &Device, label: &str) {
-    let fixture = fixture();
+    let fixture = json(FIXTURE);
     let refs = fixture["inputs"].as_array().expect("fixture has inputs");
     let inputs = parity_inputs();
     assert_eq!(

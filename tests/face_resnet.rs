@@ -13,8 +13,11 @@ use burn::tensor::Device;
 use faceverify::model::face_resnet::{
     EMBEDDING_DIM, FaceResNet, FaceResNetWeights, INPUT_SIZE, WEIGHTS_PATH, input_from_rgb8,
 };
-use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+#[path = "support/data.rs"]
+mod data;
+use data::{json, repo, shared_data};
 
 const FIXTURE: &str = "tests/fixtures/face_resnet_reference.json";
 /// Largest allowed L2 distance between our descriptor and face-api's.
@@ -53,24 +56,6 @@ const LFW: &[&str] = &[
     "lfw/Hugo_Chavez/Hugo_Chavez_0002.jpg",
 ];
 const LFW_SIDE: u32 = 130;
-
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `../shared/data`, or a panic that says what is missing (these tests never pass silently).
-fn shared_data() -> PathBuf {
-    let dir = crate_dir().join("../shared/data");
-    if !dir.join("color").is_dir() || !dir.join("lfw").is_dir() {
-        panic!(
-            "tests/face_resnet.rs needs the shared data at {} (color/ and lfw/); it is missing. \
-             These tests compare against face-api reference embeddings of those photos and \
-             cannot run without them.",
-            dir.display()
-        );
-    }
-    dir
-}
 
 struct Input {
     name: String,
@@ -147,7 +132,7 @@ fn load_input(shared: &Path, name: &str, lfw_side: Option<u32>) -> Input {
 }
 
 fn all_inputs() -> Vec<Input> {
-    let shared = shared_data();
+    let shared = shared_data(&["color", "lfw"]);
     COLOR
         .iter()
         .map(|n| load_input(&shared, n, None))
@@ -156,7 +141,7 @@ fn all_inputs() -> Vec<Input> {
 }
 
 fn model(device: &Device) -> FaceResNet {
-    let path = crate_dir().join(WEIGHTS_PATH);
+    let path = repo().join(WEIGHTS_PATH);
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()));
     FaceResNet::from_bytes(&bytes, device).expect("weights file loads")
@@ -176,15 +161,9 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
         .sqrt()
 }
 
-fn fixture() -> Value {
-    let path = crate_dir().join(FIXTURE);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
-
 /// Our descriptors against face-api's on `device`; returns the largest distance.
 fn check_parity(device: &Device, label: &str) -> f32 {
-    let fixture = fixture();
+    let fixture = json(FIXTURE);
     let refs = fixture["inputs"].as_array().expect("fixture has inputs");
     let inputs = all_inputs();
     assert_eq!(
@@ -239,7 +218,7 @@ fn check_parity(device: &Device, label: &str) -> f32 {
 
 #[test]
 fn weights_file_has_every_tensor() {
-    let bytes = std::fs::read(crate_dir().join(WEIGHTS_PATH))
+    let bytes = std::fs::read(repo().join(WEIGHTS_PATH))
         .expect("models/face_resnet.q8.bin (run `cargo xtask models`)");
     let w = FaceResNetWeights::parse(&bytes).expect("parses");
     // conv32_down (4 tensors) + 14 residual blocks x 2 conv layers x 4 tensors + fc.
@@ -288,7 +267,7 @@ fn parity_with_face_api_wgpu() {
 
 #[test]
 fn lfw_same_person_closer_than_different() {
-    let shared = shared_data();
+    let shared = shared_data(&["color", "lfw"]);
     let inputs: Vec<Input> = LFW
         .iter()
         .map(|n| load_input(&shared, n, Some(LFW_SIDE)))

@@ -13,7 +13,6 @@ use burn::tensor::Device;
 use faceverify::model::facemesh::{
     FaceMesh, INPUT_SIZE, NUM_LANDMARKS, WEIGHTS_PATH, input_from_rgb8,
 };
-use faceverify::pipeline::FacePipeline;
 use faceverify::train::pairs::SeededRng;
 use faceverify::verify::liveness::{
     Action, BlinkDetector, Challenge, ChallengeStatus, MOUTH_CLOSED, MOUTH_OPEN, NotLive,
@@ -24,6 +23,10 @@ use faceverify::vision::mesh::{MeshCrop, MeshTracker};
 use faceverify::vision::quality::largest_face;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+#[path = "support/data.rs"]
+mod data;
+use data::{json, pipeline, repo, shared};
 
 #[path = "support/clips.rs"]
 mod clips;
@@ -50,24 +53,6 @@ const CLIP_FRAMES: &[(&str, usize)] = &[
     ("webcam-a-session2.mjpeg", 0),
     ("webcam-a-session2.mjpeg", 150),
 ];
-
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn shared(relative: &str) -> PathBuf {
-    crate_dir().join("../shared/data").join(relative)
-}
-
-fn pipeline() -> FacePipeline {
-    let read = |p: &str| std::fs::read(crate_dir().join(p)).unwrap();
-    FacePipeline::from_bytes(
-        &read("models/blazeface.f16.bin"),
-        &read("models/face_resnet.q8.bin"),
-        &Device::flex(),
-    )
-    .unwrap()
-}
 
 /// Every input: its name and its 192×192 crop (RGB8).
 fn inputs() -> Vec<(String, Frame)> {
@@ -134,10 +119,9 @@ fn dump_reference_inputs() {
 
 #[test]
 fn landmarks_match_tensorflow_js_within_a_pixel() {
-    let fixture: Value =
-        serde_json::from_str(&std::fs::read_to_string(crate_dir().join(FIXTURE)).unwrap()).unwrap();
+    let fixture: Value = json(FIXTURE);
     let device = Device::flex();
-    let weights = std::fs::read(crate_dir().join(WEIGHTS_PATH)).unwrap();
+    let weights = std::fs::read(repo().join(WEIGHTS_PATH)).unwrap();
     let mesh = FaceMesh::from_bytes(&weights, &device).unwrap();
     let inputs = inputs();
     let references = fixture["outputs"].as_array().unwrap();
@@ -189,8 +173,7 @@ fn landmarks_match_tensorflow_js_within_a_pixel() {
 
 /// The reference meshes of the fixture (crop pixels), by input name.
 fn reference_meshes() -> Vec<(String, Vec<[f32; 3]>)> {
-    let fixture: Value =
-        serde_json::from_str(&std::fs::read_to_string(crate_dir().join(FIXTURE)).unwrap()).unwrap();
+    let fixture: Value = json(FIXTURE);
     fixture["outputs"]
         .as_array()
         .unwrap()
@@ -268,7 +251,7 @@ fn face_state_reads_eyes_mouth_and_pose_from_the_mesh() {
 fn observations(clip: &str, fps: f64) -> Vec<Observation> {
     let pipeline = pipeline();
     let device = Device::flex();
-    let weights = std::fs::read(crate_dir().join(WEIGHTS_PATH)).unwrap();
+    let weights = std::fs::read(repo().join(WEIGHTS_PATH)).unwrap();
     let mesh = FaceMesh::from_bytes(&weights, &device).unwrap();
     let mut tracker = MeshTracker::default();
     clips::clip_frames(clip)
@@ -424,15 +407,13 @@ fn alignment_from_the_mesh_against_blazeface_keypoints() {
     use faceverify::vision::face_state::alignment_points;
     let pipeline = pipeline();
     let device = Device::flex();
-    let weights = std::fs::read(crate_dir().join(WEIGHTS_PATH)).unwrap();
+    let weights = std::fs::read(repo().join(WEIGHTS_PATH)).unwrap();
     let mesh = FaceMesh::from_bytes(&weights, &device).unwrap();
     let template = FaceTemplate::dlib_150();
-    let pairs = PairsFile::read(&crate_dir().join("../shared/data/lfw-pairs-dev.txt")).unwrap();
+    let pairs = PairsFile::read(&shared("lfw-pairs-dev.txt")).unwrap();
     let mut embedded = std::collections::HashMap::new();
     for (i, image) in pairs.distinct_images().into_iter().enumerate() {
-        let path = crate_dir()
-            .join("../shared/data/lfw")
-            .join(image.relative_path());
+        let path = shared("lfw").join(image.relative_path());
         let frame = Frame::from_image(&image::open(&path).unwrap());
         let faces = pollster::block_on(pipeline.detector().detect(&frame))
             .unwrap()
@@ -596,7 +577,7 @@ fn a_replayed_video_rarely_answers_a_random_challenge() {
 fn eye_openness_of_photos_and_of_blinks() {
     use faceverify::vision::mesh::mesh_face;
     let pipeline = pipeline();
-    let weights = std::fs::read(crate_dir().join(WEIGHTS_PATH)).unwrap();
+    let weights = std::fs::read(repo().join(WEIGHTS_PATH)).unwrap();
     let mesh = FaceMesh::from_bytes(&weights, &Device::flex()).unwrap();
     // The eye openness of the largest face in a photo, where the mesh finds one.
     let eyes_of = |path: &Path| {

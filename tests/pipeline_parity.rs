@@ -5,10 +5,12 @@
 //! keeps the fixture honest (it fails when the native pipeline drifts from it), and rewrites it
 //! with `FACEVERIFY_WRITE_FIXTURE=1 cargo test --test pipeline_parity`.
 
-use std::path::Path;
-
-use faceverify::pipeline::{FacePipeline, descriptor_distance};
+use faceverify::pipeline::descriptor_distance;
 use serde_json::{Value, json};
+
+#[path = "support/data.rs"]
+mod data;
+use data::{pipeline, repo, shared};
 
 const FIXTURE: &str = "tests/fixtures/pipeline_native.json";
 /// Photos from `../shared/data`: one face, two faces, and a grayscale LFW photo.
@@ -20,18 +22,11 @@ pub const PHOTOS: [&str; 3] = [
 
 #[test]
 fn the_native_pipeline_matches_its_fixture() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let models = root.join("models");
-    let pipeline = FacePipeline::from_bytes(
-        &std::fs::read(models.join("blazeface.f16.bin")).unwrap(),
-        &std::fs::read(models.join("face_resnet.q8.bin")).unwrap(),
-        &burn::prelude::Device::flex(),
-    )
-    .unwrap();
+    let pipeline = pipeline();
     let results: Vec<Value> = PHOTOS
         .iter()
         .map(|name| {
-            let path = root.join("../shared/data").join(name);
+            let path = shared(name);
             let bytes = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("{}: {e} (this test needs ../shared)", path.display()));
             let analysis =
@@ -43,7 +38,7 @@ fn the_native_pipeline_matches_its_fixture() {
             })
         })
         .collect();
-    let path = root.join(FIXTURE);
+    let path = repo().join(FIXTURE);
     if std::env::var_os("FACEVERIFY_WRITE_FIXTURE").is_some() {
         let fixture = json!({
             "description": "Native detect → align → embed (flex CPU backend) on photos of ../shared/data, for tests/browser_pipeline.rs.",

@@ -19,13 +19,12 @@ use faceverify::store::{
 };
 use faceverify::train::run::CancelFlag;
 
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/data.rs"]
+mod data;
+use data::{repo, shared};
 
 fn lfw_path(person: &str, number: u32) -> PathBuf {
-    crate_dir()
-        .join("../shared/data/lfw")
+    shared("lfw")
         .join(person)
         .join(format!("{person}_{number:04}.jpg"))
 }
@@ -99,7 +98,7 @@ impl Host for TestHost {
         if let Some(detail) = self.offline.borrow().clone() {
             return Err(detail);
         }
-        std::fs::read(crate_dir().join(file.path)).map_err(|e| e.to_string())
+        std::fs::read(repo().join(file.path)).map_err(|e| e.to_string())
     }
 
     async fn gpu_limits(&self) -> Option<DeviceBufferLimits> {
@@ -642,7 +641,7 @@ fn the_training_self_check_and_photo_analysis_run_on_the_chosen_device() {
 
 /// LFW people (A–L) with at least `photos` photos, by name.
 fn lfw_people_with(photos: usize) -> Vec<String> {
-    let lfw = crate_dir().join("../shared/data/lfw");
+    let lfw = shared("lfw");
     let mut people: Vec<String> = std::fs::read_dir(&lfw)
         .unwrap()
         .flatten()
@@ -1091,7 +1090,7 @@ fn verification_with_liveness_accepts_the_live_man_and_refuses_photos() {
     // A second face in view ends the check on the frame where it appears (the detector counts
     // faces on every frame).
     start(&mut session, vec![Action::Blink]);
-    let two = camera_frame(&crate_dir().join("../shared/data/color/two_people.jpg"));
+    let two = camera_frame(&shared("color/two_people.jpg"));
     let frames = [first[30].clone(), first[31].clone(), two];
     let outcomes: Vec<app::LivenessOutcome> = frames
         .into_iter()

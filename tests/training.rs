@@ -2,7 +2,8 @@
 //! The training run (`faceverify::train::run`) natively on the CPU backend: the loss falls and
 //! the model separates a small fixed set; checkpoint → bytes → reload → resume equals an
 //! uninterrupted run; cancellation stops between steps and its checkpoint resumes; early
-//! stopping; and a fine-tune run on LFW identities reaches 0.95 precision and recall.
+//! stopping; single training steps on their own; and a fine-tune run on LFW identities reaches
+//! 0.95 precision and recall.
 //!
 //! Loop mechanics use tiny networks so the file runs in seconds; the LFW test embeds about a
 //! hundred photos once with the pretrained tower and trains only the head.
@@ -16,15 +17,24 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use faceverify::model::face_resnet::FaceResNet;
-use faceverify::model::siamese::Siamese;
+use faceverify::model::siamese::{Siamese, SiameseHead};
 use faceverify::model::tower::{EmbeddingTower, ImageShape};
 use faceverify::train::impostors::{IMPOSTOR_MODEL_PATH, load_face, load_impostor_model};
-use faceverify::train::pairs::{SeededRng, TrainingConfig};
+use faceverify::train::metrics::{ConfusionCounts, area_under_curve, roc_curve};
+use faceverify::train::pairs::{LabelledPair, PairLabel, SeededRng, TrainingConfig, make_pairs};
 use faceverify::train::run::{
     FineTuneInputs, HeadModel, PairModel, RunControl, RunSettings, SiameseModel, SilentObserver,
     StopReason, Trainer, TrainingCheckpoint, TrainingEvent, TrainingObserver, classic_trainer,
     embed_faces, fine_tune_trainer, no_clock,
 };
+use faceverify::train::step::{
+    EmbeddingPairBatch, PairBatch, adam_optimizer, evaluate_batch, targets_tensor, train_head_step,
+    train_step,
+};
+
+#[path = "support/data.rs"]
+mod data;
+use data::{repo, shared_data};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -473,23 +483,127 @@ fn progress_reports_rate_and_eta_from_the_callers_clock() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fine-tune on LFW
+// Single steps (`train::step`), without the run around them
 
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// Pairs of the synthetic faces (person 0's anchors and positives, persons 1 and 2 as
+/// negatives), as flat images and the pairs' image indices and labels.
+struct StepSet {
+    images: Vec<Vec<f32>>,
+    pairs: Vec<LabelledPair<usize>>,
 }
 
-/// `../shared/data/lfw`, or a panic that says what is missing.
-fn lfw() -> PathBuf {
-    let dir = crate_dir().join("../shared/data/lfw");
-    if !dir.join("George_W_Bush").is_dir() {
-        panic!(
-            "tests/training.rs needs LFW at {} (George_W_Bush and people G–L); it is missing. \
-             The fine-tune test trains on those photos and cannot run without them.",
-            dir.display()
-        );
+impl StepSet {
+    fn new() -> Self {
+        let images = [
+            faces(6, 0, 11),
+            faces(6, 0, 12),
+            faces(3, 1, 13),
+            faces(3, 2, 14),
+        ]
+        .concat();
+        let ids = |range: std::ops::Range<usize>| range.collect::<Vec<_>>();
+        let pairs = make_pairs(&ids(0..6), &ids(6..12), &ids(12..18), Some(16), 5).unwrap();
+        StepSet { images, pairs }
     }
-    dir
+
+    fn images(&self, side: fn(&LabelledPair<usize>) -> usize, device: &Device) -> Tensor<4> {
+        let values: Vec<f32> = self
+            .pairs
+            .iter()
+            .flat_map(|p| self.images[side(p)].clone())
+            .collect();
+        Tensor::from_data(
+            TensorData::new(values, [self.pairs.len(), 3, SIDE, SIDE]),
+            device,
+        )
+    }
+
+    fn labels(&self) -> Vec<PairLabel> {
+        self.pairs.iter().map(|p| p.label).collect()
+    }
+
+    fn batch(&self, device: &Device) -> PairBatch {
+        let (first, second) = (
+            self.images(|p| p.anchor, device),
+            self.images(|p| p.other, device),
+        );
+        PairBatch::new(first, second, &self.labels(), device)
+    }
+}
+
+#[test]
+fn a_step_lowers_the_loss_and_the_trained_model_separates_the_set() {
+    let device = Device::flex().autodiff();
+    device.seed(21);
+    let set = StepSet::new();
+    let mut model = Siamese::new(TinyTower::new(&device), &device);
+    let mut optimizer = adam_optimizer();
+    let train = set.batch(&device);
+    let mut losses = Vec::new();
+    for _ in 0..60 {
+        let (updated, outcome) =
+            pollster::block_on(train_step(model, &mut optimizer, train.clone(), 1e-2));
+        model = updated;
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.probabilities.len(), set.pairs.len());
+        losses.push(outcome.loss);
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < 0.5 * first, "loss {first} → {last}: {losses:?}");
+
+    // Evaluated with the inference model on the plain device.
+    let plain = Device::flex();
+    let outcome = pollster::block_on(evaluate_batch(&model.valid(), set.batch(&plain))).unwrap();
+    assert!(
+        (outcome.loss - last).abs() < 0.2,
+        "{} vs {last}",
+        outcome.loss
+    );
+    let genuine: Vec<bool> = set.labels().iter().map(|l| l.is_same()).collect();
+    let counts = ConfusionCounts::at_threshold(&outcome.probabilities, &genuine, 0.5).unwrap();
+    assert_eq!(counts.accuracy(), 1.0, "{counts:?}");
+    let roc = roc_curve(&outcome.probabilities, &genuine).unwrap();
+    assert_eq!(area_under_curve(&roc), 1.0);
+}
+
+#[test]
+fn a_head_step_on_cached_embeddings_learns_too() {
+    let device = Device::flex().autodiff();
+    device.seed(4);
+    let set = StepSet::new();
+    // A fixed (untrained) tower stands in for the frozen pretrained one.
+    let plain = Device::flex();
+    let tower = TinyTower::new(&plain);
+    let embed = |side: fn(&LabelledPair<usize>) -> usize| {
+        Tensor::<2>::from_data(tower.forward(set.images(side, &plain)).into_data(), &device)
+    };
+    let embedded = EmbeddingPairBatch {
+        first: embed(|p| p.anchor),
+        second: embed(|p| p.other),
+        targets: targets_tensor(&set.labels(), &device),
+    };
+    let mut head = SiameseHead::new(8, &device);
+    let mut optimizer = adam_optimizer();
+    let mut losses = Vec::new();
+    for _ in 0..40 {
+        let (updated, outcome) = pollster::block_on(train_head_step(
+            head,
+            &mut optimizer,
+            embedded.clone(),
+            5e-2,
+        ));
+        head = updated;
+        losses.push(outcome.unwrap().loss);
+    }
+    assert!(losses[39] < losses[0], "{losses:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fine-tune on LFW
+
+/// `../shared/data/lfw`, with George_W_Bush and people G–L.
+fn lfw() -> PathBuf {
+    shared_data(&["lfw/George_W_Bush"]).join("lfw")
 }
 
 fn photos(dir: &Path) -> Vec<PathBuf> {
@@ -530,14 +644,14 @@ fn fine_tune_on_lfw_reaches_095_precision_and_recall() {
     assert_eq!(negatives.len(), 40);
 
     let device = Device::flex();
-    let weights = std::fs::read(crate_dir().join("models/face_resnet.q8.bin")).unwrap();
+    let weights = std::fs::read(repo().join("models/face_resnet.q8.bin")).unwrap();
     let tower = FaceResNet::from_bytes(&weights, &device).unwrap();
     let embed = |paths: &[PathBuf]| {
         let faces: Vec<_> = paths.iter().map(|p| load_face(p).unwrap()).collect();
         pollster::block_on(embed_faces(&tower, &faces, 16, &device)).unwrap()
     };
-    let impostor_model = load_impostor_model(&crate_dir().join(IMPOSTOR_MODEL_PATH))
-        .unwrap_or_else(|e| {
+    let impostor_model =
+        load_impostor_model(&repo().join(IMPOSTOR_MODEL_PATH)).unwrap_or_else(|e| {
             panic!("{IMPOSTOR_MODEL_PATH} is missing or broken ({e}); see models/IMPOSTORS.md")
         });
     let inputs = FineTuneInputs {

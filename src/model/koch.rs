@@ -54,6 +54,16 @@ use super::tower::{EmbeddingTower, ImageShape};
 pub const KOCH_INPUT: ImageShape = ImageShape::new(3, 100, 100);
 /// Length of the embedding the tower produces.
 pub const KOCH_EMBEDDING_DIM: usize = 4096;
+
+/// `count` deterministic inputs of the tower's shape in 0..1, a different pattern per `phase`:
+/// the workload of the Koch timings and device checks (the content does not change the cost).
+pub fn pattern_images(count: usize, phase: f32, device: &Device) -> Tensor<4> {
+    let [c, h, w] = KOCH_INPUT.as_array();
+    let values: Vec<f32> = (0..count * c * h * w)
+        .map(|i| (i as f32 * 0.013 + phase).sin() * 0.5 + 0.5)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [count, c, h, w]), device)
+}
 /// Length of the flattened output of the last convolution (256 × 6 × 6).
 pub const KOCH_FLATTENED_DIM: usize = 256 * 6 * 6;
 /// Number of trainable parameters of the tower.

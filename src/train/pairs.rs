@@ -102,6 +102,16 @@ impl PairLabel {
     pub fn is_same(self) -> bool {
         self == PairLabel::Same
     }
+
+    /// `count` labels, same and different in turn: the labels of a timing workload.
+    pub fn alternating(count: usize) -> Vec<PairLabel> {
+        (0..count)
+            .map(|i| match i % 2 {
+                0 => PairLabel::Same,
+                _ => PairLabel::Different,
+            })
+            .collect()
+    }
 }
 
 /// Two images and whether they show the same person.

@@ -391,6 +391,10 @@ pub(crate) const NATIVE_TEST_ARGS: [&str; 3] = ["test", "--workspace", "--no-def
 /// same features and reuses that build. Selecting only the root package resolves other
 /// features (the xtask's and the CLI's dependencies drop out of the unification) and rebuilds
 /// the whole native Burn tree a second time.
+///
+/// Two tests at a time: much of each test waits on real time (the fake camera plays its clip
+/// at its own pace, a liveness challenge lasts seconds), so two overlap on two cores. Each test
+/// has its own server, ChromeDriver and browser profile.
 fn end_to_end_test_args() -> Vec<&'static str> {
     let mut args = NATIVE_TEST_ARGS.to_vec();
     args.extend([
@@ -400,7 +404,7 @@ fn end_to_end_test_args() -> Vec<&'static str> {
         "e2e_app",
         "--",
         "--include-ignored",
-        "--test-threads=1",
+        "--test-threads=2",
     ]);
     args
 }

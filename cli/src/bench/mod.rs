@@ -19,7 +19,7 @@ use burn::prelude::*;
 use faceverify::app::{self, NewPhoto};
 use faceverify::model::face_resnet::{EMBEDDING_DIM, FaceResNet};
 use faceverify::model::facemesh::{FaceMesh, input_from_rgb8};
-use faceverify::model::koch::{KOCH_EMBEDDING_DIM, KOCH_INPUT, KochTowerConfig};
+use faceverify::model::koch::{KOCH_EMBEDDING_DIM, KochTowerConfig, pattern_images};
 use faceverify::model::siamese::Siamese;
 use faceverify::pipeline::FacePipeline;
 use faceverify::store::{ImageRole, ImageSource, MemoryStore, Profile, Store, StoredImage};
@@ -154,16 +154,6 @@ async fn read(tensor: Tensor<1>) -> Result<Vec<f32>, String> {
         .map_err(|e| format!("reading back: {e}"))?
         .try_into_vec::<f32>()
         .map_err(|e| format!("reading back: {e:?}"))
-}
-
-/// `count` deterministic 3×100×100 images in 0..1 (the Koch figures' content does not change
-/// their cost).
-fn koch_images(count: usize, phase: f32, device: &Device) -> Tensor<4> {
-    let [c, h, w] = KOCH_INPUT.as_array();
-    let values: Vec<f32> = (0..count * c * h * w)
-        .map(|i| (i as f32 * 0.013 + phase).sin() * 0.5 + 0.5)
-        .collect();
-    Tensor::from_data(TensorData::new(values, [count, c, h, w]), device)
 }
 
 /// A 100×100 crop as the Koch tower's input `[1, 3, 100, 100]` in 0..1.
@@ -324,7 +314,7 @@ pub async fn run(
         let model = Siamese::new(KochTowerConfig::new().init(device), device);
         let probe = match &koch_probe {
             Some(crop) => koch_input(crop, device),
-            None => koch_images(1, 0.5, device),
+            None => pattern_images(1, 0.5, device),
         };
         if wanted(plan, names::KOCH_EMBED) {
             let summary = measure!(clock, warmup, runs, {
@@ -370,17 +360,9 @@ pub async fn run(
             ));
             let mut optimizer = adam_optimizer();
             let pairs = plan.koch_pairs;
-            let labels: Vec<PairLabel> = (0..pairs)
-                .map(|i| {
-                    if i % 2 == 0 {
-                        PairLabel::Same
-                    } else {
-                        PairLabel::Different
-                    }
-                })
-                .collect();
-            let first = koch_images(pairs, 0.0, &autodiff);
-            let second = koch_images(pairs, 1.3, &autodiff);
+            let labels = PairLabel::alternating(pairs);
+            let first = pattern_images(pairs, 0.0, &autodiff);
+            let second = pattern_images(pairs, 1.3, &autodiff);
             let summary = measure!(clock, plan.koch_step_warmup, plan.koch_step_runs, {
                 let batch = PairBatch::new(first.clone(), second.clone(), &labels, &autodiff);
                 let current = model.take().expect("the model is back after each step");
