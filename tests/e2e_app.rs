@@ -499,7 +499,7 @@ fn require_liveness(session: &Session) {
 /// attempts over the six photo clips (the person enrolled from the first). Prints APCER.
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
-fn photos_never_pass_the_liveness_challenge() {
+fn a_photo_attack_never_passes_the_liveness_challenge() {
     let server = StaticServer::start(dist_dir());
     let url = server.url("/?backend=cpu");
     let driver = ChromeDriver::start();

@@ -1,6 +1,8 @@
 //! Reads: a [`Query`] names the records one read transaction returns, as [`Record`]s. Every
 //! backend answers the same queries; the typed `Store` methods are built on them.
 
+use std::collections::BTreeMap;
+
 use super::dataset::{Change, StoreContents};
 use super::types::{
     Checkpoint, ImageRole, ModelId, ModelSummary, Profile, ProfileId, Settings, StoredImage,
@@ -79,6 +81,19 @@ from_record!(
     Settings => Settings
 );
 
+/// The record under `key`, if any, as a `Record`.
+fn keyed<T: Clone>(map: &BTreeMap<String, T>, key: &str, wrap: fn(T) -> Record) -> Vec<Record> {
+    map.get(key).cloned().map(wrap).into_iter().collect()
+}
+
+/// Every one of `values`, as `Record`s.
+fn every<'a, T: Clone + 'a>(
+    values: impl Iterator<Item = &'a T>,
+    wrap: fn(T) -> Record,
+) -> Vec<Record> {
+    values.cloned().map(wrap).collect()
+}
+
 /// The records of one type in `records`, in their order.
 pub fn narrow<T: FromRecord>(records: Vec<Record>) -> Vec<T> {
     records.into_iter().filter_map(T::from_record).collect()
@@ -88,40 +103,16 @@ impl StoreContents {
     /// Answers a query from the contents (the stores that hold everything in memory).
     pub fn query(&self, query: Query<'_>) -> Vec<Record> {
         match query {
-            Query::Profile(id) => self
-                .profiles
-                .get(id)
-                .cloned()
-                .map(Record::Profile)
-                .into_iter()
-                .collect(),
-            Query::Profiles => self
-                .profiles
-                .values()
-                .cloned()
-                .map(Record::Profile)
-                .collect(),
-            Query::Image(id) => self
-                .images
-                .get(id)
-                .cloned()
-                .map(Record::Image)
-                .into_iter()
-                .collect(),
-            Query::Images { profile, role } => self
-                .images
-                .values()
-                .filter(|i| i.profile_id == profile && role.is_none_or(|r| i.role == r))
-                .cloned()
-                .map(Record::Image)
-                .collect(),
-            Query::Model(id) => self
-                .models
-                .get(id)
-                .cloned()
-                .map(Record::Model)
-                .into_iter()
-                .collect(),
+            Query::Profile(id) => keyed(&self.profiles, id, Record::Profile),
+            Query::Profiles => every(self.profiles.values(), Record::Profile),
+            Query::Image(id) => keyed(&self.images, id, Record::Image),
+            Query::Images { profile, role } => every(
+                self.images
+                    .values()
+                    .filter(|i| i.profile_id == profile && role.is_none_or(|r| i.role == r)),
+                Record::Image,
+            ),
+            Query::Model(id) => keyed(&self.models, id, Record::Model),
             Query::ModelSummaries(profile) => self
                 .models
                 .values()
@@ -130,35 +121,18 @@ impl StoreContents {
                 .collect(),
             Query::ActiveModelId(profile) => self.active_pointer(profile).into_iter().collect(),
             Query::ActiveModel(profile) => {
-                let model = self
-                    .active_models
-                    .get(profile)
-                    .and_then(|id| self.models.get(id));
                 let mut records: Vec<Record> = self.active_pointer(profile).into_iter().collect();
-                records.extend(model.cloned().map(Record::Model));
+                if let Some(id) = self.active_models.get(profile) {
+                    records.extend(keyed(&self.models, id, Record::Model));
+                }
                 records
             }
-            Query::Checkpoint(profile) => self
-                .checkpoints
-                .get(profile)
-                .cloned()
-                .map(Record::Checkpoint)
-                .into_iter()
-                .collect(),
-            Query::Run(id) => self
-                .runs
-                .get(id)
-                .cloned()
-                .map(Record::Run)
-                .into_iter()
-                .collect(),
-            Query::Runs(profile) => self
-                .runs
-                .values()
-                .filter(|r| r.profile_id == profile)
-                .cloned()
-                .map(Record::Run)
-                .collect(),
+            Query::Checkpoint(profile) => keyed(&self.checkpoints, profile, Record::Checkpoint),
+            Query::Run(id) => keyed(&self.runs, id, Record::Run),
+            Query::Runs(profile) => every(
+                self.runs.values().filter(|r| r.profile_id == profile),
+                Record::Run,
+            ),
             Query::Settings => self.settings.map(Record::Settings).into_iter().collect(),
             Query::Everything => self.clone().into_records(),
         }

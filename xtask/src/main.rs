@@ -394,7 +394,8 @@ pub(crate) const NATIVE_TEST_ARGS: [&str; 3] = ["test", "--workspace", "--no-def
 ///
 /// Two tests at a time: much of each test waits on real time (the fake camera plays its clip
 /// at its own pace, a liveness challenge lasts seconds), so two overlap on two cores. Each test
-/// has its own server, ChromeDriver and browser profile.
+/// has its own server, ChromeDriver and browser profile. Tests start in the order of their
+/// names, so the longest one (30 liveness attempts) is named to start first.
 fn end_to_end_test_args() -> Vec<&'static str> {
     let mut args = NATIVE_TEST_ARGS.to_vec();
     args.extend([
