@@ -50,7 +50,7 @@ use crate::store::{
 pub use errors::store_error_from_browser;
 use errors::{classify, failure_from_idb, failure_from_js};
 use records::{IMAGE_PAYLOADS, read_records, read_small_records};
-use transaction::{ActiveTransaction, WriteFailure, encode, load_catalog};
+use transaction::{ActiveTransaction, WriteFailure, load_catalog};
 use upgrade::Connection;
 
 /// The app's database.
@@ -205,17 +205,13 @@ impl IdbStore {
         let catalog = load_catalog(tx).await.map_err(WriteFailure::Store)?;
         let changes = plan(&catalog).map_err(WriteFailure::Store)?;
         *needed = changes.iter().map(Change::bytes_added).sum();
-        let mut writes = Vec::new();
         for change in &changes {
-            writes.extend(encode(change).map_err(WriteFailure::Store)?);
-        }
-        for write in &writes {
-            self.faults
-                .before_write(&write.describe())
-                .map_err(WriteFailure::Store)?;
-            tx.apply(write)
-                .await
-                .map_err(|e| WriteFailure::Browser(failure_from_idb(&e)))?;
+            for write in change.writes() {
+                self.faults
+                    .before_write(&write.describe())
+                    .map_err(WriteFailure::Store)?;
+                tx.apply(&write).await?;
+            }
         }
         Ok(!changes.is_empty())
     }

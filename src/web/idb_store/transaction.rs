@@ -8,7 +8,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::IdbTransaction;
 
-use crate::store::dataset::{Catalog, Change};
+use crate::store::dataset::Catalog;
 use crate::store::detached::ActiveModelEntry;
 use crate::store::schema::object_store::{
     ACTIVE_MODELS, CHECKPOINTS, IMAGES, MODELS, PROFILES, RUNS, SETTINGS,
@@ -18,63 +18,6 @@ use crate::store::{Access, StorageFailure, StoreError};
 
 use super::errors::{failure_from_idb, failure_from_js};
 use super::records::{from_record, payload_len, string_key, to_record};
-
-/// One IndexedDB request of a write transaction.
-pub(super) enum Write {
-    Put {
-        store: &'static str,
-        value: JsValue,
-        /// Only for out-of-line keys (settings).
-        key: Option<JsValue>,
-    },
-    Delete {
-        store: &'static str,
-        key: String,
-    },
-    Clear {
-        store: &'static str,
-    },
-}
-
-impl Write {
-    /// For the fault injector's messages.
-    pub(super) fn describe(&self) -> String {
-        match self {
-            Write::Put { store, .. } => format!("put into {store}"),
-            Write::Delete { store, .. } => format!("delete from {store}"),
-            Write::Clear { store } => format!("clear {store}"),
-        }
-    }
-}
-
-/// Serialises a planned change into requests; done before the first write so a record the
-/// browser cannot hold fails the transaction before anything is written.
-pub(super) fn encode(change: &Change) -> Result<Vec<Write>, StoreError> {
-    change
-        .writes()
-        .into_iter()
-        .map(|write| {
-            Ok(match write {
-                StoreWrite::Put {
-                    store,
-                    record,
-                    key,
-                    kind,
-                    id,
-                } => Write::Put {
-                    store,
-                    value: to_record(&record, kind, id)?,
-                    key: key.map(JsValue::from_str),
-                },
-                StoreWrite::Delete { store, key } => Write::Delete {
-                    store,
-                    key: key.to_owned(),
-                },
-                StoreWrite::Clear { store } => Write::Clear { store },
-            })
-        })
-        .collect()
-}
 
 /// A transaction in progress. `ended` settles when the browser finishes it: resolved on
 /// `complete`, rejected on `abort` (its handlers are plain JS functions, so nothing on the
@@ -192,21 +135,31 @@ impl ActiveTransaction {
         Ok(total)
     }
 
-    pub(super) async fn apply(&self, write: &Write) -> Result<(), idb::Error> {
+    /// Issues one request of a write. The record is turned into a JS value only now: a
+    /// failure at any request aborts the transaction, which rolls back the earlier ones.
+    pub(super) async fn apply(&self, write: &StoreWrite<'_>) -> Result<(), WriteFailure> {
+        let browser = |e: idb::Error| WriteFailure::Browser(failure_from_idb(&e));
+        let object_store = |name| self.transaction.object_store(name).map_err(browser);
         match write {
-            Write::Put { store, value, key } => {
-                self.transaction
-                    .object_store(store)?
-                    .put(value, key.as_ref())?
-                    .await?;
+            StoreWrite::Put {
+                store,
+                record,
+                key,
+                kind,
+                id,
+            } => {
+                let value = to_record(record, kind, id).map_err(WriteFailure::Store)?;
+                let key = key.map(JsValue::from_str);
+                let request = object_store(store)?.put(&value, key.as_ref());
+                request.map_err(browser)?.await.map_err(browser)?;
             }
-            Write::Delete { store, key } => {
-                self.transaction
-                    .object_store(store)?
-                    .delete(JsValue::from_str(key))?
-                    .await?;
+            StoreWrite::Delete { store, key } => {
+                let request = object_store(store)?.delete(JsValue::from_str(key));
+                request.map_err(browser)?.await.map_err(browser)?;
             }
-            Write::Clear { store } => self.transaction.object_store(store)?.clear()?.await?,
+            StoreWrite::Clear { store } => {
+                object_store(store)?.clear().map_err(browser)?.await.map_err(browser)?;
+            }
         }
         Ok(())
     }
