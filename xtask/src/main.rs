@@ -410,6 +410,23 @@ fn end_to_end_test_args() -> Vec<&'static str> {
     args
 }
 
+/// The browser tests' cargo command, with wasm-bindgen-test-runner driving Chromium.
+fn browser_test_command() -> Result<Command> {
+    let mut command = cargo();
+    command.args(["test", "--release", "--target", WASM_TARGET]);
+    for name in browser_tests()? {
+        command.args(["--test", &name]);
+    }
+    command
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("CHROMEDRIVER", CHROMEDRIVER)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "600");
+    Ok(command)
+}
+
 fn test() -> Result {
     let mut timings = Vec::new();
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result| -> Result {
@@ -428,27 +445,23 @@ fn test() -> Result {
         step("native tests (flex CPU backend)", &mut || {
             run(cargo().args(NATIVE_TEST_ARGS))
         })?;
+        let mut threaded = None;
         step(
             "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on)",
             &mut || {
                 stage_test_photos()?;
-                let mut command = cargo();
-                command.args(["test", "--release", "--target", WASM_TARGET]);
-                for name in browser_tests()? {
-                    command.args(["--test", &name]);
-                }
-                command
-                    .env(
-                        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                        "wasm-bindgen-test-runner",
-                    )
-                    .env("CHROMEDRIVER", CHROMEDRIVER)
-                    .env("WASM_BINDGEN_TEST_TIMEOUT", "600");
-                run(&mut command)
+                run(browser_test_command()?.arg("--no-run"))?;
+                // The multithreaded build (its own toolchain and target folder) compiles
+                // while the tests run: they leave a core idle much of the time.
+                threaded = Some(threads::spawn_build()?);
+                run(&mut browser_test_command()?)
             },
         )?;
         // The browser tests' build: the app profile's own tree would add minutes to every run.
         step("build the app (cargo xtask dist)", &mut || {
+            if let Some(build) = threaded.take() {
+                build.wait()?;
+            }
             dist::build(WasmBuild::Tests)
         })?;
         step(

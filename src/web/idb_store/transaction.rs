@@ -158,7 +158,11 @@ impl ActiveTransaction {
                 request.map_err(browser)?.await.map_err(browser)?;
             }
             StoreWrite::Clear { store } => {
-                object_store(store)?.clear().map_err(browser)?.await.map_err(browser)?;
+                object_store(store)?
+                    .clear()
+                    .map_err(browser)?
+                    .await
+                    .map_err(browser)?;
             }
         }
         Ok(())
