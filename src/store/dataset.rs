@@ -54,6 +54,26 @@ pub enum Change {
 }
 
 impl Change {
+    /// What the change does, for the fault injector's messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Change::ClearAll => "clear all",
+            Change::PutProfile(_) => "put profile",
+            Change::DeleteProfile(_) => "delete profile",
+            Change::PutImage(_) => "put photo",
+            Change::DeleteImage(_) => "delete photo",
+            Change::PutModel(_) => "put model",
+            Change::DeleteModel(_) => "delete model",
+            Change::SetActiveModel { .. } => "set active model",
+            Change::ClearActiveModel(_) => "clear active model",
+            Change::PutCheckpoint(_) => "put checkpoint",
+            Change::DeleteCheckpoint(_) => "delete checkpoint",
+            Change::PutRun(_) => "put run",
+            Change::DeleteRun(_) => "delete run",
+            Change::PutSettings(_) => "put settings",
+        }
+    }
+
     /// Bytes this change adds, for a quota message: payloads exactly, small records by their
     /// JSON size (as `StoreContents::usage` counts them).
     pub fn bytes_added(&self) -> u64 {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{Catalog, Change, StoreContents};
-use super::memory::{change_name, write_planned};
+use super::memory::write_planned;
 use super::schema::{SCHEMA_VERSION, SchemaVersion};
 use super::sha256_hex;
 use super::validate::ImageLimits;
@@ -287,7 +287,7 @@ impl DirStore {
         let mut next = self.manifest.borrow().clone();
         let mut contents = self.contents.borrow().clone();
         for change in changes {
-            let what = change_name(&change);
+            let what = change.name();
             contents.apply(change.clone());
             self.stage(&mut next, change).map_err(|e| match e {
                 StoreError::WriteFailed { detail } => StoreError::WriteFailed {

@@ -51,7 +51,7 @@ impl MemoryStore {
         let before = self.contents.borrow();
         let mut next = before.clone();
         for change in changes {
-            self.faults.before_write(change_name(&change))?;
+            self.faults.before_write(change.name())?;
             next.apply(change);
         }
         if let Some(limit) = self.quota {
@@ -68,25 +68,6 @@ impl MemoryStore {
         drop(before);
         *self.contents.borrow_mut() = next;
         Ok(())
-    }
-}
-
-pub(crate) fn change_name(change: &Change) -> &'static str {
-    match change {
-        Change::ClearAll => "clear all",
-        Change::PutProfile(_) => "put profile",
-        Change::DeleteProfile(_) => "delete profile",
-        Change::PutImage(_) => "put photo",
-        Change::DeleteImage(_) => "delete photo",
-        Change::PutModel(_) => "put model",
-        Change::DeleteModel(_) => "delete model",
-        Change::SetActiveModel { .. } => "set active model",
-        Change::ClearActiveModel(_) => "clear active model",
-        Change::PutCheckpoint(_) => "put checkpoint",
-        Change::DeleteCheckpoint(_) => "delete checkpoint",
-        Change::PutRun(_) => "put run",
-        Change::DeleteRun(_) => "delete run",
-        Change::PutSettings(_) => "put settings",
     }
 }
 

@@ -221,17 +221,6 @@ pub enum StoreWrite<'a> {
     },
 }
 
-impl StoreWrite<'_> {
-    /// What the request does, for the fault injector's messages.
-    pub fn describe(&self) -> String {
-        match self {
-            StoreWrite::Put { store, .. } => format!("put into {store}"),
-            StoreWrite::Delete { store, .. } => format!("delete from {store}"),
-            StoreWrite::Clear { store } => format!("clear {store}"),
-        }
-    }
-}
-
 impl Change {
     /// The requests that apply this change.
     pub fn writes(&self) -> Vec<StoreWrite<'_>> {

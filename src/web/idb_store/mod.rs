@@ -208,7 +208,7 @@ impl IdbStore {
         for change in &changes {
             for write in change.writes() {
                 self.faults
-                    .before_write(&write.describe())
+                    .before_write(change.name())
                     .map_err(WriteFailure::Store)?;
                 tx.apply(&write).await?;
             }
