@@ -139,6 +139,7 @@ fn sizes(collected: &mut Collected) -> Result {
         emit(size_line(&format!("model.{name}"), bytes));
     }
     // The single-thread build (`wasm.*`) and the multithreaded one (`wasm_threads.*`).
+    let mut wasm_brotli = None;
     for (name, folder) in [("wasm", "dist"), ("wasm_threads", "dist/threads")] {
         let wasm = root().join(folder).join("faceverify_bg.wasm");
         let Ok(bytes) = std::fs::read(&wasm) else {
@@ -152,11 +153,45 @@ fn sizes(collected: &mut Collected) -> Result {
         emit(size_line(&format!("{name}.raw"), bytes.len() as u64));
         emit(size_line(&format!("{name}.gzip9"), gzip_size(&bytes)?));
         match brotli_size(&wasm) {
-            Ok(size) => emit(size_line(&format!("{name}.brotli11"), size)),
+            Ok(size) => {
+                emit(size_line(&format!("{name}.brotli11"), size));
+                wasm_brotli = wasm_brotli.or(Some(size));
+            }
             Err(e) => emit(format!("bench: sizes: {name} brotli skipped ({e})")),
         }
     }
+    if let Some(wasm) = wasm_brotli {
+        let dist = root().join("dist");
+        let mut total = wasm;
+        for file in first_visit_files(
+            &std::fs::read_to_string(dist.join("sw.js")).map_err(|e| format!("dist/sw.js: {e}"))?,
+        )? {
+            if file != "faceverify_bg.wasm" {
+                total += brotli_size(&dist.join(&file))?;
+            }
+        }
+        emit(size_line("download.brotli11", total));
+    }
     Ok(())
+}
+
+/// What a first visit downloads (dist/ paths): the files the service worker keeps at install
+/// (`SHELL` in `sw.js`: the page's files, the single-thread build, the detector and the
+/// descriptor network), `sw.js` itself, and the face mesh, which the first capture fetches.
+/// A cross-origin-isolated host also loads the multithreaded build (`size.wasm_threads.*`).
+fn first_visit_files(service_worker: &str) -> Result<Vec<String>> {
+    let list = service_worker
+        .split("const SHELL = [")
+        .nth(1)
+        .and_then(|rest| rest.split("];").next())
+        .ok_or("sw.js has no `const SHELL = [...]` list")?;
+    let mut files: Vec<String> = list
+        .split(',')
+        .map(|entry| entry.trim().trim_matches('\'').to_owned())
+        .filter(|entry| !entry.is_empty() && entry != "./")
+        .collect();
+    files.extend(["sw.js".to_owned(), "models/facemesh.f16.bin".to_owned()]);
+    Ok(files)
 }
 
 /// Copies the photos the browser suite needs into `target/bench-data/` with a manifest; without
@@ -526,6 +561,29 @@ mod tests {
             cores_and_mhz(&["machine cores=4 mhz=3000 flops_per_cycle=64".into()]),
             (4, 3000.0)
         );
+    }
+
+    #[test]
+    fn a_first_visit_downloads_the_service_workers_list_and_the_face_mesh() {
+        let sw = std::fs::read_to_string(root().join("www/sw.js")).unwrap();
+        let files = first_visit_files(&sw).unwrap();
+        for needed in [
+            "index.html",
+            "worker.js",
+            "faceverify_bg.wasm",
+            "models/face_resnet.q8.bin",
+            "models/facemesh.f16.bin",
+            "sw.js",
+        ] {
+            assert!(files.iter().any(|f| f == needed), "{needed} in {files:?}");
+        }
+        // Every entry is a file of dist/: from www/, the wasm-bindgen build, or models/.
+        for file in &files {
+            let found = root().join("www").join(file).is_file()
+                || file.starts_with("faceverify")
+                || root().join(file).is_file();
+            assert!(found, "{file} is not built into dist/");
+        }
     }
 
     #[test]
