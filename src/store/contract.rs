@@ -18,36 +18,41 @@ pub mod samples {
     use super::*;
     use image::ImageEncoder;
 
-    fn pixels(width: u32, height: u32, seed: u8) -> Vec<u8> {
-        (0..width * height * 3)
+    /// A `width` × `height` RGB pattern, encoded into a buffer by `encode`.
+    fn encoded(
+        width: u32,
+        height: u32,
+        seed: u8,
+        encode: impl FnOnce(&mut Vec<u8>, &[u8]) -> image::ImageResult<()>,
+    ) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..width * height * 3)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect()
+            .collect();
+        let mut out = Vec::new();
+        encode(&mut out, &pixels).expect("encoding an image in memory");
+        out
     }
 
     pub fn jpeg(width: u32, height: u32, seed: u8) -> Vec<u8> {
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-            .write_image(
-                &pixels(width, height, seed),
+        encoded(width, height, seed, |out, pixels| {
+            image::codecs::jpeg::JpegEncoder::new_with_quality(out, 90).write_image(
+                pixels,
                 width,
                 height,
                 image::ExtendedColorType::Rgb8,
             )
-            .expect("encoding a JPEG in memory");
-        out
+        })
     }
 
     pub fn png(width: u32, height: u32, seed: u8) -> Vec<u8> {
-        let mut out = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut out)
-            .write_image(
-                &pixels(width, height, seed),
+        encoded(width, height, seed, |out, pixels| {
+            image::codecs::png::PngEncoder::new(out).write_image(
+                pixels,
                 width,
                 height,
                 image::ExtendedColorType::Rgb8,
             )
-            .expect("encoding a PNG in memory");
-        out
+        })
     }
 
     /// A PNG whose header claims `width` x `height` but holds no pixels: what a decompression
