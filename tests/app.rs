@@ -11,6 +11,7 @@ use faceverify::app::{
     self, CaptureOutcome, ExpandLimits, FrameHint, NamedFile, NewPhoto, QualityGate, RunIds,
     TrainRequest, Verifier, VerifyOutcome,
 };
+use faceverify::model::koch::DeviceBufferLimits;
 use faceverify::pipeline::FacePipeline;
 use faceverify::store::{
     FaultInjector, ImageDescriptor, ImageRole, ImageSource, MemoryStore, RunStatus, Store,
@@ -123,33 +124,49 @@ fn ids(n: u32) -> RunIds {
     }
 }
 
-/// One training run on the CPU backend.
-#[allow(clippy::too_many_arguments)]
-async fn train_run(
-    store: &MemoryStore,
-    pipeline: &FacePipeline,
-    impostors: Option<&faceverify::train::impostors::ImpostorModel>,
-    device_limits: Option<&faceverify::model::koch::DeviceBufferLimits>,
-    request: &TrainRequest,
-    ids: RunIds,
-    control: &RunControl,
-    on_event: &mut dyn FnMut(&TrainingEvent),
-) -> Result<app::TrainOutcome, app::AppError> {
-    let device = Device::flex();
-    let parts = app::TrainingParts {
-        store,
-        pipeline,
-        impostors,
-        device: &device,
-        device_limits,
-    };
-    let hooks = app::RunHooks {
-        ids,
-        control,
-        on_event,
-        yield_now: app::no_yield,
-    };
-    app::train(&parts, request, hooks).await
+/// A training run on the CPU backend; tests change what they need before `start`.
+struct Training<'a> {
+    store: &'a MemoryStore,
+    pipeline: &'a FacePipeline,
+    impostors: Option<ImpostorModel>,
+    device_limits: Option<DeviceBufferLimits>,
+    control: RunControl,
+}
+
+impl<'a> Training<'a> {
+    /// With the bundled impostor model, no device limits, and a control nobody cancels.
+    fn new(store: &'a MemoryStore, pipeline: &'a FacePipeline) -> Self {
+        Training {
+            store,
+            pipeline,
+            impostors: Some(impostors()),
+            device_limits: None,
+            control: RunControl::new(no_clock),
+        }
+    }
+
+    fn start(
+        &self,
+        request: &TrainRequest,
+        ids: RunIds,
+        on_event: &mut dyn FnMut(&TrainingEvent),
+    ) -> Result<app::TrainOutcome, app::AppError> {
+        let device = Device::flex();
+        let parts = app::TrainingParts {
+            store: self.store,
+            pipeline: self.pipeline,
+            impostors: self.impostors.as_ref(),
+            device: &device,
+            device_limits: self.device_limits.as_ref(),
+        };
+        let hooks = app::RunHooks {
+            ids,
+            control: &self.control,
+            on_event,
+            yield_now: app::no_yield,
+        };
+        block(app::train(&parts, request, hooks))
+    }
 }
 
 /// Trains `request` on the CPU backend with the bundled impostor model, ignoring the events.
@@ -159,17 +176,9 @@ fn train_quietly(
     request: &TrainRequest,
     ids: RunIds,
 ) -> app::TrainOutcome {
-    block(train_run(
-        store,
-        pipeline,
-        Some(&impostors()),
-        None,
-        request,
-        ids,
-        &RunControl::new(no_clock),
-        &mut |_: &TrainingEvent| {},
-    ))
-    .unwrap()
+    Training::new(store, pipeline)
+        .start(request, ids, &mut |_| {})
+        .unwrap()
 }
 
 #[test]
@@ -182,17 +191,9 @@ fn capture_train_and_verify_on_a_memory_store() {
     assert!(stored.iter().all(|i| i.aligned_crop.is_some()));
 
     let mut events = Vec::new();
-    let outcome = block(train_run(
-        &store,
-        &pipeline,
-        Some(&impostors()),
-        None,
-        &request(false),
-        ids(1),
-        &RunControl::new(no_clock),
-        &mut |e: &TrainingEvent| events.push(e.clone()),
-    ))
-    .unwrap();
+    let outcome = Training::new(&store, &pipeline)
+        .start(&request(false), ids(1), &mut |e| events.push(e.clone()))
+        .unwrap();
     assert_ne!(outcome.stop, StopReason::Cancelled);
     let report = outcome.report.as_ref().unwrap();
     assert!(report.evaluation.auc > 0.9, "AUC {}", report.evaluation.auc);
@@ -434,27 +435,19 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
     let store = with_profile();
     let pipeline = pipeline();
     enrol(&store, &pipeline);
-    let control = RunControl::new(no_clock);
-    let cancel = control.cancel.clone();
+    let run = Training::new(&store, &pipeline);
+    let cancel = run.control.cancel.clone();
     let mut steps = 0;
-    let outcome = block(train_run(
-        &store,
-        &pipeline,
-        Some(&impostors()),
-        None,
-        &request(false),
-        ids(1),
-        &control,
-        &mut |e: &TrainingEvent| {
+    let outcome = run
+        .start(&request(false), ids(1), &mut |e| {
             if matches!(e, TrainingEvent::Step(_)) {
                 steps += 1;
                 if steps == 25 {
                     cancel.cancel();
                 }
             }
-        },
-    ))
-    .unwrap();
+        })
+        .unwrap();
     assert_eq!(outcome.stop, StopReason::Cancelled);
     assert!(outcome.model.is_none());
     assert!(block(store.active_model_id("me")).unwrap().is_none());
@@ -486,16 +479,12 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
 #[test]
 fn training_refuses_with_too_few_photos() {
     let store = with_profile();
-    let error = block(train_run(
-        &store,
-        &pipeline(),
-        None,
-        None,
-        &request(false),
-        ids(1),
-        &RunControl::new(no_clock),
-        &mut |_: &TrainingEvent| {},
-    ))
+    let pipeline = pipeline();
+    let error = Training {
+        impostors: None,
+        ..Training::new(&store, &pipeline)
+    }
+    .start(&request(false), ids(1), &mut |_| {})
     .unwrap_err();
     assert!(error.to_string().contains("anchor"), "{error}");
 }
@@ -823,16 +812,12 @@ fn classic_mode_refuses_a_gpu_that_cannot_hold_the_koch_network() {
         mode: TrainingMode::Classic,
         ..request(false)
     };
-    let error = block(train_run(
-        &store,
-        &pipeline,
-        None,
-        Some(&faceverify::model::koch::DeviceBufferLimits::WEBGPU_DEFAULTS),
-        &classic,
-        ids(1),
-        &RunControl::new(no_clock),
-        &mut |_: &TrainingEvent| {},
-    ))
+    let error = Training {
+        impostors: None,
+        device_limits: Some(DeviceBufferLimits::WEBGPU_DEFAULTS),
+        ..Training::new(&store, &pipeline)
+    }
+    .start(&classic, ids(1), &mut |_| {})
     .unwrap_err()
     .to_string();
     assert!(
