@@ -1,6 +1,13 @@
 #![cfg(target_arch = "wasm32")]
 //! Browser tests: run by `cargo xtask test` with wasm-bindgen-test in headless Chromium
-//! (webdriver.json turns WebGPU on), inside a dedicated worker like the app's model code.
+//! (webdriver.json turns WebGPU on), inside a dedicated worker like the app's model code. One
+//! test binary for all of them (`pipeline` and `store` are its modules): each binary costs a
+//! link, a wasm-bindgen pass and a browser start.
+
+#[path = "browser/pipeline.rs"]
+mod pipeline;
+#[path = "browser/store.rs"]
+mod store;
 
 use burn::prelude::Device;
 use faceverify::backend::{self, BackendKind, BackendPreference, BackendReason};

@@ -1,7 +1,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The whole face pipeline (detect → align → embed) natively on the CPU backend, against
 //! `tests/fixtures/pipeline_native.json`: the numbers the browser test
-//! (`tests/browser_pipeline.rs`) compares the worker's WebGPU and CPU results with. This test
+//! (`tests/browser/pipeline.rs`) compares the worker's WebGPU and CPU results with. This test
 //! keeps the fixture honest (it fails when the native pipeline drifts from it), and rewrites it
 //! with `FACEVERIFY_WRITE_FIXTURE=1 cargo test --test pipeline_parity`.
 
@@ -41,7 +41,7 @@ fn the_native_pipeline_matches_its_fixture() {
     let path = repo().join(FIXTURE);
     if std::env::var_os("FACEVERIFY_WRITE_FIXTURE").is_some() {
         let fixture = json!({
-            "description": "Native detect → align → embed (flex CPU backend) on photos of ../shared/data, for tests/browser_pipeline.rs.",
+            "description": "Native detect → align → embed (flex CPU backend) on photos of ../shared/data, for tests/browser/pipeline.rs.",
             "command": "FACEVERIFY_WRITE_FIXTURE=1 cargo test --test pipeline_parity",
             "photos": results,
         });

@@ -325,7 +325,7 @@ fn default_model() -> Result {
         .arg(root().join("models/default_head.json")))
 }
 
-/// Photos of `../shared/data` that `tests/browser_pipeline.rs` reads, copied into
+/// Photos of `../shared/data` that `tests/browser/pipeline.rs` reads, copied into
 /// `target/test-data/` (wasm-bindgen-test's server serves the crate's folder, not `../shared`).
 /// The list is the fixture's (`tests/fixtures/pipeline_native.json`).
 fn stage_test_photos() -> Result {
@@ -445,23 +445,15 @@ fn test() -> Result {
         step("native tests (flex CPU backend)", &mut || {
             run(cargo().args(NATIVE_TEST_ARGS))
         })?;
-        let mut threaded = None;
         step(
             "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on)",
             &mut || {
                 stage_test_photos()?;
-                run(browser_test_command()?.arg("--no-run"))?;
-                // The multithreaded build (its own toolchain and target folder) compiles
-                // while the tests run: they leave a core idle much of the time.
-                threaded = Some(threads::spawn_build()?);
                 run(&mut browser_test_command()?)
             },
         )?;
         // The browser tests' build: the app profile's own tree would add minutes to every run.
         step("build the app (cargo xtask dist)", &mut || {
-            if let Some(build) = threaded.take() {
-                build.wait()?;
-            }
             dist::build(WasmBuild::Tests)
         })?;
         step(

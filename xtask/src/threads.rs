@@ -95,67 +95,6 @@ pub fn build(out: &Path) -> Result {
     crate::dist::wasm_bindgen_web(&wasm, out)
 }
 
-/// The multithreaded module's cargo build, started in the background; `build` then finds it
-/// done. Its output goes to a log beside its target folder, printed if it fails.
-pub fn spawn_build() -> Result<BackgroundBuild> {
-    std::fs::create_dir_all(build_dir()).map_err(|e| format!("{}: {e}", build_dir().display()))?;
-    let mut command = cargo("build");
-    command.arg("--lib");
-    BackgroundBuild::start(command, build_dir().with_extension("log"))
-}
-
-/// A build running beside other work.
-pub struct BackgroundBuild {
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl BackgroundBuild {
-    /// Starts `command` with its output going to `log`.
-    fn start(mut command: Command, log: PathBuf) -> Result<BackgroundBuild> {
-        let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = file
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        command.stdout(file).stderr(err);
-        println!(
-            "xtask: $ {command:?} > {} (in the background)",
-            log.display()
-        );
-        let child = command
-            .spawn()
-            .map_err(|e| format!("could not start the multithreaded build: {e}"))?;
-        Ok(BackgroundBuild { child, log })
-    }
-
-    /// Waits for it; a failure carries the end of its log.
-    pub fn wait(mut self) -> Result {
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| format!("waiting for the multithreaded build: {e}"))?;
-        if status.success() {
-            return Ok(());
-        }
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        Err(format!(
-            "the multithreaded build failed ({status}); the end of {}:\n{}",
-            self.log.display(),
-            tail.join("\n")
-        ))
-    }
-}
-
-impl Drop for BackgroundBuild {
-    /// A build nobody waits for (an earlier step failed) stops with the xtask.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `cargo xtask threaded-wasm OUT_DIR`.
 pub fn run_command(args: &[String]) -> Result {
     let out = match args {
@@ -182,30 +121,6 @@ mod tests {
         for flag in ["+atomics", "+bulk-memory", "+simd128"] {
             assert!(RUSTFLAGS.contains(flag), "{flag}");
         }
-    }
-
-    #[test]
-    fn a_failed_background_build_says_why() {
-        let log = std::env::temp_dir().join(format!("xtask-bg-{}.log", std::process::id()));
-        let mut failing = Command::new("sh");
-        failing.args([
-            "-c",
-            "echo compiling; echo 'error: no such crate' >&2; exit 3",
-        ]);
-        let error = BackgroundBuild::start(failing, log.clone())
-            .unwrap()
-            .wait()
-            .unwrap_err();
-        assert!(error.contains("error: no such crate"), "{error}");
-        let mut passing = Command::new("true");
-        passing.arg("--");
-        assert!(
-            BackgroundBuild::start(passing, log.clone())
-                .unwrap()
-                .wait()
-                .is_ok()
-        );
-        let _ = std::fs::remove_file(log);
     }
 
     #[test]

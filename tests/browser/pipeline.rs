@@ -1,4 +1,3 @@
-#![cfg(target_arch = "wasm32")]
 //! The whole face pipeline (detect → align → embed) inside a dedicated worker, on WebGPU and on
 //! the CPU backend, against the native results in `tests/fixtures/pipeline_native.json` (kept
 //! honest by `tests/pipeline_parity.rs`). `cargo xtask test` copies the photos from `../shared`
@@ -12,8 +11,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 use web_sys::{Response, WorkerGlobalScope};
-
-wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
 /// Browser and native descriptors may differ by float rounding only.
 const TOLERANCE: f32 = 1e-3;

@@ -1,4 +1,3 @@
-#![cfg(target_arch = "wasm32")]
 //! The storage contract on IndexedDB, in headless Chromium (a dedicated worker, like the app's
 //! storage code), plus what only a browser can show: an upgrade in `onupgradeneeded` (records
 //! rewritten, or all rolled back), a newer database refused, data surviving a closed
@@ -21,8 +20,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
-
-wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
 /// A database name no other test (or earlier run in the same profile) uses.
 fn unique_name(what: &str) -> String {
