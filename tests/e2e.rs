@@ -4,8 +4,6 @@
 //! `cargo test` and run by `cargo xtask test` (`--include-ignored`); when something they need
 //! is missing they fail and say what.
 
-#[path = "support/data.rs"]
-mod data;
 mod support;
 
 use support::app::STARTUP;
@@ -278,7 +276,7 @@ fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native
     backend_of(&session);
 
     let photos = ["obama.jpg", "two_people.jpg"];
-    let native = data::pipeline();
+    let native = support::data::pipeline();
     let expected: Vec<_> = photos
         .iter()
         .map(|name| {

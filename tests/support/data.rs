@@ -1,5 +1,6 @@
-//! Where the native tests find their inputs: the repository's own files (models, fixtures) and
-//! the shared data beside it (`../shared/data`: LFW, colour photos, the pairs files).
+//! Where the tests find their inputs: the repository's own files (models, fixtures) and the
+//! shared data beside it (`../shared`: LFW, colour photos and the pairs files in `data/`, the
+//! camera clips in `camera/`).
 
 #![allow(dead_code)]
 
@@ -13,10 +14,10 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/data`, once every entry of `needed` is found in it. Otherwise a panic naming
-/// what is missing: these tests never pass silently without their data.
-pub fn shared_data(needed: &[&str]) -> PathBuf {
-    let dir = repo().join("../shared/data");
+/// `../shared` beside the repository, once every entry of `needed` is found in it. Otherwise a
+/// panic naming what is missing: these tests never pass silently without their data.
+pub fn shared_root(needed: &[&str]) -> PathBuf {
+    let dir = repo().join("../shared");
     let missing: Vec<&str> = needed
         .iter()
         .copied()
@@ -28,7 +29,14 @@ pub fn shared_data(needed: &[&str]) -> PathBuf {
         dir.display(),
         missing.join(", ")
     );
-    dir
+    dir.canonicalize().unwrap()
+}
+
+/// `../shared/data`, once every entry of `needed` is found in it (as `shared_root`).
+pub fn shared_data(needed: &[&str]) -> PathBuf {
+    let needed: Vec<String> = needed.iter().map(|entry| format!("data/{entry}")).collect();
+    let needed: Vec<&str> = needed.iter().map(String::as_str).collect();
+    shared_root(&needed).join("data")
 }
 
 /// One file or folder of `../shared/data`, or a panic that says it is missing.

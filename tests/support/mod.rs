@@ -11,16 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub mod app;
+pub mod data;
 
-/// `../shared` beside the repository, or a panic that says what is missing.
+/// `../shared` beside the repository, with the camera clips and the photos the end-to-end
+/// tests serve, or a panic that says what is missing.
 pub fn shared_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(
-        dir.join("camera").is_dir(),
-        "this test needs the shared data at {} (camera clips, LFW); it is missing",
-        dir.display()
-    );
-    dir.canonicalize().unwrap()
+    data::shared_root(&["camera", "data"])
 }
 
 /// The built app (`cargo xtask dist`), from FACEVERIFY_DIST, or a panic that says how to build it.

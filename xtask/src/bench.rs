@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::{CHROMEDRIVER, Result, WASM_TARGET, cargo, root};
+use crate::{Result, WASM_TARGET, cargo, root};
 
 const USAGE: &str = "usage: cargo xtask bench [--skip-native] [--skip-browser] [--peers] [-- ARGS]
   --peers  also time face-api 1.7.15 on tfjs-backend-wasm 4.22.0 in headless Chromium (npm
@@ -155,7 +155,9 @@ fn sizes(collected: &mut Collected) -> Result {
         match brotli_size(&wasm) {
             Ok(size) => {
                 emit(size_line(&format!("{name}.brotli11"), size));
-                wasm_brotli = wasm_brotli.or(Some(size));
+                if name == "wasm" {
+                    wasm_brotli = Some(size);
+                }
             }
             Err(e) => emit(format!("bench: sizes: {name} brotli skipped ({e})")),
         }
@@ -280,14 +282,10 @@ pub(crate) fn median(figures: &[String], name: &str) -> Option<f64> {
 /// `tests/bench_browser.rs` run by `command` (a `cargo test` for the wasm target) in headless
 /// Chromium, with its lines on the console.
 fn browser_suite(command: &mut Command) -> &mut Command {
-    command
-        .args(["--test", "bench_browser", "--", "--nocapture"])
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-            "wasm-bindgen-test-runner",
-        )
-        .env("CHROMEDRIVER", CHROMEDRIVER)
-        .env("WASM_BINDGEN_TEST_TIMEOUT", BROWSER_TIMEOUT_S)
+    crate::in_browser(
+        command.args(["--test", "bench_browser", "--", "--nocapture"]),
+        BROWSER_TIMEOUT_S,
+    )
 }
 
 fn browser_floors(lines: &[String], cores: usize, mhz: f64, collected: &mut Collected) {

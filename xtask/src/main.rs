@@ -410,21 +410,16 @@ fn end_to_end_test_args() -> Vec<&'static str> {
     args
 }
 
-/// The browser tests' cargo command, with wasm-bindgen-test-runner driving Chromium.
-fn browser_test_command() -> Result<Command> {
-    let mut command = cargo();
-    command.args(["test", "--release", "--target", WASM_TARGET]);
-    for name in browser_tests()? {
-        command.args(["--test", &name]);
-    }
+/// Makes cargo run its wasm tests in headless Chromium: wasm-bindgen-test-runner through
+/// ChromeDriver, allowing `timeout_s` seconds for a whole test binary.
+pub(crate) fn in_browser<'a>(command: &'a mut Command, timeout_s: &str) -> &'a mut Command {
     command
         .env(
             "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
             "wasm-bindgen-test-runner",
         )
         .env("CHROMEDRIVER", CHROMEDRIVER)
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "600");
-    Ok(command)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", timeout_s)
 }
 
 fn test() -> Result {
@@ -449,7 +444,12 @@ fn test() -> Result {
             "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on)",
             &mut || {
                 stage_test_photos()?;
-                run(&mut browser_test_command()?)
+                let mut command = cargo();
+                command.args(["test", "--release", "--target", WASM_TARGET]);
+                for name in browser_tests()? {
+                    command.args(["--test", &name]);
+                }
+                run(in_browser(&mut command, "600"))
             },
         )?;
         // The browser tests' build: the app profile's own tree would add minutes to every run.
