@@ -9,16 +9,23 @@ use faceverify::store::archive::{
     self, ARCHIVE_FORMAT_VERSION, ArchiveError, ArchiveProblem, MANIFEST_ENTRY,
 };
 use faceverify::store::contract::{self, samples};
+use faceverify::store::schema::{
+    Migration, MigrationAction, SCHEMA, Schema, SchemaVersion, object_store,
+};
 use faceverify::store::validate::{
     self, ArchiveLimits, ImageError, ImageLimits, ModelFile, ModelFormatError, TensorDType,
     TensorSpec,
 };
 use faceverify::store::{
-    DirStore, FaultInjector, ImageRole, ImportMode, MANIFEST_FILE, MemoryStore, SCHEMA_VERSION,
-    Store, StoreError,
+    DirStore, FaultInjector, ImageRole, ImportMode, MANIFEST_FILE, MemoryStore, Query, Record,
+    SCHEMA_VERSION, Store, StoreError,
 };
 use pollster::block_on;
 use serde_json::json;
+
+#[path = "support/indexed.rs"]
+mod indexed_database;
+use indexed_database::json_store;
 
 /// A fresh directory under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);
@@ -64,6 +71,13 @@ macro_rules! contract_cases {
                 block_on(contract::$case(&DirStore::open(dir.path()).unwrap()));
             })*
         }
+        mod indexed {
+            use super::*;
+            $(#[test]
+            fn $case() {
+                block_on(contract::$case(&json_store()));
+            })*
+        }
     };
 }
 
@@ -94,6 +108,92 @@ fn run_all_covers_every_case_on_memory() {
     block_on(contract::run_all(|| async { MemoryStore::new() }));
 }
 
+/// Every query the `Store` methods make, for the sample records and for ids that are not there.
+fn sample_queries() -> Vec<Query<'static>> {
+    let mut queries = vec![Query::Profiles, Query::Settings, Query::Everything];
+    for id in ["alice", "bob", "nobody"] {
+        queries.extend([
+            Query::Profile(id),
+            Query::ModelSummaries(id),
+            Query::ActiveModelId(id),
+            Query::ActiveModel(id),
+            Query::Checkpoint(id),
+            Query::Runs(id),
+        ]);
+        let roles = ImageRole::ALL.map(Some).into_iter().chain([None]);
+        queries.extend(roles.map(|role| Query::Images { profile: id, role }));
+    }
+    queries.extend(["alice-1", "bob-0", "nobody"].map(Query::Image));
+    queries.extend(["alice-m1", "alice-m2"].map(Query::Model));
+    queries.extend(["run-1", "run-2"].map(Query::Run));
+    queries
+}
+
+fn sorted(records: Vec<Record>) -> Vec<String> {
+    let mut records: Vec<String> = records.iter().map(|r| format!("{r:?}")).collect();
+    records.sort();
+    records
+}
+
+/// The schema's keys and indexes (`Query::lookups`) find what the in-memory query finds.
+#[test]
+fn every_query_reads_the_same_records_through_the_schemas_indexes() {
+    let (memory, indexed) = (MemoryStore::new(), json_store());
+    block_on(samples::populate(&memory));
+    block_on(samples::populate(&indexed));
+    let mut found = 0;
+    for query in sample_queries() {
+        let expected = block_on(memory.read(query)).unwrap();
+        found += usize::from(!expected.is_empty());
+        let read = block_on(indexed.read(query)).unwrap();
+        assert_eq!(sorted(read), sorted(expected), "{query:?}");
+    }
+    // Most queries find something, so this compares records, not empty answers.
+    assert!(found >= 25, "{found}");
+}
+
+fn mark_photo(mut record: serde_json::Value) -> Result<serde_json::Value, String> {
+    if record["id"] == "alice-2" {
+        return Err("this photo cannot be rewritten".into());
+    }
+    record["upgraded"] = json!(true);
+    Ok(record)
+}
+
+/// A later schema's migration runs its actions in order, and the first failure stops it with
+/// the versions it was between.
+#[test]
+fn a_migration_runs_its_rewrite_and_reports_a_failure_with_its_versions() {
+    let next = SchemaVersion(SCHEMA_VERSION.0 + 1);
+    let migrations = Box::leak(Box::new([Migration {
+        from: SCHEMA_VERSION,
+        to: next,
+        description: "marks every photo",
+        actions: &[MigrationAction::RewriteRecords {
+            store: object_store::IMAGES,
+            rewrite: mark_photo,
+        }],
+    }]));
+    let later = Schema {
+        version: next,
+        migrations,
+    };
+    let store = json_store();
+    block_on(samples::populate(&store));
+    let err = block_on(later.upgrade(SCHEMA_VERSION, store.database())).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::MigrationFailed { from, to, detail }
+            if *from == SCHEMA_VERSION.0 && *to == next.0 && detail.contains("cannot be rewritten")),
+        "{err:?}"
+    );
+    // Nothing to run from the current version; a newer database is refused.
+    block_on(later.upgrade(next, store.database())).unwrap();
+    assert!(matches!(
+        block_on(SCHEMA.upgrade(next, store.database())),
+        Err(StoreError::SchemaTooNew { .. })
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Failures halfway
 
@@ -101,6 +201,13 @@ fn run_all_covers_every_case_on_memory() {
 fn memory_injected_failures_change_nothing() {
     let faults = FaultInjector::new();
     let store = MemoryStore::new().with_faults(faults.clone());
+    block_on(contract::injected_failures_change_nothing(&store, &faults));
+}
+
+#[test]
+fn indexed_injected_failures_roll_back_the_transaction() {
+    let faults = FaultInjector::new();
+    let store = json_store().with_faults(faults.clone());
     block_on(contract::injected_failures_change_nothing(&store, &faults));
 }
 

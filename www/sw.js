@@ -6,7 +6,7 @@
 //   downloads it.
 // - Everything else: network first (the HTTP cache makes that a cheap revalidation), falling
 //   back to the cache offline, so a new build is picked up at the next online load.
-// Cache names start with "faceverify" so "Delete all my data" finds them (web::idb_store).
+// Cache names start with "faceverify" so "Delete all my data" finds them (worker.js).
 const CACHE = 'faceverify-app-v6';
 const SHELL = [
   './',

@@ -66,6 +66,21 @@ async function streamModel(url, name) {
   return bytes;
 }
 
+// What the Rust side asks of the platform: the model files, and deleting the app's caches.
+const platform = {
+  fetchModel,
+  // Cache Storage caches named "faceverify..." are the app's ("Delete all my data" deletes
+  // them); the origin may host other apps, so only these go. Insecure contexts have none.
+  async deleteCaches() {
+    if (!self.caches) return;
+    for (const name of await caches.keys()) {
+      if (name.startsWith('faceverify')) await caches.delete(name);
+    }
+  },
+};
+  },
+};
+
 // The page passes its backend preference: the build depends on it (builds.js).
 async function loadBuild(build) {
   const base = build === 'threads' ? './threads/' : './';
@@ -91,7 +106,7 @@ try {
   }
   self.postMessage({ type: 'Build', build });
   // Where the model files come from: the page's choice, else models/ beside this file.
-  glue.workerMain(params.get('models') ?? undefined, fetchModel);
+  glue.workerMain(params.get('models') ?? undefined, platform);
 } catch (error) {
   self.postMessage({
     type: 'Failed',

@@ -1,8 +1,8 @@
 //! Storage: every photo, model, checkpoint, training run and setting, behind one async trait.
 //!
-//! - [`Store`] is the contract. The browser implements it on IndexedDB (in `web`), natively
-//!   there are [`MemoryStore`] and [`DirStore`]; [`contract`] is the test suite all of them
-//!   pass.
+//! - [`Store`] is the contract. Natively there are [`MemoryStore`] and [`DirStore`]; the
+//!   browser's store is [`IndexedStore`] on IndexedDB (its primitives in `web`); [`contract`]
+//!   is the test suite all of them pass.
 //! - Every method is one transaction: it either happens whole or not at all. Operations are
 //!   planned first (records checked, references resolved) and written after, so a bad record
 //!   in a batch fails the batch before anything is written.
@@ -19,6 +19,7 @@ pub mod detached;
 mod dir;
 mod error;
 mod fault;
+pub mod indexed;
 mod memory;
 pub mod query;
 pub mod schema;
@@ -33,6 +34,7 @@ pub use dataset::{
 pub use dir::{DirStore, MANIFEST_FILE};
 pub use error::{Access, StorageEstimate, StorageFailure, StoreError, format_bytes};
 pub use fault::FaultInjector;
+pub use indexed::{IndexedDatabase, IndexedStore, IndexedTransaction};
 pub use memory::MemoryStore;
 pub use query::{FromRecord, Query, Record};
 pub use schema::{SCHEMA_VERSION, SchemaVersion};

@@ -6,12 +6,15 @@
 //! Records move between versions as `serde_json::Value`, so a rewrite never needs the old Rust
 //! types. Only metadata fields are touched; byte fields pass through unchanged.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::dataset::Change;
 use super::detached::ActiveModelEntry;
-use super::{Checkpoint, Profile, Settings, StoreError, StoredImage, StoredModel, TrainingRun};
+use super::{
+    Checkpoint, ImageRole, Profile, Query, Record, Settings, StoreError, StoredImage, StoredModel,
+    TrainingRun,
+};
 
 /// Version of the stored records' shapes (the IndexedDB database version).
 #[derive(
@@ -187,6 +190,63 @@ impl Schema {
     }
 }
 
+/// What a migration's actions run on: the database's upgrade (IndexedDB's
+/// `onupgradeneeded`). Each failure is a sentence for `StoreError::MigrationFailed`.
+#[allow(async_fn_in_trait)]
+pub trait Upgrade {
+    fn create_object_store(&self, store: &str, key_path: Option<&str>) -> Result<(), String>;
+    fn create_index(
+        &self,
+        store: &str,
+        index: &str,
+        key_path: &[&str],
+        unique: bool,
+    ) -> Result<(), String>;
+    /// Rewrites every record of `store`; byte fields pass through unchanged.
+    async fn rewrite_records(
+        &self,
+        store: &str,
+        rewrite: fn(Value) -> Result<Value, String>,
+    ) -> Result<(), String>;
+}
+
+impl Schema {
+    /// Runs the migrations from `from` up to this schema on `upgrade`, stopping at the first
+    /// failure.
+    pub async fn upgrade(
+        &self,
+        from: SchemaVersion,
+        upgrade: &impl Upgrade,
+    ) -> Result<(), StoreError> {
+        for migration in self.migrations_from(from)? {
+            for action in migration.actions {
+                let done = match *action {
+                    CreateObjectStore { store, key_path } => upgrade
+                        .create_object_store(store, key_path)
+                        .map_err(|e| format!("creating '{store}': {e}")),
+                    CreateIndex {
+                        store,
+                        index,
+                        key_path,
+                        unique,
+                    } => upgrade
+                        .create_index(store, index, key_path, unique)
+                        .map_err(|e| format!("creating index '{index}' on '{store}': {e}")),
+                    RewriteRecords { store, rewrite } => (upgrade.rewrite_records(store, rewrite))
+                        .await
+                        .map_err(|e| format!("{store}: {e}")),
+                };
+                done.map_err(|detail| StoreError::MigrationFailed {
+                    from: migration.from.0,
+                    to: migration.to.0,
+                    detail,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A record as an object store holds it, borrowed from the change that writes it.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -271,6 +331,169 @@ impl Change {
                 id: SETTINGS_KEY,
             },
         }]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+/// What a stored record decodes as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Profile,
+    Image,
+    Model,
+    /// A model record read without its weights.
+    ModelSummary,
+    ActiveModel,
+    Checkpoint,
+    Run,
+    Settings,
+}
+
+impl RecordKind {
+    /// Decodes one stored record of this kind.
+    pub fn decode<'de, D: Deserializer<'de>>(self, record: D) -> Result<Record, D::Error> {
+        Ok(match self {
+            Self::Profile => Record::Profile(Deserialize::deserialize(record)?),
+            Self::Image => Record::Image(Deserialize::deserialize(record)?),
+            Self::Model => Record::Model(Deserialize::deserialize(record)?),
+            Self::ModelSummary => Record::ModelSummary(Deserialize::deserialize(record)?),
+            Self::ActiveModel => Record::from_pointer(Deserialize::deserialize(record)?),
+            Self::Checkpoint => Record::Checkpoint(Deserialize::deserialize(record)?),
+            Self::Run => Record::Run(Deserialize::deserialize(record)?),
+            Self::Settings => Record::Settings(Deserialize::deserialize(record)?),
+        })
+    }
+}
+
+/// The key an index maps to records: a single field's value, or a compound index's array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum IndexKey<'a> {
+    /// `BY_PROFILE`.
+    Profile(&'a str),
+    /// `BY_PROFILE_ROLE`.
+    ProfileRole(&'a str, ImageRole),
+}
+
+/// Which records of an object store one read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select<'a> {
+    /// The record under this key, if any.
+    Key(&'a str),
+    /// Every record.
+    All,
+    /// The records that this index maps the key to.
+    Index(&'static str, IndexKey<'a>),
+}
+
+/// One read of an object store, and what its records decode as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookup<'a> {
+    pub store: &'static str,
+    pub select: Select<'a>,
+    pub kind: RecordKind,
+}
+
+impl<'a> Lookup<'a> {
+    pub fn new(store: &'static str, select: Select<'a>, kind: RecordKind) -> Self {
+        Lookup {
+            store,
+            select,
+            kind,
+        }
+    }
+
+    fn by_profile(store: &'static str, profile: &'a str, kind: RecordKind) -> Self {
+        Lookup::new(
+            store,
+            Select::Index(BY_PROFILE, IndexKey::Profile(profile)),
+            kind,
+        )
+    }
+
+    fn model(id: &'a str) -> Self {
+        Lookup::new(MODELS, Select::Key(id), RecordKind::Model)
+    }
+
+    /// Profiles, active-model pointers, runs and settings: the records without payloads.
+    pub fn small_records() -> [Lookup<'static>; 4] {
+        [
+            Lookup::new(PROFILES, Select::All, RecordKind::Profile),
+            Lookup::new(ACTIVE_MODELS, Select::All, RecordKind::ActiveModel),
+            Lookup::new(RUNS, Select::All, RecordKind::Run),
+            Lookup::new(SETTINGS, Select::Key(SETTINGS_KEY), RecordKind::Settings),
+        ]
+    }
+}
+
+impl<'a> Query<'a> {
+    /// The reads that answer this query on a store laid out by this schema. For
+    /// `ActiveModel` they read the pointer; [`Query::next_lookup`] then reads the model it
+    /// names, in the same transaction.
+    pub fn lookups(self) -> Vec<Lookup<'a>> {
+        use RecordKind as K;
+        let key = |store, key, kind| vec![Lookup::new(store, Select::Key(key), kind)];
+        match self {
+            Query::Profile(id) => key(PROFILES, id, K::Profile),
+            Query::Profiles => vec![Lookup::new(PROFILES, Select::All, K::Profile)],
+            Query::Image(id) => key(IMAGES, id, K::Image),
+            Query::Images {
+                profile,
+                role: Some(role),
+            } => {
+                let by_role = IndexKey::ProfileRole(profile, role);
+                vec![Lookup::new(
+                    IMAGES,
+                    Select::Index(BY_PROFILE_ROLE, by_role),
+                    K::Image,
+                )]
+            }
+            Query::Images { profile, .. } => vec![Lookup::by_profile(IMAGES, profile, K::Image)],
+            Query::Model(id) => vec![Lookup::model(id)],
+            Query::ModelSummaries(profile) => {
+                vec![Lookup::by_profile(MODELS, profile, K::ModelSummary)]
+            }
+            Query::ActiveModelId(profile) | Query::ActiveModel(profile) => {
+                key(ACTIVE_MODELS, profile, K::ActiveModel)
+            }
+            Query::Checkpoint(profile) => key(CHECKPOINTS, profile, K::Checkpoint),
+            Query::Run(id) => key(RUNS, id, K::Run),
+            Query::Runs(profile) => vec![Lookup::by_profile(RUNS, profile, K::Run)],
+            Query::Settings => key(SETTINGS, SETTINGS_KEY, K::Settings),
+            Query::Everything => {
+                let mut lookups = Lookup::small_records().to_vec();
+                lookups.extend([
+                    Lookup::new(IMAGES, Select::All, K::Image),
+                    Lookup::new(MODELS, Select::All, K::Model),
+                    Lookup::new(CHECKPOINTS, Select::All, K::Checkpoint),
+                ]);
+                lookups
+            }
+        }
+    }
+
+    /// The read that follows the lookups, given what they returned: the model that an
+    /// active-model pointer names.
+    pub fn next_lookup<'r>(self, records: &'r [Record]) -> Option<Lookup<'r>> {
+        match (self, records.first()) {
+            (Query::ActiveModel(_), Some(Record::ActiveModel { model_id, .. })) => {
+                Some(Lookup::model(model_id))
+            }
+            _ => None,
+        }
+    }
+
+    /// The object stores a read transaction for this query opens.
+    pub fn object_stores(self) -> Vec<&'static str> {
+        let mut stores: Vec<&str> = self.lookups().iter().map(|l| l.store).collect();
+        if let Query::ActiveModel(_) = self {
+            stores.push(MODELS);
+        }
+        stores.sort_unstable();
+        stores.dedup();
+        stores
     }
 }
 

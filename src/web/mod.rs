@@ -8,6 +8,7 @@ pub mod idb_store;
 mod worker;
 
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::{self, BackendPreference};
 use crate::model::koch::DeviceBufferLimits;
@@ -63,32 +64,21 @@ pub async fn select_backend(preference: String) -> Result<JsValue, JsValue> {
 /// The buffer limits of this browser's WebGPU adapter (the ones Burn's device gets), or `None`
 /// without WebGPU. For the Koch network's memory check (`model::koch::check_koch_fits`).
 pub async fn webgpu_adapter_limits() -> Option<DeviceBufferLimits> {
-    use js_sys::{Function, Promise, Reflect};
-    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
-    let gpu = Reflect::get(&navigator, &"gpu".into()).ok()?;
-    if gpu.is_undefined() || gpu.is_null() {
-        return None;
-    }
-    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
-        .ok()?
-        .dyn_into()
-        .ok()?;
-    let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
-    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
-    if adapter.is_undefined() || adapter.is_null() {
-        return None;
-    }
-    let limits = Reflect::get(&adapter, &"limits".into()).ok()?;
-    let limit = |name: &str| {
-        Reflect::get(&limits, &name.into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .map(|v| v as u64)
-    };
+    let gpu = js_get(&js_get(&js_sys::global(), "navigator")?, "gpu")?;
+    let request_adapter: js_sys::Function = js_get(&gpu, "requestAdapter")?.dyn_into().ok()?;
+    let adapter = js_sys::Promise::from(request_adapter.call0(&gpu).ok()?);
+    let limits = js_get(&JsFuture::from(adapter).await.ok()?, "limits")?;
+    let limit = |name| js_get(&limits, name)?.as_f64().map(|v| v as u64);
     Some(DeviceBufferLimits {
         max_storage_buffer_binding_size: limit("maxStorageBufferBindingSize")?,
         max_buffer_size: limit("maxBufferSize")?,
     })
+}
+
+/// `target[key]`, or `None` where it is missing, `undefined` or `null`.
+pub(crate) fn js_get(target: &JsValue, key: &str) -> Option<JsValue> {
+    let value = js_sys::Reflect::get(target, &key.into()).ok()?;
+    (!value.is_undefined() && !value.is_null()).then_some(value)
 }
 
 /// How Rust values become JS values, for the page and for IndexedDB alike: plain objects

@@ -6,37 +6,51 @@ use std::cell::RefCell;
 
 use futures::StreamExt;
 use futures::channel::mpsc;
-use js_sys::{Function, Promise, Reflect, Uint8Array};
+use js_sys::{Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, WorkerGlobalScope};
 
 use super::executor::spawn_local;
 use super::idb_store::{self, IdbStore};
+use super::js_get;
 use crate::app::{Host, Session};
 use crate::model::koch::DeviceBufferLimits;
 use crate::protocol::{NETWORK_FILES, NetworkFile, WorkerRequest, WorkerResponse};
 use crate::store::StoreError;
 use crate::train::run::CancelFlag;
 
+#[wasm_bindgen]
+extern "C" {
+    /// What `worker.js` does for the worker, where JavaScript is the platform's own language.
+    pub type Platform;
+
+    /// A promise of a model file's bytes: one download per URL, with progress posted to the
+    /// page.
+    #[wasm_bindgen(method, js_name = fetchModel)]
+    fn fetch_model(this: &Platform, url: &str, name: &str) -> Promise;
+
+    /// Deletes the app's files in Cache Storage.
+    #[wasm_bindgen(method, js_name = deleteCaches)]
+    fn delete_caches(this: &Platform) -> Promise;
+}
+
 /// The browser's side of a [`Session`].
 pub struct WebHost {
     scope: DedicatedWorkerGlobalScope,
     /// Where the model files are fetched from (a folder's URL, ending in `/`).
     models: String,
-    /// `worker.js`'s `fetchModel(url, name)`: a promise of the file's bytes, one download per
-    /// URL, with progress posted to the page.
-    fetch_model: Function,
+    platform: Platform,
     /// The `id` of the request being answered, echoed by its progress messages.
     current_id: RefCell<JsValue>,
 }
 
 impl WebHost {
-    fn new(scope: DedicatedWorkerGlobalScope, models: String, fetch_model: Function) -> Self {
+    fn new(scope: DedicatedWorkerGlobalScope, models: String, platform: Platform) -> Self {
         let host = Self {
             scope,
             models,
-            fetch_model,
+            platform,
             current_id: RefCell::new(JsValue::UNDEFINED),
         };
         // Started now, to overlap with reading the profile and choosing the backend; the
@@ -48,13 +62,9 @@ impl WebHost {
         host
     }
 
-    fn download(&self, file: NetworkFile) -> Result<JsFuture, String> {
+    fn download(&self, file: NetworkFile) -> JsFuture {
         let url = format!("{}{}", self.models, file.file_name());
-        let promise = self
-            .fetch_model
-            .call2(&JsValue::NULL, &url.into(), &file.name.into())
-            .map_err(js_detail)?;
-        Ok(JsFuture::from(Promise::from(promise)))
+        JsFuture::from(self.platform.fetch_model(&url, file.name))
     }
 
     fn post_with_id(&self, message: &WorkerResponse, id: &JsValue) {
@@ -101,7 +111,7 @@ impl Host for WebHost {
     }
 
     async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String> {
-        let bytes = self.download(file)?.await.map_err(js_detail)?;
+        let bytes = self.download(file).await.map_err(js_detail)?;
         Ok(Uint8Array::new(&bytes).to_vec())
     }
 
@@ -109,12 +119,18 @@ impl Host for WebHost {
         super::webgpu_adapter_limits().await
     }
 
+    /// The cached files go first, so that a failure leaves the user's data (the database) as
+    /// it was, and says so.
     async fn delete_all_data(&self, store: Option<IdbStore>) -> Result<(), StoreError> {
         // The database cannot be deleted while this worker holds it open.
         if let Some(store) = store {
             store.close();
         }
-        idb_store::delete_all_data().await
+        let caches = JsFuture::from(self.platform.delete_caches()).await;
+        caches.map_err(|e| StoreError::WriteFailed {
+            detail: format!("deleting the app's cached files: {}", js_detail(e)),
+        })?;
+        idb_store::delete_database(idb_store::DATABASE_NAME).await
     }
 
     fn random(&self) -> f64 {
@@ -128,10 +144,9 @@ impl Host for WebHost {
 }
 
 /// Entry point called by `worker.js` once the wasm is instantiated in the worker. `models`: the
-/// URL of the folder the model files are fetched from (by default `models/` beside worker.js);
-/// `fetch_model(url, name)`: how they are fetched.
+/// URL of the folder the model files are fetched from (by default `models/` beside worker.js).
 #[wasm_bindgen(js_name = workerMain)]
-pub fn worker_main(models: Option<String>, fetch_model: Function) -> Result<(), JsValue> {
+pub fn worker_main(models: Option<String>, platform: Platform) -> Result<(), JsValue> {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().dyn_into()?;
     // Requests go through a queue so that a long one (training) never interleaves with the
     // next. Cancelling is the exception: it must reach a training that is running.
@@ -140,9 +155,7 @@ pub fn worker_main(models: Option<String>, fetch_model: Function) -> Result<(), 
     let cancel_from_page = cancel.clone();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = event.data();
-        let kind = Reflect::get(&data, &"type".into())
-            .ok()
-            .and_then(|t| t.as_string());
+        let kind = js_get(&data, "type").and_then(|t| t.as_string());
         if kind.as_deref() == Some("CancelTraining") {
             cancel_from_page.cancel();
         } else {
@@ -155,7 +168,7 @@ pub fn worker_main(models: Option<String>, fetch_model: Function) -> Result<(), 
     if !models.ends_with('/') {
         models.push('/');
     }
-    let session = Session::new(WebHost::new(scope, models, fetch_model), cancel);
+    let session = Session::new(WebHost::new(scope, models, platform), cancel);
     session.host().post(&WorkerResponse::Loaded);
     spawn_local(serve(session, receiver));
     Ok(())
@@ -164,7 +177,7 @@ pub fn worker_main(models: Option<String>, fetch_model: Function) -> Result<(), 
 /// Answers the queued requests, each with the `id` it came with.
 async fn serve(mut session: Session<WebHost>, mut requests: mpsc::UnboundedReceiver<JsValue>) {
     while let Some(data) = requests.next().await {
-        let id = Reflect::get(&data, &"id".into()).unwrap_or(JsValue::UNDEFINED);
+        let id = js_get(&data, "id").unwrap_or(JsValue::UNDEFINED);
         *session.host().current_id.borrow_mut() = id.clone();
         let response = match serde_wasm_bindgen::from_value::<WorkerRequest>(data) {
             Ok(request) => session.answer(request).await,
@@ -191,9 +204,8 @@ async fn yield_to_event_loop() {
 
 /// A JS error's message, for the session's sentence about a failed download.
 fn js_detail(error: JsValue) -> String {
-    Reflect::get(&error, &"message".into())
-        .ok()
-        .and_then(|m| m.as_string())
+    let message = js_get(&error, "message").and_then(|m| m.as_string());
+    message
         .or_else(|| error.as_string())
         .unwrap_or_else(|| format!("{error:?}"))
 }

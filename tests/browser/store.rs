@@ -14,7 +14,6 @@ use faceverify::store::{
     StoreContents, StoreError,
 };
 use faceverify::web::idb_store::{self, IdbStore, store_error_from_browser};
-use idb::Factory;
 use js_sys::{Reflect, Uint8Array};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -166,27 +165,30 @@ fn mark_two_photos(record: Value) -> Result<Value, String> {
     mark_photo(record)
 }
 
-/// The database's version and its photo records, read with raw idb calls.
+/// The database's version and its photo records, read by plain JavaScript.
 async fn raw_photos(name: &str) -> (u32, Vec<JsValue>) {
-    let database = Factory::new()
-        .unwrap()
-        .open(name, None)
-        .unwrap()
+    let read = js_sys::Function::new_with_args(
+        "name, store",
+        "return new Promise((resolve, reject) => {
+            const open = indexedDB.open(name);
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+                const database = open.result;
+                const all = database.transaction(store).objectStore(store).getAll();
+                all.onerror = () => reject(all.error);
+                all.onsuccess = () => { database.close(); resolve([database.version, all.result]); };
+            };
+        })",
+    );
+    let promise = read
+        .call2(&JsValue::NULL, &name.into(), &object_store::IMAGES.into())
+        .unwrap();
+    let found: js_sys::Array = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise))
         .await
-        .unwrap();
-    let transaction = database
-        .transaction(&[object_store::IMAGES], idb::TransactionMode::ReadOnly)
-        .unwrap();
-    let photos = transaction
-        .object_store(object_store::IMAGES)
         .unwrap()
-        .get_all(None, None)
-        .unwrap()
-        .await
-        .unwrap();
-    let version = database.version().unwrap();
-    database.close();
-    (version, photos)
+        .unchecked_into();
+    let photos: js_sys::Array = found.get(1).unchecked_into();
+    (found.get(0).as_f64().unwrap() as u32, photos.to_vec())
 }
 
 fn upgraded(photo: &JsValue) -> bool {
@@ -331,12 +333,12 @@ async fn the_storage_estimate_is_reported() {
 }
 
 #[wasm_bindgen_test]
-async fn delete_all_data_empties_the_database_even_while_it_is_open() {
+async fn deleting_the_database_empties_it_even_while_it_is_open() {
     let store = IdbStore::open_default().await.unwrap();
     samples::populate(&store).await;
     assert!(!store.list_profiles().await.unwrap().is_empty());
     // The open connection closes itself when the deletion asks it to.
-    idb_store::delete_all_data().await.unwrap();
+    idb_store::delete_database(store.name()).await.unwrap();
     // The store reopens a new, empty database on its next call.
     assert_eq!(
         store.export_contents().await.unwrap(),
@@ -344,5 +346,7 @@ async fn delete_all_data_empties_the_database_even_while_it_is_open() {
     );
     assert_eq!(store.settings().await.unwrap(), Settings::default());
     drop(store);
-    idb_store::delete_all_data().await.unwrap();
+    idb_store::delete_database(idb_store::DATABASE_NAME)
+        .await
+        .unwrap();
 }

@@ -2,23 +2,18 @@
 
 use std::fmt;
 
-use js_sys::Reflect;
 use wasm_bindgen::JsValue;
 
 use crate::store::{Access, StorageEstimate, StorageFailure, StoreError};
 
 use super::storage_usage;
+use crate::web::js_get;
 
-/// A browser failure (a `DOMException`, an `Error`, or an idb error) as the store's rules
-/// read it.
+/// A browser failure (a `DOMException`, an `Error`, or any object with `name` and `message`)
+/// as the store's rules read it.
 pub(super) fn failure_from_js(value: &JsValue) -> StorageFailure {
-    let text = |key: &str| {
-        Reflect::get(value, &JsValue::from_str(key))
-            .ok()
-            .and_then(|v| v.as_string())
-    };
-    let requested = Reflect::get(value, &JsValue::from_str("requested"))
-        .ok()
+    let text = |key| js_get(value, key).and_then(|v| v.as_string());
+    let requested = js_get(value, "requested")
         .and_then(|v| v.as_f64())
         .filter(|v| v.is_finite() && *v >= 0.0)
         .map(|v| v as u64);
@@ -31,58 +26,9 @@ pub(super) fn failure_from_js(value: &JsValue) -> StorageFailure {
     }
 }
 
-pub(super) fn failure_from_idb(error: &idb::Error) -> StorageFailure {
-    match js_value_of(error) {
-        Some(value) if value.is_object() => failure_from_js(&value),
-        _ => StorageFailure {
-            message: error.to_string(),
-            ..StorageFailure::default()
-        },
-    }
-}
-
-/// The JS value inside an idb error, when it wraps one.
-fn js_value_of(error: &idb::Error) -> Option<JsValue> {
-    use idb::Error::*;
-    match error {
-        DomException(e) => Some(e.clone().into()),
-        AddFailed(v)
-        | ClearFailed(v)
-        | CountFailed(v)
-        | CursorAdvanceFailed(v)
-        | CursorContinueFailed(v)
-        | CursorKeyNotFound(v)
-        | CursorPrimaryKeyNotFound(v)
-        | CursorValueNotFound(v)
-        | DeleteFailed(v)
-        | GetAllFailed(v)
-        | GetAllKeysFailed(v)
-        | GetFailed(v)
-        | GetKeyFailed(v)
-        | IndexCreateFailed(v)
-        | IndexDeleteFailed(v)
-        | IndexedDbDeleteFailed(v)
-        | IndexedDbNotFound(v)
-        | IndexedDbOpenFailed(v)
-        | IndexNotFound(v)
-        | KeyPathNotFound(v)
-        | KeyRangeCreateFailed(v)
-        | ObjectStoreCreateFailed(v)
-        | ObjectStoreDeleteFailed(v)
-        | ObjectStoreNotFound(v)
-        | OpenCursorFailed(v)
-        | OpenKeyCursorFailed(v)
-        | TransactionAbortError(v)
-        | TransactionCommitError(v)
-        | TransactionOpenFailed(v)
-        | UpdateFailed(v) => Some(v.clone()),
-        _ => None,
-    }
-}
-
-/// Turns a browser failure (a `DOMException`, or any object with `name` and `message`) into
-/// the store's error for that kind of access (`StorageFailure::to_store_error`), with the
-/// storage estimate where the quota is the problem.
+/// Turns a browser failure into the store's error for that kind of access
+/// (`StorageFailure::to_store_error`), with the storage estimate where the quota is the
+/// problem.
 pub fn store_error_from_browser(
     error: &JsValue,
     access: Access,

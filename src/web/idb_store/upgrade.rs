@@ -3,29 +3,32 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use idb::{
-    Database, DatabaseEvent as _, Event as _, Factory, IndexParams, KeyPath, ObjectStoreParams,
-    Request as _,
-};
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use serde::Serialize;
 use serde_json::Value;
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{IdbDatabase, IdbTransaction};
+use wasm_bindgen::prelude::*;
+use web_sys::{
+    IdbCursorWithValue, IdbDatabase, IdbFactory, IdbIndexParameters, IdbObjectStoreParameters,
+    IdbOpenDbRequest, IdbTransaction, IdbVersionChangeEvent,
+};
 
-use crate::store::schema::{MigrationAction, Schema, SchemaVersion};
-use crate::store::{Access, StoreError};
+use crate::store::schema::{Schema, SchemaVersion, Upgrade};
+use crate::store::{Access, StorageFailure, StoreError};
 use crate::web::executor::spawn_local;
+use crate::web::js_get;
 
-use super::errors::{classify, failure_from_idb};
+use super::errors::{classify, failure_from_js};
+use super::transaction::settle;
 
 /// An open connection. It closes itself when another connection needs a new version or
 /// deletes the database (another tab upgrading, "Delete all my data"), and the store then
 /// reopens on its next call.
 #[derive(Debug)]
 pub(super) struct Connection {
-    pub(super) database: Database,
+    pub(super) database: IdbDatabase,
     pub(super) closed: Rc<Cell<bool>>,
+    /// `onversionchange` and `onclose`, kept for as long as the connection.
+    _on_close: Closure<dyn FnMut()>,
 }
 
 impl Drop for Connection {
@@ -34,181 +37,191 @@ impl Drop for Connection {
     }
 }
 
+/// The browser's IndexedDB, in a window or a worker.
+pub(super) fn factory() -> Result<IdbFactory, StoreError> {
+    js_get(&js_sys::global(), "indexedDB")
+        .and_then(|f| f.dyn_into::<IdbFactory>().ok())
+        .ok_or_else(|| StoreError::Unavailable {
+            detail: "this browser context has no IndexedDB".into(),
+        })
+}
+
 impl Connection {
     pub(super) async fn open(
         name: &str,
         schema: &'static Schema,
     ) -> Result<Connection, StoreError> {
-        let unavailable = |e: &idb::Error| StoreError::Unavailable {
-            detail: failure_from_idb(e).detail(),
-        };
-        let factory = Factory::new().map_err(|e| unavailable(&e))?;
-        let mut request = factory
-            .open(name, Some(schema.version.0))
-            .map_err(|e| unavailable(&e))?;
+        let factory = factory()?;
+        let request = (factory.open_with_u32(name, schema.version.0)).map_err(|e| {
+            let detail = failure_from_js(&e).detail();
+            StoreError::Unavailable { detail }
+        })?;
         let migration_failure: Rc<RefCell<Option<StoreError>>> = Rc::default();
         let failure_slot = migration_failure.clone();
-        request.on_upgrade_needed(move |event| upgrade(event, schema, failure_slot));
-        let database = match request.await {
-            Ok(database) => database,
-            Err(e) => {
-                if let Some(failure) = migration_failure.borrow_mut().take() {
-                    return Err(failure);
-                }
-                let failure = failure_from_idb(&e);
-                if failure.named("VersionError") {
-                    let found = stored_version(&factory, name)
-                        .await
-                        .unwrap_or(schema.version.0 + 1);
-                    return Err(StoreError::SchemaTooNew {
-                        found,
-                        supported: schema.version.0,
-                    });
-                }
-                return Err(classify(&failure, Access::Open, 0).await);
-            }
-        };
-        let raw: IdbDatabase = database.into();
-        let closed = Rc::new(Cell::new(false));
-        let mut database = Database::from(raw.clone());
-        let closed_by_version_change = closed.clone();
-        database.on_version_change(move |_| {
-            raw.close();
-            closed_by_version_change.set(true);
+        let on_upgrade = Closure::once(move |event: IdbVersionChangeEvent| {
+            upgrade(&event, schema, failure_slot)
         });
-        // The browser closes a connection itself when the user clears site data.
-        let closed_by_browser = closed.clone();
-        database.on_close(move |_| closed_by_browser.set(true));
-        Ok(Connection { database, closed })
+        request.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
+        let opened = settle(&request).await;
+        request.set_onupgradeneeded(None);
+        if let Some(failure) = migration_failure.take() {
+            if let Ok(database) = &opened {
+                database.unchecked_ref::<IdbDatabase>().close();
+            }
+            return Err(failure);
+        }
+        let database: IdbDatabase = match opened {
+            Ok(database) => database.unchecked_into(),
+            Err(failure) => return Err(open_failed(failure, &factory, name, schema).await),
+        };
+        let closed = Rc::new(Cell::new(false));
+        let (connection, closed_flag) = (database.clone(), closed.clone());
+        // The browser also closes a connection itself when the user clears site data.
+        let on_close = Closure::<dyn FnMut()>::new(move || {
+            connection.close();
+            closed_flag.set(true);
+        });
+        database.set_onversionchange(Some(on_close.as_ref().unchecked_ref()));
+        database.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        Ok(Connection {
+            database,
+            closed,
+            _on_close: on_close,
+        })
+    }
+}
+
+async fn open_failed(
+    failure: StorageFailure,
+    factory: &IdbFactory,
+    name: &str,
+    schema: &Schema,
+) -> StoreError {
+    if !failure.named("VersionError") {
+        return classify(&failure, Access::Open, 0).await;
+    }
+    let found = stored_version(factory, name).await;
+    StoreError::SchemaTooNew {
+        found: found.unwrap_or(schema.version.0 + 1),
+        supported: schema.version.0,
     }
 }
 
 /// The version of an existing database (opening without a version never upgrades).
-async fn stored_version(factory: &Factory, name: &str) -> Option<u32> {
-    let database = factory.open(name, None).ok()?.await.ok()?;
-    let version = database.version().ok();
+async fn stored_version(factory: &IdbFactory, name: &str) -> Option<u32> {
+    let request = factory.open(name).ok()?;
+    let database: IdbDatabase = settle(&request).await.ok()?.unchecked_into();
+    let version = database.version() as u32;
     database.close();
-    version
+    Some(version)
 }
 
 /// `onupgradeneeded`: runs the migrations from the stored version inside the upgrade
 /// transaction. The work continues in a task whose every step runs while a request's success
 /// event is being dispatched, which keeps the transaction alive until the last rewrite.
 fn upgrade(
-    event: idb::event::VersionChangeEvent,
+    event: &IdbVersionChangeEvent,
     schema: &'static Schema,
     failure: Rc<RefCell<Option<StoreError>>>,
 ) {
-    let from = SchemaVersion(event.old_version().unwrap_or(0));
-    let setup = event.target().and_then(|request| {
-        let database = request.database()?;
-        let transaction = request
-            .transaction()
-            .ok_or(idb::Error::TransactionNotFound)?;
-        Ok((database, transaction))
-    });
-    let (database, transaction) = match setup {
-        Ok(found) => found,
-        Err(e) => {
-            *failure.borrow_mut() = Some(StoreError::MigrationFailed {
-                from: from.0,
-                to: schema.version.0,
-                detail: format!("the upgrade could not start: {e}"),
-            });
-            // Closing the connection aborts the upgrade, so no half-made layout is kept.
-            if let Ok(database) = event.database() {
-                database.close();
-            }
-            return;
-        }
+    let from = SchemaVersion(event.old_version() as u32);
+    let request: Option<IdbOpenDbRequest> = event.target().and_then(|t| t.dyn_into().ok());
+    let Some((database, transaction)) = request.and_then(|request| {
+        let database = request.result().ok()?.dyn_into::<IdbDatabase>().ok()?;
+        Some((database, request.transaction()?))
+    }) else {
+        // The event lacks its database or transaction: nothing is created, the open fails.
+        *failure.borrow_mut() = Some(StoreError::MigrationFailed {
+            from: from.0,
+            to: schema.version.0,
+            detail: "the upgrade could not start".into(),
+        });
+        return;
     };
-    let raw: IdbTransaction = transaction.into();
     spawn_local(async move {
-        let transaction = idb::Transaction::from(raw.clone());
-        if let Err(e) = migrate(&database, &transaction, schema, from).await {
+        let upgrading = Upgrading {
+            database,
+            transaction,
+        };
+        if let Err(e) = schema.upgrade(from, &upgrading).await {
             *failure.borrow_mut() = Some(e);
             // Aborting the upgrade restores the old version and every record.
-            let _ = raw.abort();
+            let _ = upgrading.transaction.abort();
         }
     });
 }
 
-async fn migrate(
-    database: &Database,
-    transaction: &idb::Transaction,
-    schema: &Schema,
-    from: SchemaVersion,
-) -> Result<(), StoreError> {
-    for migration in schema.migrations_from(from)? {
-        let fail = |detail: String| StoreError::MigrationFailed {
-            from: migration.from.0,
-            to: migration.to.0,
-            detail,
+/// The upgrade transaction of an `onupgradeneeded`, where the schema's migrations run.
+struct Upgrading {
+    database: IdbDatabase,
+    transaction: IdbTransaction,
+}
+
+impl Upgrade for Upgrading {
+    fn create_object_store(&self, store: &str, key_path: Option<&str>) -> Result<(), String> {
+        let params = IdbObjectStoreParameters::new();
+        params.set_key_path_opt_str(key_path);
+        (self
+            .database
+            .create_object_store_with_optional_parameters(store, &params))
+        .map(drop)
+        .map_err(text)
+    }
+
+    fn create_index(
+        &self,
+        store: &str,
+        index: &str,
+        key_path: &[&str],
+        unique: bool,
+    ) -> Result<(), String> {
+        let key_path: JsValue = match key_path {
+            [single] => (*single).into(),
+            several => several
+                .iter()
+                .map(|f| JsValue::from_str(f))
+                .collect::<Array>()
+                .into(),
         };
-        for action in migration.actions {
-            match *action {
-                MigrationAction::CreateObjectStore { store, key_path } => {
-                    let mut params = ObjectStoreParams::new();
-                    params.key_path(key_path.map(KeyPath::new_single));
-                    database
-                        .create_object_store(store, params)
-                        .map_err(|e| fail(format!("creating '{store}': {e}")))?;
-                }
-                MigrationAction::CreateIndex {
-                    store,
-                    index,
-                    key_path,
-                    unique,
-                } => {
-                    let key_path = match key_path {
-                        [single] => KeyPath::new_single(single),
-                        several => KeyPath::new_array(several.iter().copied()),
-                    };
-                    let mut params = IndexParams::new();
-                    params.unique(unique);
-                    transaction
-                        .object_store(store)
-                        .and_then(|s| s.create_index(index, key_path, Some(params)))
-                        .map_err(|e| fail(format!("creating index '{index}' on '{store}': {e}")))?;
-                }
-                MigrationAction::RewriteRecords { store, rewrite } => {
-                    rewrite_records(transaction, store, rewrite)
-                        .await
-                        .map_err(|e| fail(format!("{store}: {e}")))?;
-                }
-            }
+        let params = IdbIndexParameters::new();
+        params.set_unique(unique);
+        (self.transaction.object_store(store))
+            .and_then(|s| {
+                s.create_index_with_str_sequence_and_optional_parameters(index, &key_path, &params)
+            })
+            .map(drop)
+            .map_err(text)
+    }
+
+    /// With a cursor, one record at a time.
+    async fn rewrite_records(
+        &self,
+        store: &str,
+        rewrite: fn(Value) -> Result<Value, String>,
+    ) -> Result<(), String> {
+        let request = (self.transaction.object_store(store))
+            .and_then(|s| s.open_cursor())
+            .map_err(text)?;
+        loop {
+            let cursor = settle(&request).await.map_err(|f| f.detail())?;
+            let Some(cursor) = cursor.dyn_ref::<IdbCursorWithValue>() else {
+                return Ok(());
+            };
+            let rewritten = rewrite_record(&cursor.value().map_err(text)?, rewrite)?;
+            settle(&cursor.update(&rewritten).map_err(text)?)
+                .await
+                .map_err(|f| f.detail())?;
+            cursor.continue_().map_err(text)?;
         }
     }
-    Ok(())
 }
 
-/// Rewrites every record of a store with a migration's JSON rewrite. Payload fields
-/// (`Uint8Array`s) are set aside and put back unchanged: rewrites only touch metadata.
-async fn rewrite_records(
-    transaction: &idb::Transaction,
-    store: &str,
-    rewrite: fn(Value) -> Result<Value, String>,
-) -> Result<(), String> {
-    let text = |e: idb::Error| e.to_string();
-    let records = transaction.object_store(store).map_err(text)?;
-    let mut cursor = records
-        .open_cursor(None, None)
-        .map_err(text)?
-        .await
-        .map_err(text)?;
-    while let Some(current) = cursor {
-        let record = current.value().map_err(text)?;
-        let rewritten = rewrite_record(&record, rewrite)?;
-        current
-            .update(&rewritten)
-            .map_err(text)?
-            .await
-            .map_err(text)?;
-        cursor = current.next(None).map_err(text)?.await.map_err(text)?;
-    }
-    Ok(())
+fn text(error: JsValue) -> String {
+    failure_from_js(&error).detail()
 }
 
+/// One record rewritten. Payload fields (`Uint8Array`s) are set aside and put back unchanged:
+/// rewrites only touch metadata.
 fn rewrite_record(
     record: &JsValue,
     rewrite: fn(Value) -> Result<Value, String>,
