@@ -11,6 +11,7 @@ use faceverify::app::{
     self, CaptureOutcome, ExpandLimits, FrameHint, NamedFile, NewPhoto, QualityGate, RunIds,
     TrainRequest, Verifier, VerifyOutcome,
 };
+use faceverify::model::face_resnet;
 use faceverify::model::koch::DeviceBufferLimits;
 use faceverify::pipeline::FacePipeline;
 use faceverify::store::{
@@ -25,7 +26,7 @@ use faceverify::vision::frame::Frame;
 
 #[path = "support/data.rs"]
 mod data;
-use data::{pipeline, repo, shared};
+use data::{model_file, pipeline, repo, shared};
 
 fn impostors() -> ImpostorModel {
     ImpostorModel::from_json(
@@ -105,6 +106,14 @@ fn enrol(store: &MemoryStore, pipeline: &FacePipeline) {
     }
 }
 
+/// A store with the profile "me" enrolled by `enrol`, and the pipeline that captured it.
+fn enrolled() -> (MemoryStore, FacePipeline) {
+    let store = with_profile();
+    let pipeline = pipeline();
+    enrol(&store, &pipeline);
+    (store, pipeline)
+}
+
 fn request(resume: bool) -> TrainRequest {
     TrainRequest {
         profile: "me".into(),
@@ -181,11 +190,32 @@ fn train_quietly(
         .unwrap()
 }
 
+/// The verifier of "me" on the CPU backend.
+fn load_verifier(store: &MemoryStore, pipeline: &FacePipeline) -> Verifier {
+    block(Verifier::load(
+        store,
+        pipeline,
+        "me",
+        &Device::flex(),
+        None,
+        app::no_yield,
+    ))
+    .unwrap()
+}
+
+/// Whether `verifier` takes the face in the photo at `path` for its person under the default
+/// policy; `None` when the photo shows no face.
+fn decide(pipeline: &FacePipeline, verifier: &Verifier, path: &Path) -> Option<bool> {
+    let policy = VerificationPolicy::default();
+    match block(app::verify_frame(pipeline, verifier, &frame(path), &policy)).unwrap() {
+        VerifyOutcome::Decision { result, .. } => Some(result.verified),
+        VerifyOutcome::NoFace { .. } => None,
+    }
+}
+
 #[test]
 fn capture_train_and_verify_on_a_memory_store() {
-    let store = with_profile();
-    let pipeline = pipeline();
-    enrol(&store, &pipeline);
+    let (store, pipeline) = enrolled();
     let stored = block(store.list_images("me", None)).unwrap();
     assert!(stored.len() >= 12, "{} photos stored", stored.len());
     assert!(stored.iter().all(|i| i.aligned_crop.is_some()));
@@ -211,47 +241,23 @@ fn capture_train_and_verify_on_a_memory_store() {
     assert_eq!(run.epochs.len(), report.history.len());
     assert!(block(store.latest_checkpoint("me")).unwrap().is_none());
 
-    let verifier = block(Verifier::load(
-        &store,
-        &pipeline,
-        "me",
-        &Device::flex(),
-        None,
-        app::no_yield,
-    ))
-    .unwrap();
+    let verifier = load_verifier(&store, &pipeline);
     assert_eq!(
         verifier.reference_count(),
         10,
         "anchors + positives stand in for verification photos"
     );
-    let policy = VerificationPolicy::default();
-    let decide = |path: &Path| match block(app::verify_frame(
-        &pipeline,
-        &verifier,
-        &frame(path),
-        &policy,
-    ))
-    .unwrap()
-    {
-        VerifyOutcome::Decision { result, .. } => Some(result.verified),
-        VerifyOutcome::NoFace { .. } => None,
-    };
+    let verified = |path: &Path| decide(&pipeline, &verifier, path);
     for number in [101, 102, 103] {
-        assert_eq!(
-            decide(&lfw("George_W_Bush", number)),
-            Some(true),
-            "Bush {number}"
-        );
+        let bush = lfw("George_W_Bush", number);
+        assert_eq!(verified(&bush), Some(true), "Bush {number}");
     }
     for number in [2, 3, 4] {
-        assert_eq!(
-            decide(&lfw("Colin_Powell", number)),
-            Some(false),
-            "Powell {number}"
-        );
+        let powell = lfw("Colin_Powell", number);
+        assert_eq!(verified(&powell), Some(false), "Powell {number}");
     }
     let grey = Frame::uniform(640, 480, [128, 128, 128]).unwrap();
+    let policy = VerificationPolicy::default();
     assert!(matches!(
         block(app::verify_frame(&pipeline, &verifier, &grey, &policy)).unwrap(),
         VerifyOutcome::NoFace { .. }
@@ -272,22 +278,43 @@ fn descriptor_of(pipeline: &FacePipeline, path: &Path) -> Vec<f32> {
         .unwrap()
 }
 
+/// `images` with `descriptor` in place of their stored one.
+fn with_descriptor(
+    images: &[StoredImage],
+    descriptor: Option<ImageDescriptor>,
+) -> Vec<StoredImage> {
+    images
+        .iter()
+        .map(|i| StoredImage {
+            descriptor: descriptor.clone(),
+            ..i.clone()
+        })
+        .collect()
+}
+
+/// `images`' descriptors as the app gets them: read where stored, computed (and stored) where not.
+fn descriptors(
+    store: &MemoryStore,
+    pipeline: &FacePipeline,
+    images: &[StoredImage],
+) -> Vec<Vec<f32>> {
+    block(app::image_descriptors(
+        store,
+        pipeline,
+        images,
+        app::no_yield,
+    ))
+    .unwrap()
+}
+
 #[test]
 fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_another_network() {
-    let store = with_profile();
-    let pipeline = pipeline();
-    enrol(&store, &pipeline);
+    let (store, pipeline) = enrolled();
     let images = block(store.list_images("me", None)).unwrap();
     assert!(images.iter().all(|i| i.descriptor.is_none()));
 
     // Computed from the stored crops, and stored with the photos, bit for bit.
-    let rows = block(app::image_descriptors(
-        &store,
-        &pipeline,
-        &images,
-        app::no_yield,
-    ))
-    .unwrap();
+    let rows = descriptors(&store, &pipeline, &images);
     let crops: Vec<Frame> = images
         .iter()
         .map(|i| {
@@ -297,7 +324,7 @@ fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_anothe
     assert_eq!(rows, block(pipeline.embed_aligned(&crops)).unwrap());
     let stored = block(store.list_images("me", None)).unwrap();
     // Named by the SHA-256 of the network's file, which the pipeline hashes on first use.
-    let tower_file = std::fs::read(repo().join("models/face_resnet.q8.bin")).unwrap();
+    let tower_file = model_file(face_resnet::WEIGHTS_PATH);
     assert_eq!(
         pipeline.tower_sha256(),
         faceverify::store::sha256_hex(&tower_file)
@@ -313,39 +340,19 @@ fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_anothe
 
     // Stored numbers are read, not recomputed: replaced ones come back as they are.
     let planted = vec![0.25f32; 128];
-    let replaced: Vec<_> = stored
-        .iter()
-        .map(|i| StoredImage {
-            descriptor: Some(ImageDescriptor::new(pipeline.tower_sha256(), &planted)),
-            ..i.clone()
-        })
-        .collect();
+    let planted_descriptor = ImageDescriptor::new(pipeline.tower_sha256(), &planted);
+    let replaced = with_descriptor(&stored, Some(planted_descriptor));
     block(store.put_images(&replaced)).unwrap();
-    let read = block(app::image_descriptors(
-        &store,
-        &pipeline,
-        &replaced,
-        app::no_yield,
-    ))
-    .unwrap();
+    let read = descriptors(&store, &pipeline, &replaced);
     assert!(read.iter().all(|row| *row == planted));
 
     // Made by another network (or malformed): computed again and stored again.
-    let other_network: Vec<_> = stored
-        .iter()
-        .map(|i| StoredImage {
-            descriptor: Some(ImageDescriptor::new("another-network", &planted)),
-            ..i.clone()
-        })
-        .collect();
+    let other_network = with_descriptor(
+        &stored,
+        Some(ImageDescriptor::new("another-network", &planted)),
+    );
     block(store.put_images(&other_network)).unwrap();
-    let renewed = block(app::image_descriptors(
-        &store,
-        &pipeline,
-        &other_network,
-        app::no_yield,
-    ))
-    .unwrap();
+    let renewed = descriptors(&store, &pipeline, &other_network);
     assert_eq!(renewed, rows);
     let again = block(store.list_images("me", None)).unwrap();
     assert!(
@@ -355,21 +362,9 @@ fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_anothe
     );
 
     // A photo deleted while its descriptor was computed stays deleted.
-    let stale: Vec<_> = again
-        .iter()
-        .map(|i| StoredImage {
-            descriptor: None,
-            ..i.clone()
-        })
-        .collect();
+    let stale = with_descriptor(&again, None);
     assert!(block(store.delete_image(&stale[0].id)).unwrap());
-    block(app::image_descriptors(
-        &store,
-        &pipeline,
-        &stale,
-        app::no_yield,
-    ))
-    .unwrap();
+    descriptors(&store, &pipeline, &stale);
     assert!(block(store.get_image(&stale[0].id)).unwrap().is_none());
     assert_eq!(
         block(store.list_images("me", None)).unwrap().len(),
@@ -379,32 +374,11 @@ fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_anothe
 
 #[test]
 fn a_verifier_reads_its_references_stored_descriptors() {
-    let store = with_profile();
-    let pipeline = pipeline();
-    enrol(&store, &pipeline);
+    let (store, pipeline) = enrolled();
     train_quietly(&store, &pipeline, &request(false), ids(1));
-    let load = || {
-        block(Verifier::load(
-            &store,
-            &pipeline,
-            "me",
-            &Device::flex(),
-            None,
-            app::no_yield,
-        ))
-        .unwrap()
-    };
-    let policy = VerificationPolicy::default();
-    let verified = |verifier: &Verifier, path: &Path| match block(app::verify_frame(
-        &pipeline,
-        verifier,
-        &frame(path),
-        &policy,
-    ))
-    .unwrap()
-    {
-        VerifyOutcome::Decision { result, .. } => result.verified,
-        VerifyOutcome::NoFace { .. } => panic!("no face in {}", path.display()),
+    let load = || load_verifier(&store, &pipeline);
+    let verified = |verifier: &Verifier, path: &Path| {
+        decide(&pipeline, verifier, path).unwrap_or_else(|| panic!("no face in {}", path.display()))
     };
     let verifier = load();
     assert!(verified(&verifier, &lfw("George_W_Bush", 101)));
@@ -417,13 +391,10 @@ fn a_verifier_reads_its_references_stored_descriptors() {
     // Plant Colin Powell's descriptor on every reference: a verifier that reads the stored
     // numbers (and does not embed the crops again) now takes Powell for the enrolled person.
     let powell = descriptor_of(&pipeline, &lfw("Colin_Powell", 2));
-    let planted: Vec<_> = references
-        .iter()
-        .map(|i| StoredImage {
-            descriptor: Some(ImageDescriptor::new(pipeline.tower_sha256(), &powell)),
-            ..i.clone()
-        })
-        .collect();
+    let planted = with_descriptor(
+        &references,
+        Some(ImageDescriptor::new(pipeline.tower_sha256(), &powell)),
+    );
     block(store.put_images(&planted)).unwrap();
     let verifier = load();
     assert!(verified(&verifier, &lfw("Colin_Powell", 3)));
@@ -432,9 +403,7 @@ fn a_verifier_reads_its_references_stored_descriptors() {
 
 #[test]
 fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
-    let store = with_profile();
-    let pipeline = pipeline();
-    enrol(&store, &pipeline);
+    let (store, pipeline) = enrolled();
     let run = Training::new(&store, &pipeline);
     let cancel = run.control.cancel.clone();
     let mut steps = 0;
@@ -631,6 +600,27 @@ fn named(name: &str, bytes: Vec<u8>) -> NamedFile {
     }
 }
 
+/// Imports `files` as negatives of "me", naming the photos with `next_id`.
+fn import_negatives(
+    store: &MemoryStore,
+    pipeline: &FacePipeline,
+    files: Vec<NamedFile>,
+    next_id: &mut dyn FnMut() -> String,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<app::ImportReport, app::AppError> {
+    block(app::import_photos(
+        store,
+        pipeline,
+        files,
+        "me",
+        ImageRole::Negative,
+        5,
+        next_id,
+        progress,
+        app::no_yield,
+    ))
+}
+
 #[test]
 fn an_import_skips_what_is_not_a_face_photo_and_stores_the_rest_at_once() {
     let store = with_profile();
@@ -651,21 +641,18 @@ fn an_import_skips_what_is_not_a_face_photo_and_stores_the_rest_at_once() {
         named("grey.png", grey),
     ];
     let mut n = 0;
+    let mut next_id = || {
+        n += 1;
+        format!("imp-{n}")
+    };
     let mut progress = Vec::new();
-    let report = block(app::import_photos(
+    let report = import_negatives(
         &store,
         &pipeline,
         files,
-        "me",
-        ImageRole::Negative,
-        5,
-        &mut || {
-            n += 1;
-            format!("imp-{n}")
-        },
+        &mut next_id,
         &mut |done, total| progress.push((done, total)),
-        app::no_yield,
-    ))
+    )
     .unwrap();
     assert_eq!(report.added.len(), 1);
     let reasons: Vec<(&str, &str)> = report
@@ -702,20 +689,7 @@ fn an_import_skips_what_is_not_a_face_photo_and_stores_the_rest_at_once() {
         named("a.jpg", good.clone()),
         named("b.jpg", std::fs::read(lfw("Colin_Powell", 1)).unwrap()),
     ];
-    let result = block(app::import_photos(
-        &failing,
-        &pipeline,
-        files,
-        "me",
-        ImageRole::Negative,
-        5,
-        &mut || {
-            n += 1;
-            format!("imp-{n}")
-        },
-        &mut |_, _| {},
-        app::no_yield,
-    ));
+    let result = import_negatives(&failing, &pipeline, files, &mut next_id, &mut |_, _| {});
     assert!(result.is_err());
     assert!(block(failing.list_images("me", None)).unwrap().is_empty());
 }
@@ -805,9 +779,7 @@ fn archives_are_opened_sampled_and_bombs_refused() {
 
 #[test]
 fn classic_mode_refuses_a_gpu_that_cannot_hold_the_koch_network() {
-    let store = with_profile();
-    let pipeline = pipeline();
-    enrol(&store, &pipeline);
+    let (store, pipeline) = enrolled();
     let classic = TrainRequest {
         mode: TrainingMode::Classic,
         ..request(false)

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::app::{
-    STARTUP, TRAINING, browser_args, burst, count, export_archive, identify, identity_only,
-    open_app, temp_profile, thumbnails, train, verify,
+    STARTUP, ServedApp, TRAINING, browser_args, burst, count, export_archive, identify,
+    identity_only, open_app, temp_profile, thumbnails, train, verify,
 };
 use support::{ChromeDriver, Session, Site, StaticServer, dist_dir, shared_dir};
 
@@ -71,15 +71,8 @@ fn long_tasks(session: &Session) -> Vec<u64> {
 
 /// Restarts the browser on `profile` with another clip and verifies three times, half a second
 /// apart (the clips show a new photo every 0.5 s).
-fn verdicts_for(
-    driver: &ChromeDriver,
-    profile: &Path,
-    url: &str,
-    clip: &str,
-    webgpu: bool,
-) -> Vec<(String, String)> {
-    let session = driver.session_with_profile(&browser_args(clip, webgpu), profile);
-    open_app(&session, url, if webgpu { "WebGPU" } else { "CPU" });
+fn verdicts_for(app: &ServedApp, clip: &str, webgpu: bool) -> Vec<(String, String)> {
+    let session = app.open(clip, webgpu);
     session.wait_for(
         "!document.getElementById('verify-once').disabled",
         "the stored model to be loaded",
@@ -91,13 +84,7 @@ fn verdicts_for(
         "{}",
         session.text("counts")
     );
-    (0..3)
-        .map(|_| {
-            let verdict = verify(&session);
-            std::thread::sleep(Duration::from_millis(500));
-            verdict
-        })
-        .collect()
+    verdicts(&session, 3)
 }
 
 fn screenshot(session: &Session, name: &str) {
@@ -136,15 +123,10 @@ fn enrol_train_verify(webgpu: bool) {
     let label = if webgpu { "webgpu" } else { "cpu" };
     let backend = if webgpu { "WebGPU" } else { "CPU" };
     let started = Instant::now();
-    let server = StaticServer::start_with_shared(dist_dir());
-    let url = server.url("/");
-    let driver = ChromeDriver::start();
-    let profile = temp_profile(label);
+    let app = ServedApp::start_on(StaticServer::start_with_shared(dist_dir()), "/", label);
 
     {
-        let session =
-            driver.session_with_profile(&browser_args("person-a.mjpeg", webgpu), &profile);
-        open_app(&session, &url, backend);
+        let session = app.open("person-a.mjpeg", webgpu);
         identity_only(&session);
         let anchors = burst(&session, "anchor", 6, 3);
         let positives = burst(&session, "positive", 6, 3);
@@ -190,7 +172,7 @@ fn enrol_train_verify(webgpu: bool) {
 
         // A reload keeps everything: the model is loaded from IndexedDB.
         session.eval("location.reload();");
-        open_app(&session, &url, backend);
+        open_app(&session, &app.url, backend);
         session.wait_for(
             "/Trained/.test(document.getElementById('train-status').textContent)",
             "the stored model after a reload",
@@ -198,11 +180,11 @@ fn enrol_train_verify(webgpu: bool) {
         );
     }
 
-    let genuine = verdicts_for(&driver, &profile, &url, "person-a-later.mjpeg", webgpu);
+    let genuine = verdicts_for(&app, "person-a-later.mjpeg", webgpu);
     eprintln!("[{label}] person-a-later: {genuine:?}");
-    let impostor = verdicts_for(&driver, &profile, &url, "person-b.mjpeg", webgpu);
+    let impostor = verdicts_for(&app, "person-b.mjpeg", webgpu);
     eprintln!("[{label}] person-b: {impostor:?}");
-    let empty = verdicts_for(&driver, &profile, &url, "no-face.mjpeg", webgpu);
+    let empty = verdicts_for(&app, "no-face.mjpeg", webgpu);
     assert!(
         genuine.iter().all(|(v, _)| v == "verified"),
         "the same man later must be VERIFIED: {genuine:?}"
@@ -216,7 +198,7 @@ fn enrol_train_verify(webgpu: bool) {
         "an empty frame is never a decision: {empty:?}"
     );
     eprintln!("[{label}] the whole flow took {:.0?}", started.elapsed());
-    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&app.profile);
 }
 
 #[test]
@@ -240,12 +222,8 @@ const CACHED_FILES: &str = "
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn offline_after_the_first_load_with_no_request_after_load() {
-    let server = StaticServer::start(dist_dir());
-    let url = server.url("/");
-    let driver = ChromeDriver::start();
-    let profile = temp_profile("offline");
-    let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
-    open_app(&session, &url, "CPU");
+    let app = ServedApp::start("/", "offline");
+    let session = app.open("person-a.mjpeg", false);
     identity_only(&session);
     // The service worker takes the page over and caches the shell, the wasm and the models.
     let deadline = Instant::now() + STARTUP;
@@ -269,7 +247,7 @@ fn offline_after_the_first_load_with_no_request_after_load() {
     assert!(status.starts_with("Done"), "{status}");
 
     // After load, using the app sends nothing anywhere: verify, then verify continuously.
-    server.requests.lock().unwrap().clear();
+    app.server.requests.lock().unwrap().clear();
     session.eval(WATCH_LONG_TASKS);
     let (verdict, detail) = verify(&session);
     assert_eq!(verdict, "verified", "{detail}");
@@ -278,15 +256,15 @@ fn offline_after_the_first_load_with_no_request_after_load() {
     session.click("verify-continuous");
     let tasks = long_tasks(&session);
     eprintln!("[offline] long tasks on the main thread during continuous verification: {tasks:?}");
-    let requests = server.requests.lock().unwrap().clone();
+    let requests = app.server.requests.lock().unwrap().clone();
     assert!(requests.is_empty(), "requests after load: {requests:?}");
     assert_main_thread_stays_responsive(&tasks);
 
     // The network goes away; a reload still starts the app, which still verifies.
-    drop(server);
+    drop(app.server);
     let reloaded = Instant::now();
     session.eval("location.reload();");
-    open_app(&session, &url, "CPU");
+    open_app(&session, &app.url, "CPU");
     let ready = reloaded.elapsed();
     let (verdict, detail) = verify(&session);
     assert_eq!(verdict, "verified", "offline: {detail}");
@@ -298,18 +276,14 @@ fn offline_after_the_first_load_with_no_request_after_load() {
         reloaded.elapsed()
     );
     drop(session);
-    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&app.profile);
 }
 
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_store() {
-    let server = StaticServer::start(dist_dir());
-    let url = server.url("/");
-    let driver = ChromeDriver::start();
-    let profile = temp_profile("classic");
-    let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
-    open_app(&session, &url, "CPU");
+    let app = ServedApp::start("/", "classic");
+    let session = app.open("person-a.mjpeg", false);
     identity_only(&session);
     burst(&session, "anchor", 4, 2);
     burst(&session, "positive", 4, 2);
@@ -353,7 +327,7 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
         TRAINING,
     );
     session.eval("location.reload();");
-    open_app(&session, &url, "CPU");
+    open_app(&session, &app.url, "CPU");
     session.wait_for(
         "!document.getElementById('train-resume').hidden",
         "the Resume button after a reload",
@@ -385,7 +359,7 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
     let empty = "['anchor','positive','negative','verification'].every(r => document.getElementById('counts').dataset[r] === '0')";
     session.wait_for(empty, "no photos left", STARTUP);
     session.eval("location.reload();");
-    open_app(&session, &url, "CPU");
+    open_app(&session, &app.url, "CPU");
     session.wait_for(empty, "no photos after a reload", STARTUP);
     session.wait_for(
         "/photos 0 B, models 0 B/.test(document.getElementById('storage-usage').textContent)",
@@ -395,7 +369,7 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
     let status = session.text("train-status");
     assert!(status.contains("Not trained"), "{status}");
     drop(session);
-    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&app.profile);
 }
 
 /// The built `pkg/` as another web app uses it: `examples/verify.html` imports it and enrols,
@@ -500,10 +474,7 @@ fn require_liveness(session: &Session) {
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn a_photo_attack_never_passes_the_liveness_challenge() {
-    let server = StaticServer::start(dist_dir());
-    let url = server.url("/?backend=cpu");
-    let driver = ChromeDriver::start();
-    let profile = temp_profile("liveness-attack");
+    let app = ServedApp::start("/?backend=cpu", "liveness-attack");
     let clips = [
         ("person-a.mjpeg", 10),
         ("person-a-later.mjpeg", 5),
@@ -514,8 +485,7 @@ fn a_photo_attack_never_passes_the_liveness_challenge() {
     ];
     let (mut tried, mut accepted, mut reasons) = (0, 0, Vec::new());
     for (i, (clip, attempts)) in clips.into_iter().enumerate() {
-        let session = driver.session_with_profile(&browser_args(clip, false), &profile);
-        open_app(&session, &url, "CPU");
+        let session = app.open(clip, false);
         if i == 0 {
             capture_one_anchor(&session);
             require_liveness(&session);
@@ -545,13 +515,8 @@ fn the_live_man_passes_a_blink_challenge() {
     // 15 frames a second: frames 30..90 are 2.0-6.0 s, with his blink at 3.9 s.
     let frames = clips::clip_jpegs("webcam-a-session1.mjpeg");
     std::fs::write(&clip, frames[30..90].concat()).unwrap();
-    let server = StaticServer::start(dist_dir());
-    let url = server.url("/?backend=cpu&challenge=blink");
-    let driver = ChromeDriver::start();
-    let profile = temp_profile("liveness-genuine");
-    let session =
-        driver.session_with_profile(&browser_args(clip.to_str().unwrap(), false), &profile);
-    open_app(&session, &url, "CPU");
+    let app = ServedApp::start("/?backend=cpu&challenge=blink", "liveness-genuine");
+    let session = app.open(clip.to_str().unwrap(), false);
     capture_one_anchor(&session);
     require_liveness(&session);
     let attempts: Vec<(String, String)> = (0..3).map(|_| verify(&session)).collect();
@@ -605,13 +570,9 @@ fn learns_a_clear_match_and_forgets_it(session: &Session) {
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn one_photo_is_enough_to_verify_with_the_default_model() {
-    let server = StaticServer::start(dist_dir());
-    let url = server.url("/?backend=cpu");
-    let driver = ChromeDriver::start();
-    let profile = temp_profile("one-photo");
+    let app = ServedApp::start("/?backend=cpu", "one-photo");
     {
-        let session = driver.session_with_profile(&browser_args("person-a.mjpeg", false), &profile);
-        open_app(&session, &url, "CPU");
+        let session = app.open("person-a.mjpeg", false);
         identity_only(&session);
         capture_one_anchor(&session);
         // One reference: each frame is one pair, which the default model rejects about one
@@ -639,8 +600,7 @@ fn one_photo_is_enough_to_verify_with_the_default_model() {
         learns_a_clear_match_and_forgets_it(&session);
     }
     // Adaptive references stay on: another man is neither verified nor learned.
-    let session = driver.session_with_profile(&browser_args("person-b.mjpeg", false), &profile);
-    open_app(&session, &url, "CPU");
+    let session = app.open("person-b.mjpeg", false);
     let verdicts = verdicts(&session, 3);
     assert!(
         verdicts.iter().all(|(v, _)| v == "not-verified"),

@@ -17,7 +17,7 @@ use faceverify::vision::detect::FaceDetector;
 
 #[path = "support/data.rs"]
 mod data;
-use data::{repo, shared, shared_data};
+use data::{model_file, repo, shared, shared_data};
 
 fn pair(a: &str, i: u32, b: &str, j: u32) -> LfwPair {
     LfwPair {
@@ -351,19 +351,13 @@ fn distance_metrics_negate_thresholds_back_into_distances() {
 // ---------------------------------------------------------------------------------------------
 // A small real run
 
-fn read_model(path: &str) -> Vec<u8> {
-    let path = repo().join(path);
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
-}
-
 #[test]
 fn first_twenty_same_and_twenty_different_dev_pairs() {
     let shared = shared_data(&["lfw", "lfw-pairs-dev.txt"]);
     let device = Device::flex();
-    let detector = FaceDetector::from_bytes(&read_model(blazeface::WEIGHTS_PATH), &device)
+    let detector = FaceDetector::from_bytes(&model_file(blazeface::WEIGHTS_PATH), &device)
         .expect("detector weights load");
-    let tower = FaceResNet::from_bytes(&read_model(face_resnet::WEIGHTS_PATH), &device)
+    let tower = FaceResNet::from_bytes(&model_file(face_resnet::WEIGHTS_PATH), &device)
         .expect("tower weights load");
     let models = EvalModels {
         detector: &detector,

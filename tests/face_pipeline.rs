@@ -26,11 +26,10 @@ use faceverify::vision::detect::{
 };
 use faceverify::vision::frame::{Frame, Point};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 #[path = "support/data.rs"]
 mod data;
-use data::{json, repo, shared_data};
+use data::{fixture_inputs, json, model_file, sha256_hex, shared_data, write_reference_inputs};
 
 const FIXTURE: &str = "tests/fixtures/blazeface_reference.json";
 
@@ -86,21 +85,8 @@ fn load_frame(name: &str) -> Frame {
     Frame::from(&image)
 }
 
-fn weights_bytes() -> Vec<u8> {
-    let path = repo().join(WEIGHTS_PATH);
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
-}
-
 fn detector(device: &Device) -> FaceDetector {
-    FaceDetector::from_bytes(&weights_bytes(), device).expect("detector weights load")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    FaceDetector::from_bytes(&model_file(WEIGHTS_PATH), device).expect("detector weights load")
 }
 
 fn describe(d: &Detections) -> String {
@@ -121,7 +107,7 @@ fn describe(d: &Detections) -> String {
 
 #[test]
 fn weights_file_has_every_tensor() {
-    let w = faceverify::model::weights::WeightsFile::parse(&weights_bytes(), "blazeface")
+    let w = faceverify::model::weights::WeightsFile::parse(&model_file(WEIGHTS_PATH), "blazeface")
         .expect("parses");
     // stem (2) + 16 blocks x (depthwise + pointwise weight + bias) + 4 heads x 2.
     assert_eq!(w.tensors.len(), 2 + 16 * 3 + 4 * 2);
@@ -579,15 +565,9 @@ fn faces_max_diff(a: &[Face], b: &[Face]) -> f32 {
 /// Our network and decoding against the fixture on `device`; prints and returns the figures.
 fn check_parity(device: &Device, label: &str) {
     let fixture = json(FIXTURE);
-    let refs = fixture["inputs"].as_array().expect("fixture has inputs");
     let inputs = parity_inputs();
-    assert_eq!(
-        refs.len(),
-        inputs.len(),
-        "fixture and test disagree on the input list"
-    );
+    let refs = fixture_inputs(&fixture, inputs.iter().map(|i| i.name.as_str()));
     for (r, inp) in refs.iter().zip(&inputs) {
-        assert_eq!(r["name"], inp.name.as_str(), "fixture input order");
         let lb = floats(&r["letterbox"]);
         assert_eq!(
             lb,
@@ -608,7 +588,7 @@ fn check_parity(device: &Device, label: &str) {
             inp.name
         );
     }
-    let model = BlazeFace::from_bytes(&weights_bytes(), device).expect("weights load");
+    let model = BlazeFace::from_bytes(&model_file(WEIGHTS_PATH), device).expect("weights load");
     let pixels: Vec<u8> = inputs.iter().flat_map(|i| i.rgb.iter().copied()).collect();
     let raw =
         pollster::block_on(model.run(input_from_rgb8(&pixels, device))).expect("outputs read back");
@@ -712,12 +692,9 @@ fn parity_with_onnxruntime_wgpu() {
 #[test]
 #[ignore]
 fn dump_reference_inputs() {
-    let dir = PathBuf::from(std::env::var("BLAZEFACE_DUMP_DIR").expect("set BLAZEFACE_DUMP_DIR"));
-    std::fs::create_dir_all(&dir).expect("create dump dir");
     let inputs = parity_inputs();
     let pixels: Vec<u8> = inputs.iter().flat_map(|i| i.rgb.iter().copied()).collect();
-    std::fs::write(dir.join("inputs.bin"), pixels).expect("write inputs.bin");
-    let desc = serde_json::json!({
+    let description = serde_json::json!({
         "preprocess": PREPROCESS,
         "inputs": inputs.iter().map(|i| serde_json::json!({
             "name": i.name,
@@ -725,10 +702,5 @@ fn dump_reference_inputs() {
             "rgb_sha256": sha256_hex(&i.rgb),
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(
-        dir.join("inputs.json"),
-        serde_json::to_string_pretty(&desc).unwrap(),
-    )
-    .expect("write inputs.json");
-    println!("wrote {} inputs to {}", inputs.len(), dir.display());
+    write_reference_inputs("BLAZEFACE_DUMP_DIR", &pixels, &description);
 }

@@ -7,17 +7,17 @@
 //! pixels, so a change in decoding or resampling fails loudly instead of showing up as a parity
 //! miss. Regenerate the fixture: see `xtask/reference/face_resnet_reference.mjs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::Device;
 use faceverify::model::face_resnet::{
-    EMBEDDING_DIM, FaceResNet, FaceResNetWeights, INPUT_SIZE, WEIGHTS_PATH, input_from_rgb8,
+    EMBEDDING_DIM, FaceResNet, INPUT_SIZE, WEIGHTS_PATH, input_from_rgb8,
 };
-use sha2::{Digest, Sha256};
+use faceverify::model::weights::WeightsFile;
 
 #[path = "support/data.rs"]
 mod data;
-use data::{json, repo, shared_data};
+use data::{fixture_inputs, json, model_file, sha256_hex, shared_data, write_reference_inputs};
 
 const FIXTURE: &str = "tests/fixtures/face_resnet_reference.json";
 /// Largest allowed L2 distance between our descriptor and face-api's.
@@ -61,15 +61,6 @@ struct Input {
     name: String,
     crop: [u32; 3],
     rgb: Vec<u8>,
-}
-
-impl Input {
-    fn sha256(&self) -> String {
-        Sha256::digest(&self.rgb)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
 }
 
 /// The preprocessing [`PREPROCESS`] describes.
@@ -141,10 +132,7 @@ fn all_inputs() -> Vec<Input> {
 }
 
 fn model(device: &Device) -> FaceResNet {
-    let path = repo().join(WEIGHTS_PATH);
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()));
-    FaceResNet::from_bytes(&bytes, device).expect("weights file loads")
+    FaceResNet::from_bytes(&model_file(WEIGHTS_PATH), device).expect("weights file loads")
 }
 
 fn embed(model: &FaceResNet, inputs: &[&Input], device: &Device) -> Vec<[f32; EMBEDDING_DIM]> {
@@ -164,15 +152,9 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
 /// Our descriptors against face-api's on `device`; returns the largest distance.
 fn check_parity(device: &Device, label: &str) -> f32 {
     let fixture = json(FIXTURE);
-    let refs = fixture["inputs"].as_array().expect("fixture has inputs");
     let inputs = all_inputs();
-    assert_eq!(
-        refs.len(),
-        inputs.len(),
-        "fixture and test disagree on the input list"
-    );
+    let refs = fixture_inputs(&fixture, inputs.iter().map(|i| i.name.as_str()));
     for (r, inp) in refs.iter().zip(&inputs) {
-        assert_eq!(r["name"], inp.name.as_str(), "fixture input order");
         let crop: Vec<u32> = serde_json::from_value(r["crop"].clone()).expect("crop");
         assert_eq!(
             crop, inp.crop,
@@ -181,7 +163,7 @@ fn check_parity(device: &Device, label: &str) -> f32 {
         );
         assert_eq!(
             r["rgb_sha256"],
-            inp.sha256().as_str(),
+            sha256_hex(&inp.rgb).as_str(),
             "{}: the 150x150 input pixels differ from those the reference was computed on \
              (image decoding or resampling changed); regenerate the fixture, see \
              xtask/reference/face_resnet_reference.mjs",
@@ -218,9 +200,8 @@ fn check_parity(device: &Device, label: &str) -> f32 {
 
 #[test]
 fn weights_file_has_every_tensor() {
-    let bytes = std::fs::read(repo().join(WEIGHTS_PATH))
-        .expect("models/face_resnet.q8.bin (run `cargo xtask models`)");
-    let w = FaceResNetWeights::parse(&bytes).expect("parses");
+    let bytes = model_file(WEIGHTS_PATH);
+    let w = WeightsFile::parse(&bytes, "face_resnet").expect("parses");
     // conv32_down (4 tensors) + 14 residual blocks x 2 conv layers x 4 tensors + fc.
     assert_eq!(w.tensors.len(), 4 + 14 * 8 + 1);
     let params: usize = w.tensors.values().map(|t| t.values.len()).sum();
@@ -305,24 +286,15 @@ fn lfw_same_person_closer_than_different() {
 #[test]
 #[ignore]
 fn dump_reference_inputs() {
-    let dir =
-        PathBuf::from(std::env::var("FACE_RESNET_DUMP_DIR").expect("set FACE_RESNET_DUMP_DIR"));
-    std::fs::create_dir_all(&dir).expect("create dump dir");
     let inputs = all_inputs();
     let pixels: Vec<u8> = inputs.iter().flat_map(|i| i.rgb.iter().copied()).collect();
-    std::fs::write(dir.join("inputs.bin"), pixels).expect("write inputs.bin");
-    let desc = serde_json::json!({
+    let description = serde_json::json!({
         "preprocess": PREPROCESS,
         "inputs": inputs.iter().map(|i| serde_json::json!({
             "name": i.name,
             "crop": i.crop,
-            "rgb_sha256": i.sha256(),
+            "rgb_sha256": sha256_hex(&i.rgb),
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(
-        dir.join("inputs.json"),
-        serde_json::to_string_pretty(&desc).unwrap(),
-    )
-    .expect("write inputs.json");
-    println!("wrote {} inputs to {}", inputs.len(), dir.display());
+    write_reference_inputs("FACE_RESNET_DUMP_DIR", &pixels, &description);
 }

@@ -8,7 +8,7 @@
 //! miss. Regenerate the fixture: see `xtask/reference/facemesh_reference.mjs`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::Device;
@@ -24,11 +24,10 @@ use faceverify::vision::frame::Frame;
 use faceverify::vision::mesh::{MeshCrop, MeshTracker};
 use faceverify::vision::quality::largest_face;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 #[path = "support/data.rs"]
 mod data;
-use data::{json, pipeline, repo, shared};
+use data::{json, model_file, pipeline, sha256_hex, shared, write_reference_inputs};
 
 #[path = "support/clips.rs"]
 mod clips;
@@ -85,20 +84,11 @@ fn inputs() -> Vec<(String, Frame)> {
         .collect()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Writes the inputs for the reference script:
 /// `FACEMESH_DUMP_DIR=/tmp/facemesh_inputs cargo test --test facemesh -- --ignored --exact dump_reference_inputs`.
 #[test]
 #[ignore = "writes the reference script's inputs"]
 fn dump_reference_inputs() {
-    let dir = PathBuf::from(std::env::var("FACEMESH_DUMP_DIR").expect("FACEMESH_DUMP_DIR"));
-    std::fs::create_dir_all(&dir).unwrap();
     let inputs = inputs();
     let mut bin = Vec::new();
     let described: Vec<Value> = inputs
@@ -108,22 +98,15 @@ fn dump_reference_inputs() {
             serde_json::json!({ "name": name, "sha256": sha256_hex(crop.pixels()) })
         })
         .collect();
-    std::fs::write(dir.join("inputs.bin"), bin).unwrap();
-    std::fs::write(
-        dir.join("inputs.json"),
-        serde_json::to_string_pretty(
-            &serde_json::json!({ "size": INPUT_SIZE, "inputs": described }),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let description = serde_json::json!({ "size": INPUT_SIZE, "inputs": described });
+    write_reference_inputs("FACEMESH_DUMP_DIR", &bin, &description);
 }
 
 #[test]
 fn landmarks_match_tensorflow_js_within_a_pixel() {
     let fixture: Value = json(FIXTURE);
     let device = Device::flex();
-    let weights = std::fs::read(repo().join(WEIGHTS_PATH)).unwrap();
+    let weights = model_file(WEIGHTS_PATH);
     let mesh = FaceMesh::from_bytes(&weights, &device).unwrap();
     let inputs = inputs();
     let references = fixture["outputs"].as_array().unwrap();
@@ -268,7 +251,7 @@ fn observations(clip: &str, fps: f64) -> Vec<Observation> {
 fn track(clip: &str, fps: f64) -> Vec<Observation> {
     let pipeline = pipeline();
     let device = Device::flex();
-    let weights = std::fs::read(repo().join(WEIGHTS_PATH)).unwrap();
+    let weights = model_file(WEIGHTS_PATH);
     let mesh = FaceMesh::from_bytes(&weights, &device).unwrap();
     let mut tracker = MeshTracker::default();
     clips::clip_frames(clip)
@@ -422,7 +405,7 @@ fn alignment_from_the_mesh_against_blazeface_keypoints() {
     use faceverify::vision::face_state::alignment_points;
     let pipeline = pipeline();
     let device = Device::flex();
-    let weights = std::fs::read(repo().join(WEIGHTS_PATH)).unwrap();
+    let weights = model_file(WEIGHTS_PATH);
     let mesh = FaceMesh::from_bytes(&weights, &device).unwrap();
     let template = FaceTemplate::dlib_150();
     let pairs = PairsFile::read(&shared("lfw-pairs-dev.txt")).unwrap();
@@ -592,7 +575,7 @@ fn a_replayed_video_rarely_answers_a_random_challenge() {
 fn eye_openness_of_photos_and_of_blinks() {
     use faceverify::vision::mesh::mesh_face;
     let pipeline = pipeline();
-    let weights = std::fs::read(repo().join(WEIGHTS_PATH)).unwrap();
+    let weights = model_file(WEIGHTS_PATH);
     let mesh = FaceMesh::from_bytes(&weights, &Device::flex()).unwrap();
     // The eye openness of the largest face in a photo, where the mesh finds one.
     let eyes_of = |path: &Path| {

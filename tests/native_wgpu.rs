@@ -9,21 +9,9 @@ use burn::prelude::Device;
 use faceverify::backend::{self, BackendKind, BackendPreference, BackendReason};
 use faceverify::selfcheck;
 
-fn gpu() -> Option<Device> {
-    match pollster::block_on(backend::wgpu_device()) {
-        Ok(device) => Some(device),
-        Err(reason) if std::env::var("FACEVERIFY_ALLOW_NO_GPU").as_deref() == Ok("1") => {
-            eprintln!(
-                "NOTE: no wgpu adapter ({reason}); FACEVERIFY_ALLOW_NO_GPU=1, so the wgpu checks did not run"
-            );
-            None
-        }
-        Err(reason) => panic!(
-            "no wgpu adapter: {reason}\nInstall Mesa's Vulkan drivers (`cargo xtask setup`), \
-             or set FACEVERIFY_ALLOW_NO_GPU=1 on a machine that has none"
-        ),
-    }
-}
+#[path = "support/gpu.rs"]
+mod gpu;
+use gpu::gpu;
 
 #[test]
 fn auto_selects_wgpu_after_the_self_test_agrees_with_the_cpu() {

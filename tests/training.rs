@@ -16,16 +16,18 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
-use faceverify::model::face_resnet::FaceResNet;
+use faceverify::model::face_resnet::{self, FaceResNet};
 use faceverify::model::siamese::{Siamese, SiameseHead};
 use faceverify::model::tower::{EmbeddingTower, ImageShape};
 use faceverify::train::impostors::{IMPOSTOR_MODEL_PATH, load_face, load_impostor_model};
 use faceverify::train::metrics::{ConfusionCounts, area_under_curve, roc_curve};
-use faceverify::train::pairs::{LabelledPair, PairLabel, SeededRng, TrainingConfig, make_pairs};
+use faceverify::train::pairs::{
+    LabelledPair, PairLabel, PairSplit, SeededRng, TrainingConfig, make_pairs,
+};
 use faceverify::train::run::{
-    FineTuneInputs, HeadModel, PairModel, RunControl, RunSettings, SiameseModel, SilentObserver,
-    StopReason, Trainer, TrainingCheckpoint, TrainingEvent, TrainingObserver, classic_trainer,
-    embed_faces, fine_tune_trainer, no_clock,
+    FinalReport, FineTuneInputs, HeadModel, PairModel, RunControl, RunSettings, SiameseModel,
+    SilentObserver, StopReason, Trainer, TrainingCheckpoint, TrainingEvent, TrainingObserver,
+    classic_trainer, embed_faces, fine_tune_trainer, no_clock,
 };
 use faceverify::train::step::{
     EmbeddingPairBatch, PairBatch, adam_optimizer, evaluate_batch, targets_tensor, train_head_step,
@@ -34,7 +36,10 @@ use faceverify::train::step::{
 
 #[path = "support/data.rs"]
 mod data;
-use data::{repo, shared_data};
+use data::{model_file, repo, shared_data};
+#[cfg(feature = "webgpu")]
+#[path = "support/gpu.rs"]
+mod gpu;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -87,12 +92,44 @@ impl TrainingObserver for Recorder {
     }
 }
 
+impl Recorder {
+    /// A recorder that raises `control`'s cancel flag once `steps` steps have run.
+    fn cancelling_after(steps: usize, control: &RunControl) -> Self {
+        Recorder {
+            cancel_after_steps: Some((steps, control.cancel.clone())),
+            ..Recorder::default()
+        }
+    }
+
+    /// The last checkpoint it kept, read back from its bytes.
+    fn last_checkpoint(&self) -> TrainingCheckpoint {
+        TrainingCheckpoint::from_bytes(self.checkpoints.last().unwrap()).unwrap()
+    }
+}
+
+/// The test split's precision and recall both reach `at_least`.
+fn assert_precision_and_recall(report: &FinalReport, at_least: f64) {
+    let evaluation = &report.evaluation;
+    assert!(
+        evaluation.precision >= at_least && evaluation.recall >= at_least,
+        "precision {}, recall {}: {:?}",
+        evaluation.precision,
+        evaluation.recall,
+        evaluation.counts
+    );
+}
+
 fn run<M: PairModel, O: TrainingObserver>(
     trainer: &mut Trainer<M>,
     control: &RunControl,
     observer: &mut O,
 ) -> StopReason {
     pollster::block_on(trainer.run(control, observer)).unwrap()
+}
+
+/// Runs `trainer` to its end, unobserved and without a clock.
+fn run_silently<M: PairModel>(trainer: &mut Trainer<M>) -> StopReason {
+    run(trainer, &RunControl::new(no_clock), &mut SilentObserver)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,6 +158,18 @@ fn head_inputs() -> FineTuneInputs {
         impostors: embeddings(6, 1, 5),
         start: None,
     }
+}
+
+/// Every embedding of `head_inputs()`, as the table a head model is built over.
+fn head_table() -> Vec<Vec<f32>> {
+    let inputs = head_inputs();
+    [
+        inputs.anchors,
+        inputs.positives,
+        inputs.negatives,
+        inputs.impostors,
+    ]
+    .concat()
 }
 
 fn head_settings(epochs: usize) -> RunSettings {
@@ -206,9 +255,17 @@ fn classic_settings(epochs: usize) -> RunSettings {
     }
 }
 
-/// A classic trainer over the synthetic faces, starting from `network`'s weights.
+/// A classic trainer over the synthetic faces on the CPU, starting from `network`'s weights.
 fn classic(network: Siamese<TinyTower>, epochs: usize) -> Trainer<SiameseModel<TinyTower>> {
-    let device = Device::flex().autodiff();
+    classic_on(network, Device::flex().autodiff(), epochs)
+}
+
+/// A classic trainer over the synthetic faces on `device` (an autodiff device).
+fn classic_on(
+    network: Siamese<TinyTower>,
+    device: Device,
+    epochs: usize,
+) -> Trainer<SiameseModel<TinyTower>> {
     let anchors = faces(10, 0, 1);
     let positives = faces(10, 0, 2);
     let negatives = [faces(5, 1, 3), faces(5, 2, 4)].concat();
@@ -243,16 +300,7 @@ fn the_loss_falls_on_a_small_fixed_set_and_the_trained_model_separates_it() {
     let (first, last) = (history[0].train_loss, history[39].train_loss);
     assert!(last < 0.5 * first, "train loss {first} → {last}");
     let report = pollster::block_on(trainer.final_report()).unwrap();
-    assert_eq!(
-        report.evaluation.precision, 1.0,
-        "{:?}",
-        report.evaluation.counts
-    );
-    assert_eq!(
-        report.evaluation.recall, 1.0,
-        "{:?}",
-        report.evaluation.counts
-    );
+    assert_precision_and_recall(&report, 1.0);
     assert_eq!(report.evaluation.auc, 1.0);
 
     // One step event per batch, an epoch event and a checkpoint per epoch, and a yield after
@@ -271,39 +319,54 @@ fn the_loss_falls_on_a_small_fixed_set_and_the_trained_model_separates_it() {
 #[test]
 fn fine_tune_head_learns_and_reports_a_calibrated_policy() {
     let mut trainer = fine_tune_trainer(&head_inputs(), head_settings(30)).unwrap();
-    run(
-        &mut trainer,
-        &RunControl::new(no_clock),
-        &mut SilentObserver,
-    );
+    run_silently(&mut trainer);
     let report = pollster::block_on(trainer.final_report()).unwrap();
-    assert!(
-        report.evaluation.precision >= 0.95,
-        "{:?}",
-        report.evaluation.counts
-    );
-    assert!(
-        report.evaluation.recall >= 0.95,
-        "{:?}",
-        report.evaluation.counts
-    );
+    assert_precision_and_recall(&report, 0.95);
     assert!(report.evaluation.auc > 0.99);
     let proposal = report.policy.expect("both classes are in the test split");
     assert!(proposal.detection.false_accept_rate <= 0.01 + 1e-12);
 }
 
+/// A fine-tune run over `head_inputs()` for `epochs`, finished without interruption.
+fn uninterrupted_fine_tune(epochs: usize) -> Trainer<HeadModel> {
+    let mut trainer = fine_tune_trainer(&head_inputs(), head_settings(epochs)).unwrap();
+    run_silently(&mut trainer);
+    trainer
+}
+
+/// Resumes `checkpoint` over `split` on a head model initialised from `seed`, and runs it to
+/// its end.
+fn resume_head(
+    split: PairSplit<usize>,
+    checkpoint: &TrainingCheckpoint,
+    seed: u64,
+) -> (Trainer<HeadModel>, StopReason) {
+    let model = HeadModel::new(&head_table(), seed).unwrap();
+    let mut resumed = Trainer::resume(model, split, checkpoint).unwrap();
+    let reason = run_silently(&mut resumed);
+    (resumed, reason)
+}
+
+/// The resumed fine-tune run ended where the uninterrupted one did: same weights, same history.
+fn assert_same_head_run(resumed: &Trainer<HeadModel>, straight: &Trainer<HeadModel>) {
+    assert_eq!(
+        parameters(resumed.model().head()),
+        parameters(straight.model().head()),
+        "resumed weights differ from the uninterrupted run's"
+    );
+    assert_eq!(resumed.position().history, straight.position().history);
+}
+
 #[test]
 fn checkpoint_bytes_reload_and_resume_equal_an_uninterrupted_run() {
     // Fine-tune mode: 2 epochs straight vs 1 epoch → checkpoint → bytes → reload → 1 more.
-    let control = RunControl::new(no_clock);
-    let mut straight = fine_tune_trainer(&head_inputs(), head_settings(2)).unwrap();
-    run(&mut straight, &control, &mut SilentObserver);
+    let straight = uninterrupted_fine_tune(2);
 
+    let control = RunControl::new(no_clock);
     let mut first = fine_tune_trainer(&head_inputs(), head_settings(2)).unwrap();
-    let mut recorder = Recorder::default();
     // Stop at the first epoch boundary: cancel as the second epoch's first step is reached.
     let steps_per_epoch = first.split().train.len().div_ceil(4);
-    recorder.cancel_after_steps = Some((steps_per_epoch, control.cancel.clone()));
+    let mut recorder = Recorder::cancelling_after(steps_per_epoch, &control);
     assert_eq!(
         run(&mut first, &control, &mut recorder),
         StopReason::Cancelled
@@ -318,46 +381,24 @@ fn checkpoint_bytes_reload_and_resume_equal_an_uninterrupted_run() {
         (1, 0)
     );
     let fresh = fine_tune_trainer(&head_inputs(), head_settings(2)).unwrap();
-    let split = fresh.split().clone();
-    let table = [
-        head_inputs().anchors,
-        head_inputs().positives,
-        head_inputs().negatives,
-        head_inputs().impostors,
-    ]
-    .concat();
-    let model = HeadModel::new(&table, 999).unwrap(); // other initial weights: the record wins
-    let mut resumed = Trainer::resume(model, split, &checkpoint).unwrap();
-    assert_eq!(
-        run(
-            &mut resumed,
-            &RunControl::new(no_clock),
-            &mut SilentObserver
-        ),
-        StopReason::Completed
-    );
-
-    assert_eq!(
-        parameters(resumed.model().head()),
-        parameters(straight.model().head()),
-        "resumed weights differ from the uninterrupted run's"
-    );
-    assert_eq!(resumed.position().history, straight.position().history);
+    // Other initial weights than the first run's: the checkpoint's must win.
+    let (resumed, reason) = resume_head(fresh.split().clone(), &checkpoint, 999);
+    assert_eq!(reason, StopReason::Completed);
+    assert_same_head_run(&resumed, &straight);
 }
 
 #[test]
 fn classic_resume_equals_an_uninterrupted_run() {
     let network = tiny_network();
-    let control = RunControl::new(no_clock);
     let mut straight = classic(network.clone(), 2);
-    run(&mut straight, &control, &mut SilentObserver);
+    run_silently(&mut straight);
 
+    let control = RunControl::new(no_clock);
     let mut first = classic(network.clone(), 2);
-    let mut recorder = Recorder::default();
     let steps_per_epoch = first.split().train.len().div_ceil(8);
-    recorder.cancel_after_steps = Some((steps_per_epoch, control.cancel.clone()));
+    let mut recorder = Recorder::cancelling_after(steps_per_epoch, &control);
     run(&mut first, &control, &mut recorder);
-    let checkpoint = TrainingCheckpoint::from_bytes(recorder.checkpoints.last().unwrap()).unwrap();
+    let checkpoint = recorder.last_checkpoint();
 
     let other_start = {
         let device = Device::flex().autodiff();
@@ -369,11 +410,7 @@ fn classic_resume_equals_an_uninterrupted_run() {
         &checkpoint,
     )
     .unwrap();
-    run(
-        &mut resumed,
-        &RunControl::new(no_clock),
-        &mut SilentObserver,
-    );
+    run_silently(&mut resumed);
     assert_eq!(
         parameters(resumed.model().network()),
         parameters(straight.model().network())
@@ -382,20 +419,15 @@ fn classic_resume_equals_an_uninterrupted_run() {
 
 #[test]
 fn cancellation_stops_between_steps_and_its_checkpoint_resumes_mid_epoch() {
-    let control = RunControl::new(no_clock);
-    let mut straight = fine_tune_trainer(&head_inputs(), head_settings(3)).unwrap();
-    run(&mut straight, &control, &mut SilentObserver);
+    let straight = uninterrupted_fine_tune(3);
 
-    let cancel_control = RunControl::new(no_clock);
+    let control = RunControl::new(no_clock);
     let mut cancelled = fine_tune_trainer(&head_inputs(), head_settings(3)).unwrap();
     let steps_per_epoch = cancelled.split().train.len().div_ceil(4);
     let stop_after = steps_per_epoch + 2; // inside the second epoch
-    let mut recorder = Recorder {
-        cancel_after_steps: Some((stop_after, cancel_control.cancel.clone())),
-        ..Recorder::default()
-    };
+    let mut recorder = Recorder::cancelling_after(stop_after, &control);
     assert_eq!(
-        run(&mut cancelled, &cancel_control, &mut recorder),
+        run(&mut cancelled, &control, &mut recorder),
         StopReason::Cancelled
     );
     // The flag was raised during step `stop_after`; no further step ran.
@@ -406,35 +438,14 @@ fn cancellation_stops_between_steps_and_its_checkpoint_resumes_mid_epoch() {
             reason: StopReason::Cancelled
         })
     );
-    let checkpoint = TrainingCheckpoint::from_bytes(recorder.checkpoints.last().unwrap()).unwrap();
+    let checkpoint = recorder.last_checkpoint();
     assert_eq!(
         (checkpoint.position.epoch, checkpoint.position.next_batch),
         (1, 2)
     );
 
-    let table = [
-        head_inputs().anchors,
-        head_inputs().positives,
-        head_inputs().negatives,
-        head_inputs().impostors,
-    ]
-    .concat();
-    let mut resumed = Trainer::resume(
-        HeadModel::new(&table, 1).unwrap(),
-        straight.split().clone(),
-        &checkpoint,
-    )
-    .unwrap();
-    run(
-        &mut resumed,
-        &RunControl::new(no_clock),
-        &mut SilentObserver,
-    );
-    assert_eq!(
-        parameters(resumed.model().head()),
-        parameters(straight.model().head())
-    );
-    assert_eq!(resumed.position().history, straight.position().history);
+    let (resumed, _) = resume_head(straight.split().clone(), &checkpoint, 1);
+    assert_same_head_run(&resumed, &straight);
 }
 
 #[test]
@@ -644,7 +655,7 @@ fn fine_tune_on_lfw_reaches_095_precision_and_recall() {
     assert_eq!(negatives.len(), 40);
 
     let device = Device::flex();
-    let weights = std::fs::read(repo().join("models/face_resnet.q8.bin")).unwrap();
+    let weights = model_file(face_resnet::WEIGHTS_PATH);
     let tower = FaceResNet::from_bytes(&weights, &device).unwrap();
     let embed = |paths: &[PathBuf]| {
         let faces: Vec<_> = paths.iter().map(|p| load_face(p).unwrap()).collect();
@@ -669,11 +680,7 @@ fn fine_tune_on_lfw_reaches_095_precision_and_recall() {
     // tutorial's zip (30 per class); fresh combinations each cycle.
     settings.training.pairs_per_class = Some(200);
     let mut trainer = fine_tune_trainer(&inputs, settings).unwrap();
-    let reason = run(
-        &mut trainer,
-        &RunControl::new(no_clock),
-        &mut SilentObserver,
-    );
+    let reason = run_silently(&mut trainer);
     let report = pollster::block_on(trainer.final_report()).unwrap();
     let trained = started.elapsed() - embedded;
     println!(
@@ -691,16 +698,7 @@ fn fine_tune_on_lfw_reaches_095_precision_and_recall() {
         trained.as_secs_f64(),
         report.policy.map(|p| p.policy),
     );
-    assert!(
-        report.evaluation.precision >= 0.95,
-        "{:?}",
-        report.evaluation.counts
-    );
-    assert!(
-        report.evaluation.recall >= 0.95,
-        "{:?}",
-        report.evaluation.counts
-    );
+    assert_precision_and_recall(&report, 0.95);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,23 +707,8 @@ fn fine_tune_on_lfw_reaches_095_precision_and_recall() {
 /// Built with the default feature `webgpu`; `cargo xtask test` tests WebGPU in the browser.
 #[cfg(feature = "webgpu")]
 mod wgpu_native {
+    use super::gpu::gpu;
     use super::*;
-
-    /// The natively initialised wgpu device, or `None` when FACEVERIFY_ALLOW_NO_GPU=1 says the
-    /// machine has no adapter on purpose (the convention of `tests/native_wgpu.rs`).
-    fn gpu() -> Option<Device> {
-        match pollster::block_on(faceverify::backend::wgpu_device()) {
-            Ok(device) => Some(device),
-            Err(reason) if std::env::var("FACEVERIFY_ALLOW_NO_GPU").as_deref() == Ok("1") => {
-                eprintln!("NOTE: no wgpu adapter ({reason}); the wgpu training check did not run");
-                None
-            }
-            Err(reason) => panic!(
-                "no wgpu adapter: {reason}\nInstall Mesa's Vulkan drivers (`cargo xtask setup`), \
-                 or set FACEVERIFY_ALLOW_NO_GPU=1 on a machine that has none"
-            ),
-        }
-    }
 
     /// On wgpu the checkpoint is built from async reads only (module record rebuilt on the CPU,
     /// optimiser moments prefetched), the optimiser state is reloaded on the CPU and moved to the
@@ -735,32 +718,16 @@ mod wgpu_native {
         let Some(gpu) = gpu() else { return };
         let device = gpu.autodiff();
         let network = Siamese::new(TinyTower::new(&device), &device);
-        let trainer = |network: Siamese<TinyTower>| {
-            let anchors = faces(10, 0, 1);
-            let positives = faces(10, 0, 2);
-            let negatives = [faces(5, 1, 3), faces(5, 2, 4)].concat();
-            classic_trainer(
-                network,
-                device.clone(),
-                TINY_SHAPE,
-                [&anchors, &positives, &negatives],
-                classic_settings(2),
-            )
-            .unwrap()
-        };
-        let control = RunControl::new(no_clock);
+        let trainer = |network| classic_on(network, device.clone(), 2);
         let mut straight = trainer(network.clone());
-        run(&mut straight, &control, &mut SilentObserver);
+        run_silently(&mut straight);
 
+        let control = RunControl::new(no_clock);
         let mut first = trainer(network.clone());
         let steps_per_epoch = first.split().train.len().div_ceil(8);
-        let mut recorder = Recorder {
-            cancel_after_steps: Some((steps_per_epoch, control.cancel.clone())),
-            ..Recorder::default()
-        };
+        let mut recorder = Recorder::cancelling_after(steps_per_epoch, &control);
         run(&mut first, &control, &mut recorder);
-        let checkpoint =
-            TrainingCheckpoint::from_bytes(recorder.checkpoints.last().unwrap()).unwrap();
+        let checkpoint = recorder.last_checkpoint();
         let fresh = Siamese::new(TinyTower::new(&device), &device);
         let mut resumed = Trainer::resume(
             trainer(fresh).into_model(),
@@ -768,11 +735,7 @@ mod wgpu_native {
             &checkpoint,
         )
         .unwrap();
-        run(
-            &mut resumed,
-            &RunControl::new(no_clock),
-            &mut SilentObserver,
-        );
+        run_silently(&mut resumed);
         let (a, b) = (
             parameters(resumed.model().network()),
             parameters(straight.model().network()),

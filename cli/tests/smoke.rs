@@ -41,11 +41,30 @@ fn faceverify(args: &[&str]) -> std::process::Output {
         .expect("the faceverify binary runs")
 }
 
+/// Runs `faceverify` with `args`, which must succeed; its standard output.
+fn faceverify_ok(args: &[&str]) -> String {
+    let out = faceverify(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "faceverify {} failed: {stdout}\n{}",
+        args[0],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// An empty folder `name` in Cargo's temporary folder for tests.
+fn fresh_work_dir(name: &str) -> PathBuf {
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&work);
+    work
+}
+
 #[test]
 fn train_then_verify_a_genuine_and_an_impostor_probe() {
     let lfw = lfw();
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faceverify-cli-smoke");
-    let _ = std::fs::remove_dir_all(&work);
+    let work = fresh_work_dir("faceverify-cli-smoke");
     let user = photos(&lfw.join("George_W_Bush"));
     let data = work.join("data");
     copy_into(&data.join("anchor"), &user[..10]);
@@ -76,7 +95,7 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
     copy_into(&refs, &user[20..30]);
     let model = work.join("model.bin");
 
-    let train = faceverify(&[
+    let stdout = faceverify_ok(&[
         "train",
         "--data",
         data.to_str().unwrap(),
@@ -88,12 +107,6 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
         model.to_str().unwrap(),
         "--quiet",
     ]);
-    let stdout = String::from_utf8_lossy(&train.stdout);
-    assert!(
-        train.status.success(),
-        "train failed: {stdout}\n{}",
-        String::from_utf8_lossy(&train.stderr)
-    );
     assert!(
         stdout.contains("test split:") && stdout.contains("wrote"),
         "{stdout}"
@@ -107,7 +120,7 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
 
     let genuine = &user[40];
     let impostor = &photos(&lfw.join("Luiz_Inacio_Lula_da_Silva"))[0];
-    let verify = faceverify(&[
+    let stdout = faceverify_ok(&[
         "verify",
         "--model",
         model.to_str().unwrap(),
@@ -116,12 +129,6 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
         genuine.to_str().unwrap(),
         impostor.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&verify.stdout);
-    assert!(
-        verify.status.success(),
-        "verify failed: {stdout}\n{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 5, "{stdout}");
     assert!(
@@ -158,7 +165,7 @@ fn usage_errors_exit_with_2_and_say_what_is_wrong() {
 fn eval_reports_lfw_accuracy_on_a_few_pairs() {
     let lfw = lfw();
     let pairs = lfw.parent().unwrap().join("lfw-pairs-dev.txt");
-    let out = faceverify(&[
+    let stdout = faceverify_ok(&[
         "eval",
         "--lfw",
         lfw.to_str().unwrap(),
@@ -169,12 +176,6 @@ fn eval_reports_lfw_accuracy_on_a_few_pairs() {
         "--limit",
         "20",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let accuracy: f64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("accuracy (10-fold): "))
@@ -191,27 +192,20 @@ fn eval_reports_lfw_accuracy_on_a_few_pairs() {
 #[test]
 fn identify_names_an_enrolled_person_and_nobody_for_a_stranger() {
     let lfw = lfw();
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faceverify-cli-identify");
-    let _ = std::fs::remove_dir_all(&work);
+    let work = fresh_work_dir("faceverify-cli-identify");
     let people = work.join("people");
     for person in ["George_W_Bush", "Colin_Powell", "Gerhard_Schroeder"] {
         copy_into(&people.join(person), &photos(&lfw.join(person))[..4]);
     }
     let genuine = photos(&lfw.join("Colin_Powell"))[10].clone();
     let stranger = photos(&lfw.join("Hugo_Chavez"))[0].clone();
-    let out = faceverify(&[
+    let stdout = faceverify_ok(&[
         "identify",
         "--people",
         people.to_str().unwrap(),
         genuine.to_str().unwrap(),
         stranger.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "identify failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].contains(": Colin_Powell ("), "{stdout}");
@@ -221,8 +215,7 @@ fn identify_names_an_enrolled_person_and_nobody_for_a_stranger() {
 #[test]
 fn verify_keeps_clear_matches_as_adaptive_references_but_never_a_stranger() {
     let lfw = lfw();
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faceverify-cli-adaptive");
-    let _ = std::fs::remove_dir_all(&work);
+    let work = fresh_work_dir("faceverify-cli-adaptive");
     let user = photos(&lfw.join("George_W_Bush"));
     let refs = work.join("refs");
     copy_into(&refs, &user[..3]);
@@ -236,13 +229,7 @@ fn verify_keeps_clear_matches_as_adaptive_references_but_never_a_stranger() {
     args.push(stranger.to_str().unwrap().into());
     args.extend(user[3..13].iter().map(|p| p.to_str().unwrap().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let verify = faceverify(&args);
-    let stdout = String::from_utf8_lossy(&verify.stdout);
-    assert!(
-        verify.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    let stdout = faceverify_ok(&args);
     let lines: Vec<&str> = stdout.lines().collect();
     let stranger_line = lines
         .iter()
@@ -253,13 +240,12 @@ fn verify_keeps_clear_matches_as_adaptive_references_but_never_a_stranger() {
     let learned = stdout.matches("kept as an adaptive reference").count();
     assert!(learned >= 1, "{stdout}");
     // Kept in the store: the next run compares with them too (3 enrolled + the kept ones).
-    let again = faceverify(&[
+    let stdout = faceverify_ok(&[
         "verify",
         "--store",
         store.to_str().unwrap(),
         user[20].to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(stdout.contains(": VERIFIED"), "{stdout}");
     assert_eq!(
         stdout.lines().nth(1).unwrap().matches(',').count(),

@@ -17,10 +17,8 @@
 //! - `conv64_1..3`, `conv128_1..2`, `conv256_1..2`: residual blocks
 //! - global average over the remaining 2×2, then `fc`: 256 → 128 without bias.
 //!
-//! Weights: `models/face_resnet.q8.bin` (see `models/README.md`), parsed by [`FaceResNetWeights`]
-//! on the CPU and uploaded with [`FaceResNet::from_weights`] to any device.
-
-use std::collections::HashMap;
+//! Weights: `models/face_resnet.q8.bin` (see `models/README.md`), parsed by
+//! [`WeightsFile`] on the CPU and uploaded with [`FaceResNet::from_weights`] to any device.
 
 use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
@@ -29,7 +27,7 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::WeightTensor;
+use super::weights::{WeightsFile, WeightsFileError};
 
 /// Side of the square input in pixels.
 pub const INPUT_SIZE: usize = 150;
@@ -40,21 +38,16 @@ pub const MEAN_RGB: [f32; 3] = [122.782, 117.001, 104.298];
 /// The committed weights file, relative to the crate root.
 pub const WEIGHTS_PATH: &str = "models/face_resnet.q8.bin";
 
-const MAGIC: &[u8; 4] = b"FVW1";
+/// The `model` its weights file's header names.
+const WEIGHTS_MODEL: &str = "face_resnet";
 
 /// Errors reading a weights file.
 #[derive(Debug, thiserror::Error)]
 pub enum FaceResNetError {
+    #[error(transparent)]
+    Weights(#[from] WeightsFileError),
     #[error("face_resnet weights: {0}")]
     Format(String),
-    #[error("face_resnet weights: tensor {name}: expected shape {expected:?}, file has {found:?}")]
-    Shape {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
-    #[error("face_resnet weights: tensor {0} is missing")]
-    Missing(String),
     #[error("face_resnet: reading a tensor back failed: {0}")]
     Read(String),
 }
@@ -231,14 +224,11 @@ impl FaceResNet {
 
     /// Parse a weights file (see `models/README.md`) and build the network on `device`.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self, FaceResNetError> {
-        Self::from_weights(&FaceResNetWeights::parse(bytes)?, device)
+        Self::from_weights(&WeightsFile::parse(bytes, WEIGHTS_MODEL)?, device)
     }
 
     /// Build the network on `device` from parsed weights. Checks every tensor's name and shape.
-    pub fn from_weights(
-        weights: &FaceResNetWeights,
-        device: &Device,
-    ) -> Result<Self, FaceResNetError> {
+    pub fn from_weights(weights: &WeightsFile, device: &Device) -> Result<Self, FaceResNetError> {
         let mut model = Self::new(device);
         let load1 = |p: &mut Param<Tensor<1>>, name: String| -> Result<(), FaceResNetError> {
             let shape = p.dims().to_vec();
@@ -361,108 +351,4 @@ pub fn input_from_rgb8(pixels: &[u8], device: &Device) -> Tensor<4> {
         device,
     )
     .permute([0, 3, 1, 2])
-}
-
-/// The parsed, dequantised contents of `models/face_resnet.q8.bin` (CPU memory; plain Rust).
-#[derive(Debug, Clone, Default)]
-pub struct FaceResNetWeights {
-    pub tensors: HashMap<String, WeightTensor>,
-    /// The header's `source` line.
-    pub source: String,
-}
-
-impl FaceResNetWeights {
-    /// Parse and dequantise a weights file. `u8` tensors become `q * scale + min` computed in f64
-    /// and rounded to f32, exactly as tfjs dequantises face-api's weights.
-    pub fn parse(bytes: &[u8]) -> Result<Self, FaceResNetError> {
-        let bad = |m: &str| FaceResNetError::Format(m.to_string());
-        if bytes.len() < 8 || &bytes[..4] != MAGIC {
-            return Err(bad("not a faceverify weights file (magic FVW1 missing)"));
-        }
-        let header_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-        let header = bytes
-            .get(8..8 + header_len)
-            .ok_or_else(|| bad("truncated header"))?;
-        let data = &bytes[8 + header_len..];
-        let header: serde_json::Value = serde_json::from_slice(header)
-            .map_err(|e| FaceResNetError::Format(format!("header: {e}")))?;
-        if header["format"] != "faceverify-weights"
-            || header["version"] != 1
-            || header["model"] != "face_resnet"
-        {
-            return Err(bad(
-                "header is not faceverify-weights version 1 for face_resnet",
-            ));
-        }
-        let mut out = FaceResNetWeights {
-            tensors: HashMap::new(),
-            source: header["source"].as_str().unwrap_or_default().to_string(),
-        };
-        for t in header["tensors"]
-            .as_array()
-            .ok_or_else(|| bad("no tensors"))?
-        {
-            let name = t["name"]
-                .as_str()
-                .ok_or_else(|| bad("tensor without a name"))?
-                .to_string();
-            let field = |k: &str| {
-                t[k].as_u64()
-                    .map(|v| v as usize)
-                    .ok_or_else(|| FaceResNetError::Format(format!("{name}: no {k}")))
-            };
-            let shape: Vec<usize> = t["shape"]
-                .as_array()
-                .ok_or_else(|| FaceResNetError::Format(format!("{name}: no shape")))?
-                .iter()
-                .map(|d| d.as_u64().map(|d| d as usize))
-                .collect::<Option<_>>()
-                .ok_or_else(|| FaceResNetError::Format(format!("{name}: bad shape")))?;
-            let n: usize = shape.iter().product();
-            let (offset, len) = (field("offset")?, field("bytes")?);
-            let raw = data
-                .get(offset..offset + len)
-                .ok_or_else(|| FaceResNetError::Format(format!("{name}: payload out of bounds")))?;
-            let values: Vec<f32> = match t["dtype"].as_str() {
-                Some("u8") if len == n => {
-                    let min = t["min"]
-                        .as_f64()
-                        .ok_or_else(|| FaceResNetError::Format(format!("{name}: no min")))?;
-                    let scale = t["scale"]
-                        .as_f64()
-                        .ok_or_else(|| FaceResNetError::Format(format!("{name}: no scale")))?;
-                    raw.iter()
-                        .map(|&q| (q as f64 * scale + min) as f32)
-                        .collect()
-                }
-                Some("f32") if len == 4 * n => raw
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                other => {
-                    return Err(FaceResNetError::Format(format!(
-                        "{name}: dtype {other:?} with {len} bytes for {n} values"
-                    )));
-                }
-            };
-            out.tensors.insert(name, WeightTensor { shape, values });
-        }
-        Ok(out)
-    }
-
-    /// The named tensor as `TensorData`, checking its shape.
-    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<TensorData, FaceResNetError> {
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| FaceResNetError::Missing(name.to_string()))?;
-        if t.shape != shape {
-            return Err(FaceResNetError::Shape {
-                name: name.to_string(),
-                expected: shape.to_vec(),
-                found: t.shape.clone(),
-            });
-        }
-        Ok(TensorData::new(t.values.clone(), t.shape.clone()))
-    }
 }

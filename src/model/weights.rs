@@ -25,8 +25,9 @@ pub enum WeightsFileError {
     Missing(String),
 }
 
-/// The parsed contents of an `FVW1` weights file with `f16` or `f32` tensors
-/// (`models/blazeface.f16.bin`, `models/facemesh.f16.bin`), in CPU memory.
+/// The parsed contents of an `FVW1` weights file with `f16`, `f32` or quantised `u8` tensors
+/// (`models/blazeface.f16.bin`, `models/facemesh.f16.bin`, `models/face_resnet.q8.bin`), in
+/// CPU memory.
 #[derive(Debug, Clone, Default)]
 pub struct WeightsFile {
     pub tensors: HashMap<String, WeightTensor>,
@@ -35,7 +36,7 @@ pub struct WeightsFile {
 }
 
 impl WeightsFile {
-    /// Parse a weights file (`FVW1` container of `model`, tensors `f16` or `f32`).
+    /// Parse a weights file (`FVW1` container of `model`).
     pub fn parse(bytes: &[u8], model: &str) -> Result<Self, WeightsFileError> {
         let bad = |m: String| WeightsFileError::Format {
             model: model.to_string(),
@@ -85,26 +86,12 @@ impl WeightsFile {
                 .map(|d| d.as_u64().map(|d| d as usize))
                 .collect::<Option<_>>()
                 .ok_or_else(|| bad(format!("{name}: bad shape")))?;
-            let n: usize = shape.iter().product();
             let (offset, len) = (field("offset")?, field("bytes")?);
             let raw = data
                 .get(offset..offset + len)
                 .ok_or_else(|| bad(format!("{name}: payload out of bounds")))?;
-            let values: Vec<f32> = match t["dtype"].as_str() {
-                Some("f16") if len == 2 * n => raw
-                    .chunks_exact(2)
-                    .map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                    .collect(),
-                Some("f32") if len == 4 * n => raw
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                other => {
-                    return Err(bad(format!(
-                        "{name}: dtype {other:?} with {len} bytes for {n} values"
-                    )));
-                }
-            };
+            let values = decode(t, raw, shape.iter().product())
+                .map_err(|detail| bad(format!("{name}: {detail}")))?;
             out.tensors.insert(name, WeightTensor { shape, values });
         }
         Ok(out)
@@ -124,5 +111,31 @@ impl WeightsFile {
             });
         }
         Ok(TensorData::new(t.values.clone(), t.shape.clone()))
+    }
+}
+
+/// The `n` values of the tensor `t` (its header entry) from its payload `raw`. `u8` tensors
+/// become `q * scale + min` computed in f64 and rounded to f32, exactly as tfjs dequantises
+/// face-api's weights.
+fn decode(t: &serde_json::Value, raw: &[u8], n: usize) -> Result<Vec<f32>, String> {
+    let len = raw.len();
+    match t["dtype"].as_str() {
+        Some("f16") if len == 2 * n => Ok(raw
+            .chunks_exact(2)
+            .map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect()),
+        Some("f32") if len == 4 * n => Ok(raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()),
+        Some("u8") if len == n => {
+            let min = t["min"].as_f64().ok_or("no min")?;
+            let scale = t["scale"].as_f64().ok_or("no scale")?;
+            Ok(raw
+                .iter()
+                .map(|&q| (q as f64 * scale + min) as f32)
+                .collect())
+        }
+        other => Err(format!("dtype {other:?} with {len} bytes for {n} values")),
     }
 }

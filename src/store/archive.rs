@@ -636,13 +636,7 @@ fn build_contents(
     };
     for profile in records.profiles {
         builder.check(dataset::check_profile_record(&profile));
-        if builder.contents.profiles.contains_key(&profile.id) {
-            builder.duplicate("profile", &profile.id);
-        }
-        builder
-            .contents
-            .profiles
-            .insert(profile.id.clone(), profile);
+        builder.insert(|c| &mut c.profiles, "profile", profile.id.clone(), profile);
     }
     for record in records.images {
         builder.add_image(record);
@@ -659,10 +653,7 @@ fn build_contents(
     for run in records.runs {
         builder.require_profile(&run.profile_id);
         builder.check(dataset::check_run_record(&run));
-        if builder.contents.runs.contains_key(&run.id) {
-            builder.duplicate("training run", &run.id);
-        }
-        builder.contents.runs.insert(run.id.clone(), run);
+        builder.insert(|c| &mut c.runs, "training run", run.id.clone(), run);
     }
     if let Some(settings) = records.settings {
         builder.check(dataset::check_settings(&settings));
@@ -707,11 +698,22 @@ impl ContentsBuilder<'_> {
         }
     }
 
-    fn duplicate(&mut self, kind: &'static str, id: &str) {
-        self.problems.push(ArchiveProblem::DuplicateId {
-            kind,
-            id: id.to_owned(),
-        });
+    /// Adds `value` under `key` to the table `table` picks; a key already there is a
+    /// duplicate in the archive.
+    fn insert<T>(
+        &mut self,
+        table: fn(&mut StoreContents) -> &mut BTreeMap<String, T>,
+        kind: &'static str,
+        key: String,
+        value: T,
+    ) {
+        if table(&mut self.contents)
+            .insert(key.clone(), value)
+            .is_some()
+        {
+            self.problems
+                .push(ArchiveProblem::DuplicateId { kind, id: key });
+        }
     }
 
     fn require_profile(&mut self, profile: &str) {
@@ -735,10 +737,7 @@ impl ContentsBuilder<'_> {
         // Archives carry no descriptors (derived data): they are computed again on use.
         image.descriptor = None;
         self.check(dataset::check_image_record(&image, self.image_limits));
-        if self.contents.images.contains_key(&image.id) {
-            self.duplicate("photo", &image.id);
-        }
-        self.contents.images.insert(image.id.clone(), image);
+        self.insert(|c| &mut c.images, "photo", image.id.clone(), image);
     }
 
     fn add_model(&mut self, record: ModelRecord) {
@@ -750,10 +749,7 @@ impl ContentsBuilder<'_> {
             return;
         }
         self.check(dataset::check_model_record(&model));
-        if self.contents.models.contains_key(&model.id) {
-            self.duplicate("model", &model.id);
-        }
-        self.contents.models.insert(model.id.clone(), model);
+        self.insert(|c| &mut c.models, "model", model.id.clone(), model);
     }
 
     fn add_active_model(&mut self, pointer: ActiveModelEntry) {
@@ -767,16 +763,12 @@ impl ContentsBuilder<'_> {
                 },
             }),
         }
-        if self
-            .contents
-            .active_models
-            .contains_key(&pointer.profile_id)
-        {
-            self.duplicate("active model of profile", &pointer.profile_id);
-        }
-        self.contents
-            .active_models
-            .insert(pointer.profile_id, pointer.model_id);
+        self.insert(
+            |c| &mut c.active_models,
+            "active model of profile",
+            pointer.profile_id,
+            pointer.model_id,
+        );
     }
 
     fn add_checkpoint(&mut self, record: CheckpointRecord) {
@@ -788,16 +780,12 @@ impl ContentsBuilder<'_> {
             return;
         }
         self.check(dataset::check_checkpoint_record(&checkpoint));
-        if self
-            .contents
-            .checkpoints
-            .contains_key(&checkpoint.profile_id)
-        {
-            self.duplicate("checkpoint of profile", &checkpoint.profile_id);
-        }
-        self.contents
-            .checkpoints
-            .insert(checkpoint.profile_id.clone(), checkpoint);
+        self.insert(
+            |c| &mut c.checkpoints,
+            "checkpoint of profile",
+            checkpoint.profile_id.clone(),
+            checkpoint,
+        );
     }
 }
 

@@ -250,6 +250,20 @@ async fn snapshot(store: &impl Store) -> StoreContents {
     store.export_contents().await.expect("export_contents")
 }
 
+/// The ids of `records`, in the order they were listed.
+fn ids<T>(records: Vec<T>, id: fn(T) -> String) -> Vec<String> {
+    records.into_iter().map(id).collect()
+}
+
+/// Imports `archive_bytes` under the default limits.
+async fn import_archive(
+    store: &impl Store,
+    archive_bytes: &[u8],
+    mode: ImportMode,
+) -> Result<archive::ArchiveImport, ArchiveError> {
+    archive::import_archive(store, archive_bytes, mode, &ArchiveLimits::default()).await
+}
+
 /// Runs every case, each on a fresh store from `fresh`.
 pub async fn run_all<S, F, Fut>(mut fresh: F)
 where
@@ -459,13 +473,7 @@ pub async fn active_model_switches_only_when_asked(store: &impl Store) {
         store.active_model("alice").await.unwrap(),
         Some(model("alice-m1", "alice", 10))
     );
-    let listed: Vec<String> = store
-        .list_models("alice")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
+    let listed = ids(store.list_models("alice").await.unwrap(), |m| m.id);
     assert_eq!(listed, ["alice-m1", "alice-m2"]);
     assert_eq!(
         store.list_models("alice").await.unwrap()[0],
@@ -521,22 +529,19 @@ pub async fn bad_model_changes_nothing(store: &impl Store) {
 
 pub async fn checkpoint_keeps_latest_per_profile(store: &impl Store) {
     populate(store).await;
-    store
-        .put_checkpoint(&checkpoint("alice", "run-1", 3))
-        .await
-        .unwrap();
-    store
-        .put_checkpoint(&checkpoint("bob", "run-2", 0))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.latest_checkpoint("alice").await.unwrap(),
-        Some(checkpoint("alice", "run-1", 3))
-    );
-    assert_eq!(
-        store.latest_checkpoint("bob").await.unwrap(),
-        Some(checkpoint("bob", "run-2", 0))
-    );
+    let latest = [
+        checkpoint("alice", "run-1", 3),
+        checkpoint("bob", "run-2", 0),
+    ];
+    for c in &latest {
+        store.put_checkpoint(c).await.unwrap();
+    }
+    for c in latest {
+        assert_eq!(
+            store.latest_checkpoint(&c.profile_id).await.unwrap(),
+            Some(c)
+        );
+    }
     assert!(store.delete_checkpoint("alice").await.unwrap());
     assert_eq!(store.latest_checkpoint("alice").await.unwrap(), None);
     assert!(store.latest_checkpoint("bob").await.unwrap().is_some());
@@ -553,14 +558,8 @@ pub async fn runs_round_trip(store: &impl Store) {
     store.put_run(&grown).await.unwrap();
     store.put_run(&run("run-0", "alice", 40, 1)).await.unwrap();
     assert_eq!(store.get_run("run-1").await.unwrap(), Some(grown.clone()));
-    let ids: Vec<String> = store
-        .list_runs("alice")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(ids, ["run-0", "run-1"]);
+    let listed = ids(store.list_runs("alice").await.unwrap(), |r| r.id);
+    assert_eq!(listed, ["run-0", "run-1"]);
     let mut diverged = grown.clone();
     diverged.epochs[1].train_loss = f64::NAN;
     assert!(matches!(
@@ -687,28 +686,18 @@ pub async fn archive_round_trip_is_byte_identical(store: &impl Store) {
     let archive_bytes = archive::export_archive(store).await.unwrap();
     store.clear_all().await.unwrap();
     assert_eq!(snapshot(store).await, StoreContents::default());
-    let report = archive::import_archive(
-        store,
-        &archive_bytes,
-        ImportMode::Replace,
-        &ArchiveLimits::default(),
-    )
-    .await
-    .unwrap();
+    let report = import_archive(store, &archive_bytes, ImportMode::Replace)
+        .await
+        .unwrap();
     // One photo of each role for alice, one for bob.
     assert_eq!(report.counts.images, ImageRole::ALL.len() as u64 + 1);
     assert_eq!(report.counts.models, 2);
     assert_eq!(snapshot(store).await, before);
     assert_eq!(archive::export_archive(store).await.unwrap(), archive_bytes);
     // Importing the same archive again in merge mode changes nothing.
-    archive::import_archive(
-        store,
-        &archive_bytes,
-        ImportMode::Merge,
-        &ArchiveLimits::default(),
-    )
-    .await
-    .unwrap();
+    import_archive(store, &archive_bytes, ImportMode::Merge)
+        .await
+        .unwrap();
     assert_eq!(snapshot(store).await, before);
 }
 
@@ -737,14 +726,9 @@ pub async fn descriptors_round_trip_and_stay_out_of_archives(store: &impl Store)
 
     let archive_bytes = archive::export_archive(store).await.unwrap();
     store.clear_all().await.unwrap();
-    archive::import_archive(
-        store,
-        &archive_bytes,
-        ImportMode::Replace,
-        &ArchiveLimits::default(),
-    )
-    .await
-    .unwrap();
+    import_archive(store, &archive_bytes, ImportMode::Replace)
+        .await
+        .unwrap();
     let imported = store.get_image(&photo.id).await.unwrap().unwrap();
     assert_eq!(imported.descriptor, None);
     assert_eq!(
@@ -817,18 +801,13 @@ pub async fn injected_failures_change_nothing(store: &impl Store, faults: &Fault
             let result = match op {
                 "batch" => store.put_images(&batch).await,
                 "model" => store.save_and_activate_model(&new_model).await,
-                "import" => archive::import_archive(
-                    store,
-                    &archive_bytes,
-                    ImportMode::Replace,
-                    &ArchiveLimits::default(),
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| match e {
-                    ArchiveError::Store(e) => e,
-                    other => panic!("{other}"),
-                }),
+                "import" => import_archive(store, &archive_bytes, ImportMode::Replace)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        ArchiveError::Store(e) => e,
+                        other => panic!("{other}"),
+                    }),
                 "delete profile" => store.delete_profile("alice").await.map(|_| ()),
                 _ => store.clear_all().await,
             };

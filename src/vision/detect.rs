@@ -552,28 +552,21 @@ mod tests {
     fn short_range_has_896_anchors_in_mediapipe_order() {
         let anchors = ssd_anchors(&AnchorOptions::short_range());
         assert_eq!(anchors.len(), NUM_ANCHORS);
-        // 16×16 map, 2 per cell, row-major.
-        assert_eq!(
-            anchors[0],
-            Anchor {
-                x_centre: 0.5 / 16.0,
-                y_centre: 0.5 / 16.0
-            }
-        );
-        assert_eq!(anchors[1], anchors[0]);
-        assert_eq!(anchors[2].x_centre, 1.5 / 16.0);
-        assert_eq!(anchors[32].y_centre, 1.5 / 16.0);
-        // 8×8 map, 6 per cell.
-        assert_eq!(
-            anchors[512],
-            Anchor {
-                x_centre: 0.5 / 8.0,
-                y_centre: 0.5 / 8.0
-            }
-        );
-        assert_eq!(anchors[517], anchors[512]);
-        assert_eq!(anchors[518].x_centre, 1.5 / 8.0);
-        assert_eq!(anchors[895].x_centre, 7.5 / 8.0);
+        // A 16×16 map with 2 anchors per cell, then an 8×8 map with 6; cells row-major.
+        for (first, side, per_cell) in [(0, 16, 2), (512, 8, 6)] {
+            let cell =
+                |row: usize, column: usize| anchors[first + (row * side + column) * per_cell];
+            let centre = |i: usize| (i as f32 + 0.5) / side as f32;
+            let top_left = Anchor {
+                x_centre: centre(0),
+                y_centre: centre(0),
+            };
+            assert_eq!(cell(0, 0), top_left);
+            assert_eq!(anchors[first + per_cell - 1], top_left);
+            assert_eq!(cell(0, 1).x_centre, centre(1));
+            assert_eq!(cell(1, 0).y_centre, centre(1));
+        }
+        assert_eq!(anchors[NUM_ANCHORS - 1].x_centre, 7.5 / 8.0);
     }
 
     #[test]

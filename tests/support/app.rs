@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Session, shared_dir};
+use super::{ChromeDriver, Session, StaticServer, dist_dir, shared_dir};
 
 pub const STARTUP: Duration = Duration::from_secs(180);
 pub const TRAINING: Duration = Duration::from_secs(900);
@@ -32,6 +32,44 @@ pub fn temp_profile(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// The built app served on this machine, a ChromeDriver, and a browser profile that outlives
+/// each browser (a restart finds the stored photos and model again).
+pub struct ServedApp {
+    pub server: StaticServer,
+    /// The page, with its query (e.g. `?backend=cpu`).
+    pub url: String,
+    pub driver: ChromeDriver,
+    pub profile: PathBuf,
+}
+
+impl ServedApp {
+    /// Serves the built app as a host should; `page` is the path and query to open, `profile`
+    /// names the fresh browser profile.
+    pub fn start(page: &str, profile: &str) -> Self {
+        Self::start_on(StaticServer::start(dist_dir()), page, profile)
+    }
+
+    pub fn start_on(server: StaticServer, page: &str, profile: &str) -> Self {
+        let url = server.url(page);
+        ServedApp {
+            server,
+            url,
+            driver: ChromeDriver::start(),
+            profile: temp_profile(profile),
+        }
+    }
+
+    /// A browser on the profile, its fake camera playing `clip`, with the app open and ready on
+    /// WebGPU or the CPU backend.
+    pub fn open(&self, clip: &str, webgpu: bool) -> Session {
+        let session = self
+            .driver
+            .session_with_profile(&browser_args(clip, webgpu), &self.profile);
+        open_app(&session, &self.url, if webgpu { "WebGPU" } else { "CPU" });
+        session
+    }
 }
 
 /// Turns "Require liveness" off (identity only, as the tutorial verified): the fake cameras'

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use faceverify::model::{blazeface, face_resnet};
 use faceverify::pipeline::FacePipeline;
+use sha2::{Digest, Sha256};
 
 /// The repository's root.
 pub fn repo() -> &'static Path {
@@ -51,17 +53,57 @@ pub fn json(relative: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The `inputs` of a reference fixture, once they are the test's inputs, `names`, in the same
+/// order: the fixture's figures are compared with the test's input by input.
+pub fn fixture_inputs<'a, 'n>(
+    fixture: &'a serde_json::Value,
+    names: impl IntoIterator<Item = &'n str>,
+) -> &'a [serde_json::Value] {
+    let inputs = fixture["inputs"].as_array().expect("fixture has inputs");
+    let listed: Vec<&str> = inputs
+        .iter()
+        .map(|i| i["name"].as_str().unwrap_or(""))
+        .collect();
+    let names: Vec<&str> = names.into_iter().collect();
+    assert_eq!(listed, names, "fixture and test disagree on the input list");
+    inputs
+}
+
+/// A model file of the repository (`path` as a model's `WEIGHTS_PATH`), or a panic that says
+/// how to fetch the models.
+pub fn model_file(path: &str) -> Vec<u8> {
+    let path = repo().join(path);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
+}
+
 /// The face pipeline (detector and descriptor network) on the CPU, from `models/`.
 pub fn pipeline() -> FacePipeline {
-    let read = |name: &str| {
-        let path = repo().join("models").join(name);
-        std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
-    };
     FacePipeline::from_bytes(
-        &read("blazeface.f16.bin"),
-        &read("face_resnet.q8.bin"),
+        &model_file(blazeface::WEIGHTS_PATH),
+        &model_file(face_resnet::WEIGHTS_PATH),
         &Device::flex(),
     )
     .unwrap()
+}
+
+/// Writes a reference script's inputs to the folder named by the environment variable
+/// `dir_variable`: `inputs.bin`, the inputs' pixels one after another, and `inputs.json`,
+/// `description` (how the pixels were made, and each input's name and checksum).
+pub fn write_reference_inputs(dir_variable: &str, pixels: &[u8], description: &serde_json::Value) {
+    let dir = std::env::var_os(dir_variable).unwrap_or_else(|| panic!("set {dir_variable}"));
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).expect("create the inputs folder");
+    std::fs::write(dir.join("inputs.bin"), pixels).expect("write inputs.bin");
+    let json = serde_json::to_string_pretty(description).unwrap();
+    std::fs::write(dir.join("inputs.json"), json).expect("write inputs.json");
+    println!("wrote the reference inputs to {}", dir.display());
+}
+
+/// `bytes`' SHA-256 in lower-case hex: how the reference fixtures name their input pixels.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
