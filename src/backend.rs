@@ -12,6 +12,8 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use serde::{Deserialize, Serialize};
 
+use crate::model::koch::DeviceBufferLimits;
+
 /// Largest difference between the GPU's and the CPU's self-test values that still counts as
 /// agreement. Both compute in f32 but in different orders; 1e-3 is far above rounding noise
 /// for these magnitudes and far below what a broken kernel produces.
@@ -309,6 +311,29 @@ pub async fn wgpu_device() -> Result<Device, String> {
 #[cfg(not(feature = "webgpu"))]
 pub async fn wgpu_device() -> Result<Device, String> {
     Err("this build of faceverify runs on the CPU only".into())
+}
+
+/// The buffer limits of the adapter wgpu picks (Burn's runtime requests the adapter's limits
+/// in full; in the browser, WebGPU's adapter), for the Koch network's memory check
+/// (`model::koch::check_koch_fits`); `None` without an adapter.
+#[cfg(feature = "webgpu")]
+pub async fn wgpu_buffer_limits() -> Option<DeviceBufferLimits> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let options = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    };
+    let limits = instance.request_adapter(&options).await.ok()?.limits();
+    Some(DeviceBufferLimits {
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_buffer_size: limits.max_buffer_size,
+    })
+}
+
+/// A build without Burn's wgpu backend has no adapter.
+#[cfg(not(feature = "webgpu"))]
+pub async fn wgpu_buffer_limits() -> Option<DeviceBufferLimits> {
+    None
 }
 
 /// Chooses the device for `preference`: WebGPU when an adapter exists and passes the self-test,

@@ -289,6 +289,18 @@ pub enum WorkerResponse {
     Panicked { message: String },
 }
 
+impl WorkerResponse {
+    /// What fails every request in flight when the worker stopped on `error`.
+    pub fn panicked(error: impl std::fmt::Display) -> Self {
+        WorkerResponse::Panicked {
+            message: format!(
+                "The app's worker stopped on an internal error ({error}). Reload the page; your \
+                 photos and models are kept."
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

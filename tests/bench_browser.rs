@@ -193,7 +193,7 @@ async fn bench_webgpu() {
     };
     let data = data().await;
     let koch_pairs = 1;
-    let koch_skip = match faceverify::web::webgpu_adapter_limits().await {
+    let koch_skip = match faceverify::backend::wgpu_buffer_limits().await {
         None => Some("the adapter's limits could not be read".to_string()),
         Some(limits) => check_koch_fits(&limits, koch_pairs)
             .err()

@@ -138,7 +138,7 @@ fn max_abs_change(before: &[f32], after: &[f32]) -> f32 {
 
 /// The memory check's answer for this page's adapter at the Koch step's batch size.
 async fn koch_fits_this_adapter() -> Result<(), KochMemoryError> {
-    let limits = faceverify::web::webgpu_adapter_limits()
+    let limits = faceverify::backend::wgpu_buffer_limits()
         .await
         .expect("webdriver.json enables WebGPU, so the adapter has limits");
     check_koch_fits(&limits, KOCH_PAIRS_WEBGPU).map(|_| ())
@@ -147,7 +147,7 @@ async fn koch_fits_this_adapter() -> Result<(), KochMemoryError> {
 #[wasm_bindgen_test]
 async fn the_koch_memory_check_answers_for_the_real_adapter() {
     let started = now_ms();
-    let limits = faceverify::web::webgpu_adapter_limits()
+    let limits = faceverify::backend::wgpu_buffer_limits()
         .await
         .expect("webdriver.json enables WebGPU, so the adapter has limits");
     // WebGPU guarantees at least its defaults.

@@ -12,7 +12,6 @@ use faceverify::app::{
     TrainRequest, VerifyOutcome,
 };
 use faceverify::backend::{BackendKind, BackendPreference};
-use faceverify::model::koch::DeviceBufferLimits;
 use faceverify::protocol::{CameraFrame, NetworkFile, WorkerRequest, WorkerResponse};
 use faceverify::store::{
     ImageRole, ImportMode, MemoryStore, Profile, Settings, StoreError, TrainingMode,
@@ -99,10 +98,6 @@ impl Host for TestHost {
             return Err(detail);
         }
         std::fs::read(repo().join(file.path)).map_err(|e| e.to_string())
-    }
-
-    async fn gpu_limits(&self) -> Option<DeviceBufferLimits> {
-        None
     }
 
     async fn delete_all_data(&self, store: Option<MemoryStore>) -> Result<(), StoreError> {

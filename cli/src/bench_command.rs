@@ -314,7 +314,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         if *backend_name == "wgpu" {
             // The app's memory check decides, as it must before allocating: a device that
             // cannot bind the 144 MiB dense weight fails validation (a panic in Burn).
-            plan.koch_skip = match faceverify_cli::wgpu_buffer_limits() {
+            plan.koch_skip = match pollster::block_on(faceverify::backend::wgpu_buffer_limits()) {
                 None => Some("the adapter's limits could not be read".into()),
                 Some(limits) => check_koch_fits(&limits, plan.koch_pairs)
                     .err()

@@ -110,29 +110,6 @@ impl BackendChoice {
     }
 }
 
-/// The buffer limits of the adapter wgpu picks (Burn's runtime requests the adapter's limits
-/// in full), for the Koch memory check; `None` without an adapter.
-#[cfg(feature = "gpu")]
-pub fn wgpu_buffer_limits() -> Option<faceverify::model::koch::DeviceBufferLimits> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        ..Default::default()
-    }))
-    .ok()?;
-    let limits = adapter.limits();
-    Some(faceverify::model::koch::DeviceBufferLimits {
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
-        max_buffer_size: limits.max_buffer_size,
-    })
-}
-
-/// A build without the `gpu` feature has no adapter.
-#[cfg(not(feature = "gpu"))]
-pub fn wgpu_buffer_limits() -> Option<faceverify::model::koch::DeviceBufferLimits> {
-    None
-}
-
 /// Milliseconds since the first call: the run loop's clock.
 pub fn clock_ms() -> f64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();

@@ -13,7 +13,6 @@ use faceverify::app::{
     TrainRequest, VerifyOutcome,
 };
 use faceverify::backend::{BackendKind, BackendPreference};
-use faceverify::model::koch::DeviceBufferLimits;
 use faceverify::protocol::{CameraFrame, NetworkFile, WorkerRequest, WorkerResponse};
 use faceverify::store::{DirStore, ImageRole, Settings, Store, StoreError};
 use faceverify::train::run::{CancelFlag, StopReason, TrainingEvent, TrainingMode};
@@ -69,10 +68,6 @@ impl Host for CliHost {
     async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String> {
         let path = self.models.join(file.file_name());
         std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    async fn gpu_limits(&self) -> Option<DeviceBufferLimits> {
-        crate::wgpu_buffer_limits()
     }
 
     async fn delete_all_data(&self, store: Option<DirStore>) -> Result<(), StoreError> {

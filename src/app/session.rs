@@ -41,8 +41,8 @@ use super::{
 /// The longest profile name, in characters.
 pub const MAX_PROFILE_NAME: usize = 60;
 
-/// What only the platform has: its clock, ids, event loop, message channel, storage, files and
-/// GPU. The browser's worker implements it on IndexedDB and `fetch`; tests on a memory store.
+/// What only the platform has: its clock, ids, event loop, message channel, storage and
+/// files. The browser's worker implements it on IndexedDB and `fetch`; tests on a memory store.
 #[allow(async_fn_in_trait)]
 pub trait Host {
     type Store: Store;
@@ -59,8 +59,8 @@ pub trait Host {
     async fn open_store(&self) -> Result<Self::Store, StoreError>;
     /// The bytes of a pretrained network's file; on failure, what went wrong.
     async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String>;
-    /// The GPU's buffer limits (asked only while the session computes on a GPU).
-    async fn gpu_limits(&self) -> Option<DeviceBufferLimits>;
+    /// Starts fetching a network's file ahead of `model_file`, where fetching takes time.
+    fn prefetch(&self, _file: NetworkFile) {}
     /// Deletes everything the app keeps on this device; `store`, when open, is handed over
     /// to be closed first.
     async fn delete_all_data(&self, store: Option<Self::Store>) -> Result<(), StoreError>;
@@ -269,6 +269,11 @@ impl<S: Store> Parts<S> {
 
 impl<H: Host> Session<H> {
     pub fn new(host: H, cancel: CancelFlag) -> Self {
+        // The detector and the descriptor network come first: they download while the
+        // profile is read and the backend chosen.
+        let [detector, tower, ..] = NETWORK_FILES;
+        host.prefetch(detector);
+        host.prefetch(tower);
         Self {
             host,
             cancel,
@@ -395,7 +400,7 @@ impl<H: Host> Session<H> {
     /// The GPU's buffer limits while the session computes on one.
     async fn device_limits(&mut self) -> Option<DeviceBufferLimits> {
         match self.backend().await.report.kind {
-            BackendKind::Wgpu => self.host.gpu_limits().await,
+            BackendKind::Wgpu => crate::backend::wgpu_buffer_limits().await,
             BackendKind::Cpu => None,
         }
     }

@@ -8,10 +8,8 @@ pub mod idb_store;
 mod worker;
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::{self, BackendPreference};
-use crate::model::koch::DeviceBufferLimits;
 
 pub use worker::worker_main;
 
@@ -26,12 +24,7 @@ pub fn start() {
         let Ok(scope) = js_sys::global().dyn_into::<web_sys::DedicatedWorkerGlobalScope>() else {
             return;
         };
-        let message = crate::protocol::WorkerResponse::Panicked {
-            message: format!(
-                "The app's worker stopped on an internal error ({info}). Reload the page; your \
-                 photos and models are kept."
-            ),
-        };
+        let message = crate::protocol::WorkerResponse::panicked(info);
         if let Ok(value) = to_js(&message) {
             let _ = scope.post_message(&value);
         }
@@ -59,20 +52,6 @@ pub async fn select_backend(preference: String) -> Result<JsValue, JsValue> {
         &selected.report.describe().into(),
     )?;
     Ok(value)
-}
-
-/// The buffer limits of this browser's WebGPU adapter (the ones Burn's device gets), or `None`
-/// without WebGPU. For the Koch network's memory check (`model::koch::check_koch_fits`).
-pub async fn webgpu_adapter_limits() -> Option<DeviceBufferLimits> {
-    let gpu = js_get(&js_get(&js_sys::global(), "navigator")?, "gpu")?;
-    let request_adapter: js_sys::Function = js_get(&gpu, "requestAdapter")?.dyn_into().ok()?;
-    let adapter = js_sys::Promise::from(request_adapter.call0(&gpu).ok()?);
-    let limits = js_get(&JsFuture::from(adapter).await.ok()?, "limits")?;
-    let limit = |name| js_get(&limits, name)?.as_f64().map(|v| v as u64);
-    Some(DeviceBufferLimits {
-        max_storage_buffer_binding_size: limit("maxStorageBufferBindingSize")?,
-        max_buffer_size: limit("maxBufferSize")?,
-    })
 }
 
 /// `target[key]`, or `None` where it is missing, `undefined` or `null`.

@@ -15,8 +15,7 @@ use super::executor::spawn_local;
 use super::idb_store::{self, IdbStore};
 use super::js_get;
 use crate::app::{Host, Session};
-use crate::model::koch::DeviceBufferLimits;
-use crate::protocol::{NETWORK_FILES, NetworkFile, WorkerRequest, WorkerResponse};
+use crate::protocol::{NetworkFile, WorkerRequest, WorkerResponse};
 use crate::store::StoreError;
 use crate::train::run::CancelFlag;
 
@@ -46,40 +45,20 @@ pub struct WebHost {
 }
 
 impl WebHost {
-    fn new(scope: DedicatedWorkerGlobalScope, models: String, platform: Platform) -> Self {
-        let host = Self {
-            scope,
-            models,
-            platform,
-            current_id: RefCell::new(JsValue::UNDEFINED),
-        };
-        // Started now, to overlap with reading the profile and choosing the backend; the
-        // session awaits the same downloads when it needs the networks.
-        let [detector, tower, ..] = NETWORK_FILES;
-        for file in [detector, tower] {
-            let _started = host.download(file);
-        }
-        host
-    }
-
     fn download(&self, file: NetworkFile) -> JsFuture {
         let url = format!("{}{}", self.models, file.file_name());
         JsFuture::from(self.platform.fetch_model(&url, file.name))
     }
 
     fn post_with_id(&self, message: &WorkerResponse, id: &JsValue) {
-        match super::to_js(message) {
-            Ok(value) => {
-                if !id.is_undefined() {
-                    let _ = Reflect::set(&value, &"id".into(), id);
-                }
-                if let Err(e) = self.scope.post_message(&value) {
-                    web_sys::console::error_2(&"faceverify worker: posting failed".into(), &e);
-                }
+        let posted = super::to_js(message).and_then(|value| {
+            if !id.is_undefined() {
+                Reflect::set(&value, &"id".into(), id)?;
             }
-            Err(e) => {
-                web_sys::console::error_2(&"faceverify worker: serialising failed".into(), &e)
-            }
+            self.scope.post_message(&value)
+        });
+        if let Err(e) = posted {
+            web_sys::console::error_2(&"faceverify worker: an answer was not posted".into(), &e);
         }
     }
 }
@@ -107,16 +86,16 @@ impl Host for WebHost {
     }
 
     async fn open_store(&self) -> Result<IdbStore, StoreError> {
-        IdbStore::open_default().await
+        IdbStore::open(idb_store::DATABASE_NAME).await
+    }
+
+    fn prefetch(&self, file: NetworkFile) {
+        let _started = self.download(file);
     }
 
     async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String> {
         let bytes = self.download(file).await.map_err(js_detail)?;
         Ok(Uint8Array::new(&bytes).to_vec())
-    }
-
-    async fn gpu_limits(&self) -> Option<DeviceBufferLimits> {
-        super::webgpu_adapter_limits().await
     }
 
     /// The cached files go first, so that a failure leaves the user's data (the database) as
@@ -168,7 +147,13 @@ pub fn worker_main(models: Option<String>, platform: Platform) -> Result<(), JsV
     if !models.ends_with('/') {
         models.push('/');
     }
-    let session = Session::new(WebHost::new(scope, models, platform), cancel);
+    let host = WebHost {
+        scope,
+        models,
+        platform,
+        current_id: RefCell::new(JsValue::UNDEFINED),
+    };
+    let session = Session::new(host, cancel);
     session.host().post(&WorkerResponse::Loaded);
     spawn_local(serve(session, receiver));
     Ok(())

@@ -334,7 +334,7 @@ async fn the_storage_estimate_is_reported() {
 
 #[wasm_bindgen_test]
 async fn deleting_the_database_empties_it_even_while_it_is_open() {
-    let store = IdbStore::open_default().await.unwrap();
+    let store = IdbStore::open(idb_store::DATABASE_NAME).await.unwrap();
     samples::populate(&store).await;
     assert!(!store.list_profiles().await.unwrap().is_empty());
     // The open connection closes itself when the deletion asks it to.

@@ -1,21 +1,13 @@
-//! `IdbStore`: the [`Store`](crate::store::Store) on IndexedDB ([`IndexedStore`] over [`Idb`]),
-//! plus the storage helpers [`storage_usage`] and [`delete_database`].
-//!
-//! Layout (`store::schema`): one object store per record kind, the keys and indexes that
-//! answer each query (`Query::lookups`). Records cross the JS boundary the way every value
-//! does, through serde-wasm-bindgen: photos, models and checkpoints keep their payloads as
-//! `Uint8Array`s (one copy in, one copy out); the free-form JSON fields (training settings,
-//! metrics...) are plain objects, so a number like `1.0` in them reads back as the equal `1`.
-//!
-//! Every `Store` method is one IndexedDB transaction (`store::indexed` says how a write plans
-//! and rolls back). Upgrades run the schema's migrations in `onupgradeneeded`: object stores
-//! and indexes are created, then records are rewritten with cursors inside the upgrade
-//! transaction. A failed rewrite aborts the upgrade, which leaves the database at its old
-//! version, untouched.
+//! `IdbStore`: the store on IndexedDB, [`IndexedStore`] over [`Idb`], plus the storage helpers
+//! [`storage_usage`] and [`delete_database`]. The layout, the queries' lookups and the
+//! migrations are the schema's (`store::schema`); the transactions' rules are
+//! `store::indexed`'s. Records cross the JS boundary as every value does (serde-wasm-bindgen):
+//! payloads as `Uint8Array`s, the free-form JSON fields (training settings, metrics) as plain
+//! objects, so a number like `1.0` in them reads back as the equal `1`.
 //!
 //! Files: `upgrade.rs` (the connection and the migrations), `transaction.rs` (requests and a
 //! transaction's primitives), `records.rs` (records as stored), `errors.rs` (browser failures
-//! as the store's errors); this one has the database and the storage helpers.
+//! as the store's errors).
 
 mod errors;
 mod records;
@@ -71,11 +63,6 @@ impl IdbStore {
             schema,
             connection: RefCell::new(Some(Rc::new(connection))),
         }))
-    }
-
-    /// Opens the app's database, [`DATABASE_NAME`].
-    pub async fn open_default() -> Result<IdbStore, StoreError> {
-        IdbStore::open(DATABASE_NAME).await
     }
 
     /// The database's name.

@@ -15,7 +15,7 @@ use web_sys::{
 use crate::store::schema::{Schema, SchemaVersion, Upgrade};
 use crate::store::{Access, StorageFailure, StoreError};
 use crate::web::executor::spawn_local;
-use crate::web::js_get;
+use crate::web::{js_get, to_js};
 
 use super::errors::{classify, failure_from_js};
 use super::transaction::settle;
@@ -57,9 +57,10 @@ impl Connection {
             StoreError::Unavailable { detail }
         })?;
         let migration_failure: Rc<RefCell<Option<StoreError>>> = Rc::default();
-        let failure_slot = migration_failure.clone();
+        let (upgrading, failure_slot) = (request.clone(), migration_failure.clone());
         let on_upgrade = Closure::once(move |event: IdbVersionChangeEvent| {
-            upgrade(&event, schema, failure_slot)
+            let from = SchemaVersion(event.old_version() as u32);
+            upgrade(&upgrading, from, schema, failure_slot)
         });
         request.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
         let opened = settle(&request).await;
@@ -120,17 +121,14 @@ async fn stored_version(factory: &IdbFactory, name: &str) -> Option<u32> {
 /// transaction. The work continues in a task whose every step runs while a request's success
 /// event is being dispatched, which keeps the transaction alive until the last rewrite.
 fn upgrade(
-    event: &IdbVersionChangeEvent,
+    request: &IdbOpenDbRequest,
+    from: SchemaVersion,
     schema: &'static Schema,
     failure: Rc<RefCell<Option<StoreError>>>,
 ) {
-    let from = SchemaVersion(event.old_version() as u32);
-    let request: Option<IdbOpenDbRequest> = event.target().and_then(|t| t.dyn_into().ok());
-    let Some((database, transaction)) = request.and_then(|request| {
-        let database = request.result().ok()?.dyn_into::<IdbDatabase>().ok()?;
-        Some((database, request.transaction()?))
-    }) else {
-        // The event lacks its database or transaction: nothing is created, the open fails.
+    let database = request.result().ok().and_then(|d| d.dyn_into().ok());
+    let (Some(database), Some(transaction)) = (database, request.transaction()) else {
+        // Not inside an upgrade after all: nothing is created, and the open fails with this.
         *failure.borrow_mut() = Some(StoreError::MigrationFailed {
             from: from.0,
             to: schema.version.0,
@@ -138,11 +136,11 @@ fn upgrade(
         });
         return;
     };
+    let upgrading = Upgrading {
+        database,
+        transaction,
+    };
     spawn_local(async move {
-        let upgrading = Upgrading {
-            database,
-            transaction,
-        };
         if let Err(e) = schema.upgrade(from, &upgrading).await {
             *failure.borrow_mut() = Some(e);
             // Aborting the upgrade restores the old version and every record.
@@ -175,22 +173,21 @@ impl Upgrade for Upgrading {
         key_path: &[&str],
         unique: bool,
     ) -> Result<(), String> {
-        let key_path: JsValue = match key_path {
-            [single] => (*single).into(),
-            several => several
-                .iter()
-                .map(|f| JsValue::from_str(f))
-                .collect::<Array>()
-                .into(),
+        // One field is a plain key path, several a compound one.
+        let key_path = match key_path {
+            [single] => to_js(single),
+            several => to_js(&several),
         };
         let params = IdbIndexParameters::new();
         params.set_unique(unique);
-        (self.transaction.object_store(store))
-            .and_then(|s| {
-                s.create_index_with_str_sequence_and_optional_parameters(index, &key_path, &params)
-            })
-            .map(drop)
-            .map_err(text)
+        let object_store = self.transaction.object_store(store).map_err(text)?;
+        (object_store.create_index_with_str_sequence_and_optional_parameters(
+            index,
+            &key_path.map_err(text)?,
+            &params,
+        ))
+        .map(drop)
+        .map_err(text)
     }
 
     /// With a cursor, one record at a time.
