@@ -290,6 +290,14 @@ pub enum WorkerResponse {
 }
 
 impl WorkerResponse {
+    /// The answer to a message that is not a request.
+    pub fn not_understood(error: impl std::fmt::Display) -> Self {
+        WorkerResponse::Failed {
+            request: "unknown".into(),
+            message: format!("The worker received a message it does not understand: {error}"),
+        }
+    }
+
     /// What fails every request in flight when the worker stopped on `error`.
     pub fn panicked(error: impl std::fmt::Display) -> Self {
         WorkerResponse::Panicked {

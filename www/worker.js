@@ -23,11 +23,15 @@ self.addEventListener('message', (event) => {
   delete frame.bitmap;
 });
 
-// Model files are fetched here, once per URL, streamed so the page can show progress; the Rust
-// side asks for them through `fetchModel`. A failed download is forgotten, so that the next
+// Model files are fetched here, once each, streamed so the page can show progress; the Rust
+// side asks for them by file name through `fetchModel`. They come from the folder the page
+// names, else models/ beside this file. A failed download is forgotten, so that the next
 // request tries again (the network may be back).
+const params = new URL(import.meta.url).searchParams;
+const models = params.get('models') ?? 'models/';
 const downloads = new Map();
-function fetchModel(url, name) {
+function fetchModel(file, name) {
+  const url = models.endsWith('/') ? models + file : `${models}/${file}`;
   let download = downloads.get(url);
   if (!download) {
     download = streamModel(url, name);
@@ -91,7 +95,6 @@ async function loadBuild(build) {
 }
 
 try {
-  const params = new URL(import.meta.url).searchParams;
   const preference = params.get('backend') || 'auto';
   let build = await chooseBuild(preference);
   let glue;
@@ -105,8 +108,7 @@ try {
     glue = await loadBuild(build);
   }
   self.postMessage({ type: 'Build', build });
-  // Where the model files come from: the page's choice, else models/ beside this file.
-  glue.workerMain(params.get('models') ?? undefined, platform);
+  glue.workerMain(platform);
 } catch (error) {
   self.postMessage({
     type: 'Failed',

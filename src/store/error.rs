@@ -175,7 +175,8 @@ impl StorageFailure {
     /// The store's error for this failure during `access`. A quota failure becomes
     /// `QuotaExceeded`: `needed` is what the failed transaction tried to store (the platform's
     /// own `requested` wins when it gives one) and `available` what the platform reported free,
-    /// if anything (without it, nothing is known to be free).
+    /// if anything (without it, nothing is known to be free). A missing object store or index
+    /// (`NotFoundError`) is a damaged layout.
     pub fn to_store_error(
         &self,
         access: Access,
@@ -188,6 +189,13 @@ impl StorageFailure {
                 available: available.unwrap_or(0),
             };
         }
+        if self.named("NotFoundError") {
+            let detail = format!(
+                "the database lacks a part of its layout ({})",
+                self.detail()
+            );
+            return StoreError::Corrupt { detail };
+        }
         access.error(self.detail())
     }
 }
@@ -195,6 +203,20 @@ impl StorageFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_part_of_the_layout_is_a_damaged_store() {
+        let missing = StorageFailure {
+            name: Some("NotFoundError".into()),
+            message: "no object store 'runs'".into(),
+            requested: None,
+        };
+        let err = missing.to_store_error(Access::Read, 0, None);
+        assert!(
+            matches!(&err, StoreError::Corrupt { detail } if detail.contains("'runs'")),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn platform_failures_become_the_error_of_their_access() {

@@ -60,6 +60,14 @@ pub(crate) fn js_get(target: &JsValue, key: &str) -> Option<JsValue> {
     (!value.is_undefined() && !value.is_null()).then_some(value)
 }
 
+/// A JS error's message (an `Error`, a `DOMException`, a string, or anything else).
+pub(crate) fn js_message(error: &JsValue) -> String {
+    let message = js_get(error, "message").and_then(|m| m.as_string());
+    message
+        .or_else(|| error.as_string())
+        .unwrap_or_else(|| format!("{error:?}"))
+}
+
 /// How Rust values become JS values, for the page and for IndexedDB alike: plain objects
 /// (never `Map`s), so page code and tests can read fields; `None` as `null`; and bytes
 /// (`serde_bytes` fields: photo crops, archives) as `Uint8Array`s, which `new Blob([..])` and

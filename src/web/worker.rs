@@ -1,6 +1,6 @@
 //! The worker's message pump: requests from the page go to one [`Session`], one at a time, and
-//! its answers go back with the request's `id`. What only the browser has (IndexedDB, `fetch`,
-//! the clock, the event loop, WebGPU's limits) is [`WebHost`].
+//! its answers go back with the request's `id`. What only the browser has (IndexedDB, the
+//! model files, the clock, the event loop) is [`WebHost`].
 
 use std::cell::RefCell;
 
@@ -13,7 +13,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, WorkerGlobalScope};
 
 use super::executor::spawn_local;
 use super::idb_store::{self, IdbStore};
-use super::js_get;
+use super::{js_get, js_message};
 use crate::app::{Host, Session};
 use crate::protocol::{NetworkFile, WorkerRequest, WorkerResponse};
 use crate::store::StoreError;
@@ -24,10 +24,10 @@ extern "C" {
     /// What `worker.js` does for the worker, where JavaScript is the platform's own language.
     pub type Platform;
 
-    /// A promise of a model file's bytes: one download per URL, with progress posted to the
-    /// page.
+    /// A promise of the bytes of the model file `file` (a name in the models' folder): one
+    /// download per file, with progress posted to the page.
     #[wasm_bindgen(method, js_name = fetchModel)]
-    fn fetch_model(this: &Platform, url: &str, name: &str) -> Promise;
+    fn fetch_model(this: &Platform, file: &str, name: &str) -> Promise;
 
     /// Deletes the app's files in Cache Storage.
     #[wasm_bindgen(method, js_name = deleteCaches)]
@@ -37,8 +37,6 @@ extern "C" {
 /// The browser's side of a [`Session`].
 pub struct WebHost {
     scope: DedicatedWorkerGlobalScope,
-    /// Where the model files are fetched from (a folder's URL, ending in `/`).
-    models: String,
     platform: Platform,
     /// The `id` of the request being answered, echoed by its progress messages.
     current_id: RefCell<JsValue>,
@@ -46,8 +44,7 @@ pub struct WebHost {
 
 impl WebHost {
     fn download(&self, file: NetworkFile) -> JsFuture {
-        let url = format!("{}{}", self.models, file.file_name());
-        JsFuture::from(self.platform.fetch_model(&url, file.name))
+        JsFuture::from(self.platform.fetch_model(file.file_name(), file.name))
     }
 
     fn post_with_id(&self, message: &WorkerResponse, id: &JsValue) {
@@ -75,10 +72,8 @@ impl Host for WebHost {
     }
 
     fn new_id(&self, prefix: &str) -> String {
-        let mut random = [0u8; 8];
-        let _ = getrandom::fill(&mut random);
-        let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{prefix}-{:x}-{random}", Self::now_ms() as u64)
+        let random = (self.random() * (1u64 << 53) as f64) as u64;
+        format!("{prefix}-{:x}-{random:014x}", Self::now_ms() as u64)
     }
 
     fn post(&self, message: &WorkerResponse) {
@@ -94,7 +89,7 @@ impl Host for WebHost {
     }
 
     async fn model_file(&self, file: NetworkFile) -> Result<Vec<u8>, String> {
-        let bytes = self.download(file).await.map_err(js_detail)?;
+        let bytes = self.download(file).await.map_err(|e| js_message(&e))?;
         Ok(Uint8Array::new(&bytes).to_vec())
     }
 
@@ -107,7 +102,7 @@ impl Host for WebHost {
         }
         let caches = JsFuture::from(self.platform.delete_caches()).await;
         caches.map_err(|e| StoreError::WriteFailed {
-            detail: format!("deleting the app's cached files: {}", js_detail(e)),
+            detail: format!("deleting the app's cached files: {}", js_message(&e)),
         })?;
         idb_store::delete_database(idb_store::DATABASE_NAME).await
     }
@@ -122,10 +117,9 @@ impl Host for WebHost {
     }
 }
 
-/// Entry point called by `worker.js` once the wasm is instantiated in the worker. `models`: the
-/// URL of the folder the model files are fetched from (by default `models/` beside worker.js).
+/// Entry point called by `worker.js` once the wasm is instantiated in the worker.
 #[wasm_bindgen(js_name = workerMain)]
-pub fn worker_main(models: Option<String>, platform: Platform) -> Result<(), JsValue> {
+pub fn worker_main(platform: Platform) -> Result<(), JsValue> {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().dyn_into()?;
     // Requests go through a queue so that a long one (training) never interleaves with the
     // next. Cancelling is the exception: it must reach a training that is running.
@@ -143,13 +137,8 @@ pub fn worker_main(models: Option<String>, platform: Platform) -> Result<(), JsV
     });
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    let mut models = models.unwrap_or_else(|| "models/".into());
-    if !models.ends_with('/') {
-        models.push('/');
-    }
     let host = WebHost {
         scope,
-        models,
         platform,
         current_id: RefCell::new(JsValue::UNDEFINED),
     };
@@ -166,10 +155,7 @@ async fn serve(mut session: Session<WebHost>, mut requests: mpsc::UnboundedRecei
         *session.host().current_id.borrow_mut() = id.clone();
         let response = match serde_wasm_bindgen::from_value::<WorkerRequest>(data) {
             Ok(request) => session.answer(request).await,
-            Err(e) => WorkerResponse::Failed {
-                request: "unknown".into(),
-                message: format!("The worker received a message it does not understand: {e}"),
-            },
+            Err(e) => WorkerResponse::not_understood(e),
         };
         *session.host().current_id.borrow_mut() = JsValue::UNDEFINED;
         session.host().post_with_id(&response, &id);
@@ -185,12 +171,4 @@ async fn yield_to_event_loop() {
         }
     });
     let _ = JsFuture::from(promise).await;
-}
-
-/// A JS error's message, for the session's sentence about a failed download.
-fn js_detail(error: JsValue) -> String {
-    let message = js_get(&error, "message").and_then(|m| m.as_string());
-    message
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| format!("{error:?}"))
 }

@@ -13,12 +13,22 @@ use faceverify::store::{
     Access, FaultInjector, ImportMode, SCHEMA_VERSION, Settings, StorageEstimate, Store,
     StoreContents, StoreError,
 };
-use faceverify::web::idb_store::{self, IdbStore, store_error_from_browser};
+use faceverify::web::idb_store::{self, IdbStore, failure_from_js};
 use js_sys::{Reflect, Uint8Array};
 use serde::Serialize;
 use serde_json::{Value, json};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
+
+/// A browser failure as the store reports it, given what the storage estimate said.
+fn store_error_from_browser(
+    error: &JsValue,
+    access: Access,
+    needed: u64,
+    estimate: Option<StorageEstimate>,
+) -> StoreError {
+    failure_from_js(error).to_store_error(access, needed, estimate.map(|e| e.available()))
+}
 
 /// A database name no other test (or earlier run in the same profile) uses.
 fn unique_name(what: &str) -> String {

@@ -5,12 +5,10 @@
 //! payloads as `Uint8Array`s, the free-form JSON fields (training settings, metrics) as plain
 //! objects, so a number like `1.0` in them reads back as the equal `1`.
 //!
-//! Files: `upgrade.rs` (the connection and the migrations), `transaction.rs` (requests and a
-//! transaction's primitives), `records.rs` (records as stored), `errors.rs` (browser failures
-//! as the store's errors).
+//! Files: `upgrade.rs` (the connection and the migrations), `transaction.rs` (requests, a
+//! transaction's primitives and the records as stored); this one has the database, browser
+//! failures as the store's errors, and the storage helpers.
 
-mod errors;
-mod records;
 mod transaction;
 mod upgrade;
 
@@ -23,10 +21,10 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::IdbTransactionMode;
 
 use crate::store::schema::{SCHEMA, Schema};
-use crate::store::{Access, IndexedDatabase, IndexedStore, StorageEstimate, StoreError};
-use crate::web::js_get;
-use errors::failure_from_js;
-pub use errors::store_error_from_browser;
+use crate::store::{
+    Access, IndexedDatabase, IndexedStore, StorageEstimate, StorageFailure, StoreError,
+};
+use crate::web::{js_get, js_message};
 use transaction::{ActiveTransaction, issue};
 use upgrade::{Connection, factory};
 
@@ -120,7 +118,42 @@ impl IndexedDatabase for Idb {
             opened => opened,
         };
         raw.map(|raw| ActiveTransaction::new(raw, access))
-            .map_err(|e| access.error(failure_from_js(&e).detail()))
+            .map_err(|e| failure_from_js(&e).to_store_error(access, 0, None))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser failures
+
+/// A browser failure (a `DOMException`, an `Error`, or any object with `name` and `message`)
+/// as the store's rules read it.
+pub fn failure_from_js(value: &JsValue) -> StorageFailure {
+    let text = |key| js_get(value, key).and_then(|v| v.as_string());
+    let requested = js_get(value, "requested")
+        .and_then(|v| v.as_f64())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v as u64);
+    StorageFailure {
+        name: text("name").filter(|n| !n.is_empty()),
+        message: js_message(value),
+        requested,
+    }
+}
+
+/// The store's error for a browser failure, with the storage estimate where the quota is the
+/// problem.
+async fn classify(failure: &StorageFailure, access: Access, needed: u64) -> StoreError {
+    let available = if failure.is_quota() {
+        storage_usage().await.map(|e| e.available())
+    } else {
+        None
+    };
+    failure.to_store_error(access, needed, available)
+}
+
+fn corrupt(store: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        detail: format!("a record in '{store}' is unreadable: {reason}"),
     }
 }
 

@@ -1,15 +1,16 @@
-//! Requests, and a transaction in progress with the primitives the store is built on.
+//! Requests, and a transaction in progress with the primitives the store is built on: records
+//! are written as every value that crosses to JS is, and read back as the lookup's kind.
 
-use js_sys::{Array, Promise};
+use js_sys::{Array, Promise, Reflect, Uint8Array};
+use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbCursorWithValue, IdbObjectStore, IdbRequest, IdbTransaction};
 
-use crate::store::schema::{BY_PROFILE, Lookup, Select, StoreWrite};
+use crate::store::schema::{BY_PROFILE, Lookup, RecordKind, Select, StoreWrite};
 use crate::store::{Access, IndexedTransaction, Record, StorageFailure, StoreError};
 
-use super::errors::{classify, failure_from_js};
-use super::records::{decode, payload_len, string_key, to_record};
+use super::{classify, corrupt, failure_from_js};
 
 /// Waits for a request's result, or the browser's failure. The promise settles inside the
 /// request's event and the executor resumes the caller in a microtask of that event, so the
@@ -51,16 +52,8 @@ impl ActiveTransaction {
         ActiveTransaction { raw, ended, access }
     }
 
-    /// A failed read as the store's error: a missing object store or index is a damaged layout.
     fn failed(&self, failure: StorageFailure) -> StoreError {
-        if failure.named("NotFoundError") {
-            let detail = format!(
-                "the database lacks a part of its layout ({})",
-                failure.detail()
-            );
-            return StoreError::Corrupt { detail };
-        }
-        self.access.error(failure.detail())
+        failure.to_store_error(self.access, 0, None)
     }
 
     fn refused(&self, error: JsValue) -> StoreError {
@@ -81,13 +74,11 @@ impl IndexedTransaction for ActiveTransaction {
     async fn read(&self, lookup: &Lookup<'_>) -> Result<Vec<Record>, StoreError> {
         let store = self.store(lookup.store)?;
         let values: Array = match lookup.select {
-            Select::Key(key) => {
-                let value = self.run(store.get(&key.into())).await?;
-                match value.is_undefined() {
-                    true => Array::new(),
-                    false => Array::of1(&value),
-                }
-            }
+            // The record under the key, as an array of none or one.
+            Select::Key(key) => self
+                .run(store.get_all_with_key(&key.into()))
+                .await?
+                .unchecked_into(),
             Select::All => self.run(store.get_all()).await?.unchecked_into(),
             Select::Index(index, key) => {
                 let key = crate::web::to_js(&key).map_err(|e| self.refused(e))?;
@@ -174,4 +165,53 @@ impl IndexedTransaction for ActiveTransaction {
             }),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+fn to_record<T: Serialize + ?Sized>(
+    value: &T,
+    kind: &'static str,
+    id: &str,
+) -> Result<JsValue, StoreError> {
+    value
+        .serialize(&crate::web::JS_SERIALIZER)
+        .map_err(|e| StoreError::InvalidRecord {
+            kind,
+            id: id.to_owned(),
+            reason: format!("the browser cannot store it ({e})"),
+        })
+}
+
+/// A record read by `lookup`. A model summary takes the length of the weights it leaves in
+/// JS.
+fn decode(value: JsValue, lookup: &Lookup) -> Result<Record, StoreError> {
+    let weights = match lookup.kind {
+        RecordKind::ModelSummary => payload_len(&value, "bytes"),
+        _ => 0,
+    };
+    let deserializer = serde_wasm_bindgen::Deserializer::from(value);
+    let mut record = (lookup.kind.decode(deserializer)).map_err(|e| corrupt(lookup.store, e))?;
+    if let Record::ModelSummary(summary) = &mut record {
+        summary.byte_len = weights;
+    }
+    Ok(record)
+}
+
+/// Length of a payload field (`Uint8Array` or number array) without copying it into wasm.
+fn payload_len(record: &JsValue, field: &str) -> u64 {
+    let value = Reflect::get(record, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED);
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        u64::from(bytes.length())
+    } else if let Some(array) = value.dyn_ref::<Array>() {
+        u64::from(array.length())
+    } else {
+        0
+    }
+}
+
+fn string_key(key: JsValue, store: &str) -> Result<String, StoreError> {
+    key.as_string()
+        .ok_or_else(|| corrupt(store, format!("its key {key:?} is not text")))
 }

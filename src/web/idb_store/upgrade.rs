@@ -17,8 +17,8 @@ use crate::store::{Access, StorageFailure, StoreError};
 use crate::web::executor::spawn_local;
 use crate::web::{js_get, to_js};
 
-use super::errors::{classify, failure_from_js};
 use super::transaction::settle;
+use super::{classify, failure_from_js};
 
 /// An open connection. It closes itself when another connection needs a new version or
 /// deletes the database (another tab upgrading, "Delete all my data"), and the store then
