@@ -82,8 +82,6 @@ const platform = {
     }
   },
 };
-  },
-};
 
 // The page passes its backend preference: the build depends on it (builds.js).
 async function loadBuild(build) {

@@ -205,20 +205,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_missing_part_of_the_layout_is_a_damaged_store() {
-        let missing = StorageFailure {
-            name: Some("NotFoundError".into()),
-            message: "no object store 'runs'".into(),
-            requested: None,
-        };
-        let err = missing.to_store_error(Access::Read, 0, None);
-        assert!(
-            matches!(&err, StoreError::Corrupt { detail } if detail.contains("'runs'")),
-            "{err:?}"
-        );
-    }
-
-    #[test]
     fn platform_failures_become_the_error_of_their_access() {
         let quota = StorageFailure {
             name: Some("QuotaExceededError".into()),
@@ -258,6 +244,16 @@ mod tests {
             other.to_store_error(Access::Read, 0, None),
             StoreError::ReadFailed { .. }
         ));
+        // A missing object store or index: the layout is damaged, whatever the access.
+        let missing = StorageFailure {
+            name: Some("NotFoundError".into()),
+            ..other
+        };
+        let err = missing.to_store_error(Access::Read, 0, None);
+        assert!(
+            matches!(&err, StoreError::Corrupt { detail } if detail.contains("disk")),
+            "{err:?}"
+        );
     }
 
     #[test]
