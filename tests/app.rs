@@ -26,7 +26,7 @@ use faceverify::vision::frame::Frame;
 
 #[path = "support/data.rs"]
 mod data;
-use data::{model_file, pipeline, repo, shared};
+use data::{model_file, pipeline, repo, shared, sorted_entries};
 
 fn impostors() -> ImpostorModel {
     ImpostorModel::from_json(
@@ -831,21 +831,9 @@ fn turned_away_faces_are_told_apart_from_frontal_ones() {
     assert!(yaw_ratio(&turned) > MAX_YAW_RATIO);
 
     let pipeline = pipeline();
-    let lfw_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/lfw");
-    let mut people: Vec<_> = std::fs::read_dir(&lfw_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    people.sort();
     let (mut faces, mut turned_away) = (0, 0);
-    for person in people.iter().step_by(10) {
-        let mut photos: Vec<_> = std::fs::read_dir(person)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        photos.sort();
+    for person in sorted_entries(&shared("lfw")).iter().step_by(10) {
+        let photos = sorted_entries(person);
         let check = block(app::check_frame(&pipeline, &frame(&photos[0]))).unwrap();
         if check.chosen.is_some() {
             faces += 1;

@@ -6,18 +6,8 @@
 
 mod support;
 
-use support::app::STARTUP;
+use support::app::{STARTUP, browser_args};
 use support::{ChromeDriver, Site, StaticServer, dist_dir, shared_dir};
-
-fn camera_args(clip: &str) -> Vec<String> {
-    let clip = shared_dir().join("camera").join(clip);
-    assert!(clip.is_file(), "missing camera clip {}", clip.display());
-    vec![
-        "--use-fake-ui-for-media-stream".into(),
-        "--use-fake-device-for-media-stream".into(),
-        format!("--use-file-for-fake-video-capture={}", clip.display()),
-    ]
-}
 
 /// Grabs the current video frame and returns its size and pixel statistics.
 const FRAME_STATS: &str = r#"
@@ -63,7 +53,8 @@ fn threads_and_cores(session: &support::Session) -> (u64, u64) {
     (threads.as_u64().unwrap(), cores.as_u64().unwrap())
 }
 
-fn run_training_check(session: &support::Session) -> (String, String) {
+/// Runs the page's training self-check and asserts that it passed; returns what it reports.
+fn run_passing_training_check(session: &support::Session) -> String {
     session.wait_for(
         "!document.getElementById('check-training').disabled",
         "the self-check button to be enabled",
@@ -75,10 +66,9 @@ fn run_training_check(session: &support::Session) -> (String, String) {
         "the training self-check result",
         STARTUP,
     );
-    (
-        passed.as_str().unwrap().to_string(),
-        session.text("check-result"),
-    )
+    let text = session.text("check-result");
+    assert_eq!(passed, "true", "{text}");
+    text
 }
 
 #[test]
@@ -86,9 +76,7 @@ fn run_training_check(session: &support::Session) -> (String, String) {
 fn fake_camera_frames_reach_the_page_and_webgpu_is_chosen() {
     let server = StaticServer::start(dist_dir());
     let driver = ChromeDriver::start();
-    let mut args = camera_args("person-a.mjpeg");
-    args.push("--enable-unsafe-webgpu".into());
-    let session = driver.session(&args);
+    let session = driver.session(&browser_args("person-a.mjpeg", true));
     session.goto(&server.url("/"));
 
     session.wait_for(
@@ -118,8 +106,7 @@ fn fake_camera_frames_reach_the_page_and_webgpu_is_chosen() {
         session.text("backend-status")
     );
     assert!(session.text("webgpu-notice").is_empty());
-    let (passed, text) = run_training_check(&session);
-    assert_eq!(passed, "true", "{text}");
+    let text = run_passing_training_check(&session);
     assert!(text.contains("WebGPU"), "{text}");
 }
 
@@ -128,7 +115,7 @@ fn fake_camera_frames_reach_the_page_and_webgpu_is_chosen() {
 fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
     let server = StaticServer::start(dist_dir());
     let driver = ChromeDriver::start();
-    let session = driver.session(&camera_args("person-a.mjpeg"));
+    let session = driver.session(&browser_args("person-a.mjpeg", false));
     session.goto(&server.url("/"));
 
     assert_eq!(backend_of(&session), "CPU");
@@ -143,8 +130,7 @@ fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
     );
     let notice = session.text("webgpu-notice");
     assert!(notice.contains("WebGPU is missing"), "{notice}");
-    let (passed, text) = run_training_check(&session);
-    assert_eq!(passed, "true", "{text}");
+    let text = run_passing_training_check(&session);
     assert!(text.contains("CPU"), "{text}");
 }
 
@@ -153,7 +139,7 @@ fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
 fn a_host_without_isolation_headers_gets_the_single_thread_build() {
     let server = StaticServer::start_without_isolation(dist_dir());
     let driver = ChromeDriver::start();
-    let session = driver.session(&camera_args("person-a.mjpeg"));
+    let session = driver.session(&browser_args("person-a.mjpeg", false));
     session.goto(&server.url("/?backend=cpu"));
 
     assert_eq!(backend_of(&session), "CPU");
@@ -163,8 +149,7 @@ fn a_host_without_isolation_headers_gets_the_single_thread_build() {
     let status = session.text("backend-status");
     assert_eq!(threads, 1, "{status}");
     assert!(status.contains("on one thread"), "{status}");
-    let (passed, text) = run_training_check(&session);
-    assert_eq!(passed, "true", "{text}");
+    run_passing_training_check(&session);
     let requests = server.requests.lock().unwrap().clone();
     assert!(
         !requests.iter().any(|path| path.starts_with("/threads/")),
@@ -201,8 +186,7 @@ fn a_denied_camera_shows_what_to_do_and_the_page_still_works() {
     );
     // The rest of the app is unaffected: capturing waits for a camera, importing works.
     assert_eq!(backend_of(&session), "CPU");
-    let (passed, text) = run_training_check(&session);
-    assert_eq!(passed, "true", "{text}");
+    run_passing_training_check(&session);
     assert_eq!(
         session.eval("return document.getElementById('capture-anchor').disabled;"),
         serde_json::json!(true)

@@ -13,6 +13,7 @@ use support::app::{
     STARTUP, ServedApp, TRAINING, browser_args, burst, count, export_archive, identify,
     identity_only, open_app, temp_profile, thumbnails, train, verify,
 };
+use support::data::sorted_entries;
 use support::{ChromeDriver, Session, Site, StaticServer, dist_dir, shared_dir};
 
 #[path = "support/clips.rs"]
@@ -21,23 +22,20 @@ mod clips;
 /// Other people's photos from LFW (not the two men of the camera clips).
 fn negative_photos(count: usize) -> Vec<PathBuf> {
     let lfw = shared_dir().join("data/lfw");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&lfw)
-        .unwrap_or_else(|e| panic!("{}: {e}", lfw.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
+    let names: Vec<PathBuf> = sorted_entries(&lfw)
+        .into_iter()
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
             !name.starts_with("George_W_Bush") && !name.starts_with("Colin_Powell")
         })
         .collect();
-    names.sort();
     names
         .iter()
         .step_by(names.len() / count)
         .take(count)
         .filter_map(|dir| {
-            std::fs::read_dir(dir)
-                .ok()?
-                .filter_map(|e| e.ok().map(|e| e.path()))
+            sorted_entries(dir)
+                .into_iter()
                 .find(|p| p.extension().is_some_and(|e| e == "jpg"))
         })
         .collect()

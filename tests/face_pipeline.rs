@@ -11,8 +11,6 @@
 //! Photos come from `../shared/data` (never copied into the repository); the tests that need them
 //! panic with a clear message when it is missing.
 
-use std::path::PathBuf;
-
 use burn::tensor::Device;
 use faceverify::model::blazeface::{
     BlazeFace, INPUT_SIZE, NUM_ANCHORS, NUM_COORDS, WEIGHTS_PATH, input_from_rgb8,
@@ -29,7 +27,10 @@ use serde_json::Value;
 
 #[path = "support/data.rs"]
 mod data;
-use data::{fixture_inputs, json, model_file, sha256_hex, shared_data, write_reference_inputs};
+use data::{
+    PORTRAITS, TWO_PEOPLE, fixture_inputs, json, model_file, sha256_hex, shared_data,
+    sorted_entries, write_preprocessed_inputs,
+};
 
 const FIXTURE: &str = "tests/fixtures/blazeface_reference.json";
 
@@ -42,18 +43,6 @@ frame pixel weighted by its overlap, computed in f64, rounded as floor(v + 0.5) 
 row-major, RGB per pixel. The network sees each value p as float32(p / 127.5 - 1) (computed in \
 f64, then rounded), NHWC for onnxruntime, NCHW for Burn.";
 
-/// Photos with exactly one face each.
-const PORTRAITS: &[&str] = &[
-    "color/astronaut.png",
-    "color/biden.jpg",
-    "color/biden2.jpg",
-    "color/obama.jpg",
-    "color/obama1.jpg",
-    "color/obama2.jpg",
-    "color/obama3.jpg",
-    "color/obama_partial_face.jpg",
-];
-const TWO_PEOPLE: &str = "color/two_people.jpg";
 /// LFW photos (250x250, grayscale, roughly aligned, black borders).
 const LFW: &[&str] = &[
     "lfw/George_W_Bush/George_W_Bush_0001.jpg",
@@ -249,12 +238,7 @@ fn lfw_template_matches_mean_lfw_keypoints() {
     let shared = shared_data(&["color", "lfw"]);
     let device = Device::flex();
     let detector = detector(&device);
-    let mut people: Vec<PathBuf> = std::fs::read_dir(shared.join("lfw"))
-        .expect("lfw/ lists")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    people.sort();
+    let people = sorted_entries(&shared.join("lfw"));
     let frames: Vec<Frame> = people
         .iter()
         .take(64)
@@ -693,14 +677,10 @@ fn parity_with_onnxruntime_wgpu() {
 #[ignore]
 fn dump_reference_inputs() {
     let inputs = parity_inputs();
-    let pixels: Vec<u8> = inputs.iter().flat_map(|i| i.rgb.iter().copied()).collect();
-    let description = serde_json::json!({
-        "preprocess": PREPROCESS,
-        "inputs": inputs.iter().map(|i| serde_json::json!({
-            "name": i.name,
-            "letterbox": [i.letterbox.origin.x, i.letterbox.origin.y, i.letterbox.side],
-            "rgb_sha256": sha256_hex(&i.rgb),
-        })).collect::<Vec<_>>(),
+    let described = inputs.iter().map(|i| {
+        let letterbox = [i.letterbox.origin.x, i.letterbox.origin.y, i.letterbox.side];
+        let entry = serde_json::json!({ "name": i.name, "letterbox": letterbox });
+        (&i.rgb[..], entry)
     });
-    write_reference_inputs("BLAZEFACE_DUMP_DIR", &pixels, &description);
+    write_preprocessed_inputs("BLAZEFACE_DUMP_DIR", PREPROCESS, described);
 }

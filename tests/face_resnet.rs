@@ -17,7 +17,10 @@ use faceverify::model::weights::WeightsFile;
 
 #[path = "support/data.rs"]
 mod data;
-use data::{fixture_inputs, json, model_file, sha256_hex, shared_data, write_reference_inputs};
+use data::{
+    PORTRAITS, TWO_PEOPLE, fixture_inputs, json, model_file, sha256_hex, shared_data,
+    write_preprocessed_inputs,
+};
 
 const FIXTURE: &str = "tests/fixtures/face_resnet_reference.json";
 /// Largest allowed L2 distance between our descriptor and face-api's.
@@ -29,19 +32,6 @@ Resample it to 150x150 by exact area averaging: output pixel (i, j) is the mean 
 over [x0 + j*s, x0 + (j+1)*s) x [y0 + i*s, y0 + (i+1)*s), s = side/150, each source pixel \
 weighted by its overlap with that square, computed in f64, then rounded as floor(v + 0.5) to u8. \
 Stored row-major, RGB per pixel; the network sees these values as float32 in 0..255.";
-
-/// Colour photos: the centre square of the whole frame (parity only; no face alignment).
-const COLOR: &[&str] = &[
-    "color/astronaut.png",
-    "color/biden.jpg",
-    "color/biden2.jpg",
-    "color/obama.jpg",
-    "color/obama1.jpg",
-    "color/obama2.jpg",
-    "color/obama3.jpg",
-    "color/obama_partial_face.jpg",
-    "color/two_people.jpg",
-];
 
 /// LFW (250x250, aligned, grayscale): two photos each of four people, centre box of
 /// [`LFW_SIDE`] pixels, roughly the region dlib's 150x150 face chips cover.
@@ -124,8 +114,9 @@ fn load_input(shared: &Path, name: &str, lfw_side: Option<u32>) -> Input {
 
 fn all_inputs() -> Vec<Input> {
     let shared = shared_data(&["color", "lfw"]);
-    COLOR
-        .iter()
+    // Colour photos: the centre square of the whole frame (parity only; no face alignment).
+    let color = PORTRAITS.iter().chain([&TWO_PEOPLE]);
+    color
         .map(|n| load_input(&shared, n, None))
         .chain(LFW.iter().map(|n| load_input(&shared, n, Some(LFW_SIDE))))
         .collect()
@@ -287,14 +278,11 @@ fn lfw_same_person_closer_than_different() {
 #[ignore]
 fn dump_reference_inputs() {
     let inputs = all_inputs();
-    let pixels: Vec<u8> = inputs.iter().flat_map(|i| i.rgb.iter().copied()).collect();
-    let description = serde_json::json!({
-        "preprocess": PREPROCESS,
-        "inputs": inputs.iter().map(|i| serde_json::json!({
-            "name": i.name,
-            "crop": i.crop,
-            "rgb_sha256": sha256_hex(&i.rgb),
-        })).collect::<Vec<_>>(),
+    let described = inputs.iter().map(|i| {
+        (
+            &i.rgb[..],
+            serde_json::json!({ "name": i.name, "crop": i.crop }),
+        )
     });
-    write_reference_inputs("FACE_RESNET_DUMP_DIR", &pixels, &description);
+    write_preprocessed_inputs("FACE_RESNET_DUMP_DIR", PREPROCESS, described);
 }

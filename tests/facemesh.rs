@@ -27,7 +27,9 @@ use serde_json::Value;
 
 #[path = "support/data.rs"]
 mod data;
-use data::{json, model_file, pipeline, sha256_hex, shared, write_reference_inputs};
+use data::{
+    json, model_file, pipeline, sha256_hex, shared, sorted_entries, write_reference_inputs,
+};
 
 #[path = "support/clips.rs"]
 mod clips;
@@ -587,21 +589,10 @@ fn eye_openness_of_photos_and_of_blinks() {
         let meshed = pollster::block_on(mesh_face(&mesh, &frame, face)).unwrap()?;
         Some(meshed.state.eyes())
     };
-    let mut people: Vec<_> = std::fs::read_dir(shared("lfw"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    people.sort();
+    let people = sorted_entries(&shared("lfw"));
     let mut photos = Vec::new();
     for person in people.iter().step_by(10) {
-        let mut files: Vec<_> = std::fs::read_dir(person)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        photos.extend(eyes_of(&files[0]));
+        photos.extend(eyes_of(&sorted_entries(person)[0]));
     }
     photos.sort_by(f32::total_cmp);
     let at = |q: f64| photos[((photos.len() - 1) as f64 * q).round() as usize];

@@ -8,7 +8,7 @@
 //! Loop mechanics use tiny networks so the file runs in seconds; the LFW test embeds about a
 //! hundred photos once with the pretrained tower and trains only the head.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -36,7 +36,7 @@ use faceverify::train::step::{
 
 #[path = "support/data.rs"]
 mod data;
-use data::{model_file, repo, shared_data};
+use data::{model_file, repo, shared_data, sorted_entries};
 #[cfg(feature = "webgpu")]
 #[path = "support/gpu.rs"]
 mod gpu;
@@ -617,40 +617,29 @@ fn lfw() -> PathBuf {
     shared_data(&["lfw/George_W_Bush"]).join("lfw")
 }
 
-fn photos(dir: &Path) -> Vec<PathBuf> {
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    photos.sort();
-    photos
-}
-
 #[test]
 fn fine_tune_on_lfw_reaches_095_precision_and_recall() {
     let lfw = lfw();
     let started = std::time::Instant::now();
     // The user: George_W_Bush (anchors and positives are different photos). Negatives: one
     // photo each of other people G–L, none of whom the impostor model (A–F) saw.
-    let user = photos(&lfw.join("George_W_Bush"));
+    let user = sorted_entries(&lfw.join("George_W_Bush"));
     let anchors = &user[..30];
     let positives = &user[30..60];
-    let mut others: Vec<PathBuf> = std::fs::read_dir(&lfw)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let others: Vec<PathBuf> = sorted_entries(&lfw)
+        .into_iter()
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let first = name.chars().next().unwrap();
             ('G'..='L').contains(&first) && name != "George_W_Bush"
         })
         .collect();
-    others.sort();
     // Every 15th person: a spread over G–L, deterministic.
     let negatives: Vec<PathBuf> = others
         .iter()
         .step_by(15)
         .take(40)
-        .map(|dir| photos(dir)[0].clone())
+        .map(|dir| sorted_entries(dir)[0].clone())
         .collect();
     assert_eq!(negatives.len(), 40);
 

@@ -21,6 +21,7 @@ use faceverify::vision::frame::Frame;
 
 use crate::bench::figures::{self, FINE_TUNE_CAPTURES};
 use crate::bench::{self as suite, Data, Plan, Record, Sink};
+use crate::flags::{flag_values, number};
 
 const USAGE: &str = "usage: faceverify bench [--backend cpu|wgpu|all] [--runs N] [--warmup N] \
 [--slow-runs N] [--koch-pairs N] [--shared DIR] [--models DIR] [--only NAME]
@@ -63,22 +64,11 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         shared: root.join("..").join("shared"),
         models: root.join("models"),
     };
-    let mut iter = raw.iter();
-    while let Some(flag) = iter.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.into());
-        }
-        let value = iter
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = || {
-            value
-                .parse::<usize>()
-                .map_err(|_| format!("{flag}: '{value}' is not a number"))
-        };
-        match flag.as_str() {
+    for (flag, value) in flag_values(raw, USAGE)? {
+        let number = || number::<usize>(flag, value);
+        match flag {
             "--backend" => {
-                args.backends = match value.as_str() {
+                args.backends = match value {
                     "cpu" | "flex" => vec!["cpu"],
                     "wgpu" | "gpu" => vec!["wgpu"],
                     "all" => vec!["cpu", "wgpu"],
@@ -98,7 +88,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
             "--koch-pairs" => args.plan.koch_pairs = number()?.max(1),
             "--shared" => args.shared = PathBuf::from(value),
             "--models" => args.models = PathBuf::from(value),
-            "--only" => args.plan.only = Some(value.clone()),
+            "--only" => args.plan.only = Some(value.to_owned()),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }

@@ -17,6 +17,8 @@ use faceverify::train::default_head::{
 };
 use faceverify::vision::align::CropMode;
 
+use crate::flags::{flag_values, number};
+
 const USAGE: &str = "usage: faceverify default-head --lfw DIR --pairs FILE --out FILE \
 [--per-class N] [--epochs N] [--target-far X]";
 
@@ -37,20 +39,14 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
     let mut per_class = 1500;
     let mut training = HeadTraining::default();
     let mut target_far = TARGET_FAR;
-    let mut args = raw.iter();
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = |_| format!("{flag}: '{value}' is not a number");
-        let bad_float = |_: std::num::ParseFloatError| format!("{flag}: '{value}' is not a number");
-        match flag.as_str() {
+    for (flag, value) in flag_values(raw, USAGE)? {
+        match flag {
             "--lfw" => lfw = Some(PathBuf::from(value)),
             "--pairs" => pairs = Some(PathBuf::from(value)),
             "--out" => out = Some(PathBuf::from(value)),
-            "--per-class" => per_class = value.parse().map_err(bad)?,
-            "--epochs" => training.epochs = value.parse().map_err(bad)?,
-            "--target-far" => target_far = value.parse().map_err(bad_float)?,
+            "--per-class" => per_class = number(flag, value)?,
+            "--epochs" => training.epochs = number(flag, value)?,
+            "--target-far" => target_far = number(flag, value)?,
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
     }

@@ -19,6 +19,8 @@ use faceverify::model::{blazeface, face_resnet::FaceResNet};
 use faceverify::vision::align::CropMode;
 use faceverify::vision::detect::FaceDetector;
 
+use crate::flags::{flag_values, number};
+
 const USAGE: &str = "usage: faceverify eval --lfw DIR --pairs FILE [--crop detect|centre] \
 [--fallback centre|lfw-framing] [--limit N] [--batch-size N] [--backend cpu|wgpu] \
 [--models DIR] [--json FILE]";
@@ -39,26 +41,15 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
     let mut backend = "cpu".to_string();
     let mut models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
     let mut json = None;
-    let mut args = raw.iter().cloned();
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_string());
-        }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: '{v}' is not a number"))
-        };
-        match flag.as_str() {
+    for (flag, value) in flag_values(raw, USAGE)? {
+        match flag {
             "--lfw" => lfw = Some(PathBuf::from(value)),
             "--pairs" => pairs = Some(PathBuf::from(value)),
             "--crop" => options.crop = value.parse::<CropMode>()?,
             "--fallback" => options.fallback = value.parse()?,
-            "--limit" => options.limit = Some(number(&value)?),
-            "--batch-size" => options.batch_size = number(&value)?,
-            "--backend" => backend = value,
+            "--limit" => options.limit = Some(number(flag, value)?),
+            "--batch-size" => options.batch_size = number(flag, value)?,
+            "--backend" => backend = value.to_owned(),
             "--models" => models = PathBuf::from(value),
             "--json" => json = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other}\n{USAGE}")),

@@ -19,6 +19,7 @@ mod bench;
 mod bench_command;
 mod default_head_command;
 mod eval_command;
+mod flags;
 
 const USAGE: &str = "usage:
   faceverify train --data DIR [--mode fine-tune|classic] [--epochs N] [--batch N] [--seed N]

@@ -23,8 +23,9 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
+use super::read_f32s;
 use super::weights::{WeightsFile, WeightsFileError};
 
 /// Side of the square input in pixels.
@@ -240,14 +241,9 @@ impl BlazeFace {
     /// Run the network and read the raw outputs back (asynchronously, as WebGPU requires).
     pub async fn run(&self, input: Tensor<4>) -> Result<RawDetections, BlazeFaceError> {
         let out = self.forward(input);
-        fn read(e: impl std::fmt::Debug) -> BlazeFaceError {
-            BlazeFaceError::Read(format!("{e:?}"))
-        }
-        let scores = out.scores.into_data_async().await.map_err(read)?;
-        let boxes = out.boxes.into_data_async().await.map_err(read)?;
         Ok(RawDetections {
-            scores: scores.try_to_vec::<f32>().map_err(read)?,
-            boxes: boxes.try_to_vec::<f32>().map_err(read)?,
+            scores: read_f32s(out.scores).await.map_err(BlazeFaceError::Read)?,
+            boxes: read_f32s(out.boxes).await.map_err(BlazeFaceError::Read)?,
         })
     }
 }
@@ -256,19 +252,7 @@ impl BlazeFace {
 /// `B` interleaved RGB8 images of 128×128 pixels, concatenated. Each value is `p / 127.5 - 1`
 /// computed in f64 and rounded to f32, so that a reference runtime can feed identical numbers.
 pub fn input_from_rgb8(pixels: &[u8], device: &Device) -> Tensor<4> {
-    let per_image = INPUT_SIZE * INPUT_SIZE * 3;
-    assert!(
-        !pixels.is_empty() && pixels.len().is_multiple_of(per_image),
-        "blazeface::input_from_rgb8: {} bytes is not a whole number of 128x128 RGB images",
-        pixels.len()
-    );
-    let b = pixels.len() / per_image;
-    let values: Vec<f32> = pixels.iter().map(|&p| pixel_to_input(p)).collect();
-    Tensor::<4>::from_data(
-        TensorData::new(values, [b, INPUT_SIZE, INPUT_SIZE, 3]),
-        device,
-    )
-    .permute([0, 3, 1, 2])
+    super::square_rgb8_input(pixels, INPUT_SIZE, pixel_to_input, "blazeface", device)
 }
 
 /// One 0..255 channel value as the network sees it.

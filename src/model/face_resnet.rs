@@ -27,6 +27,7 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::read_f32s;
 use super::weights::{WeightsFile, WeightsFileError};
 
 /// Side of the square input in pixels.
@@ -316,14 +317,9 @@ impl FaceResNet {
         &self,
         input: Tensor<4>,
     ) -> Result<Vec<[f32; EMBEDDING_DIM]>, FaceResNetError> {
-        let out = self.forward(input);
-        let data = out
-            .into_data_async()
+        let values = read_f32s(self.forward(input))
             .await
-            .map_err(|e| FaceResNetError::Read(format!("{e:?}")))?;
-        let values = data
-            .try_to_vec::<f32>()
-            .map_err(|e| FaceResNetError::Read(format!("{e:?}")))?;
+            .map_err(FaceResNetError::Read)?;
         Ok(values
             .chunks_exact(EMBEDDING_DIM)
             .map(|c| {
@@ -338,17 +334,5 @@ impl FaceResNet {
 /// Build the tower's input `[B, 3, 150, 150]` (values 0..255) from `B` interleaved RGB8 images of
 /// 150×150 pixels, concatenated (`B * 150 * 150 * 3` bytes, row-major, RGB per pixel).
 pub fn input_from_rgb8(pixels: &[u8], device: &Device) -> Tensor<4> {
-    let per_image = INPUT_SIZE * INPUT_SIZE * 3;
-    assert!(
-        !pixels.is_empty() && pixels.len().is_multiple_of(per_image),
-        "input_from_rgb8: {} bytes is not a whole number of 150x150 RGB images",
-        pixels.len()
-    );
-    let b = pixels.len() / per_image;
-    let values: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
-    Tensor::<4>::from_data(
-        TensorData::new(values, [b, INPUT_SIZE, INPUT_SIZE, 3]),
-        device,
-    )
-    .permute([0, 3, 1, 2])
+    super::square_rgb8_input(pixels, INPUT_SIZE, f32::from, "face_resnet", device)
 }

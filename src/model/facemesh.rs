@@ -20,8 +20,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{PRelu, PReluConfig, PaddingConfig2d};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
+use super::read_f32s;
 use super::weights::{WeightsFile, WeightsFileError};
 
 /// Side of the square input crop in pixels.
@@ -261,20 +262,13 @@ impl FaceMesh {
     /// Runs the network and reads the outputs back (asynchronously, as WebGPU requires).
     pub async fn run(&self, input: Tensor<4>) -> Result<RawMesh, FaceMeshError> {
         let out = self.forward(input);
-        let read = |e: &dyn std::fmt::Debug| FaceMeshError::Read(format!("{e:?}"));
-        let landmarks = out
-            .landmarks
-            .into_data_async()
-            .await
-            .map_err(|e| read(&e))?;
-        let scores = out
-            .face_score
-            .into_data_async()
-            .await
-            .map_err(|e| read(&e))?;
         Ok(RawMesh {
-            landmarks: landmarks.try_to_vec::<f32>().map_err(|e| read(&e))?,
-            face_scores: scores.try_to_vec::<f32>().map_err(|e| read(&e))?,
+            landmarks: read_f32s(out.landmarks)
+                .await
+                .map_err(FaceMeshError::Read)?,
+            face_scores: read_f32s(out.face_score)
+                .await
+                .map_err(FaceMeshError::Read)?,
         })
     }
 }
@@ -334,17 +328,11 @@ impl Loader<'_> {
 /// The network's input `[B, 3, 192, 192]` from `B` interleaved RGB8 crops of 192×192 pixels,
 /// concatenated: each value `p / 255` (as human's `cutAndResize` divides), in f32.
 pub fn input_from_rgb8(pixels: &[u8], device: &Device) -> Tensor<4> {
-    let per_image = INPUT_SIZE * INPUT_SIZE * 3;
-    assert!(
-        !pixels.is_empty() && pixels.len().is_multiple_of(per_image),
-        "facemesh::input_from_rgb8: {} bytes is not a whole number of 192x192 RGB images",
-        pixels.len()
-    );
-    let b = pixels.len() / per_image;
-    let values: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-    Tensor::<4>::from_data(
-        TensorData::new(values, [b, INPUT_SIZE, INPUT_SIZE, 3]),
+    super::square_rgb8_input(
+        pixels,
+        INPUT_SIZE,
+        |p| f32::from(p) / 255.0,
+        "facemesh",
         device,
     )
-    .permute([0, 3, 1, 2])
 }

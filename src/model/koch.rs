@@ -492,13 +492,15 @@ mod tests {
         assert!(message.contains("128.0 MiB"), "{message}");
     }
 
+    /// Limits an adapter may grant when the page asks for more than the defaults.
+    const RAISED_LIMITS: DeviceBufferLimits = DeviceBufferLimits {
+        max_storage_buffer_binding_size: 1 << 30,
+        max_buffer_size: 1 << 30,
+    };
+
     #[test]
     fn raised_limits_hold_it_and_the_estimate_counts_adam() {
-        let limits = DeviceBufferLimits {
-            max_storage_buffer_binding_size: 1 << 30,
-            max_buffer_size: 1 << 30,
-        };
-        let estimate = check_koch_fits(&limits, 16).unwrap();
+        let estimate = check_koch_fits(&RAISED_LIMITS, 16).unwrap();
         assert_eq!(estimate.parameter_bytes, 38_960_448 * 4);
         assert_eq!(estimate.training_state_bytes, 4 * 38_960_448 * 4);
         assert_eq!(estimate.largest_activation_bytes, 16 * 64 * 91 * 91 * 4);
@@ -507,8 +509,8 @@ mod tests {
     #[test]
     fn a_small_max_buffer_size_is_reported_even_with_a_large_binding_limit() {
         let limits = DeviceBufferLimits {
-            max_storage_buffer_binding_size: 1 << 30,
             max_buffer_size: 100 << 20,
+            ..RAISED_LIMITS
         };
         let error = check_koch_fits(&limits, 1).unwrap_err();
         assert!(error.to_string().contains("maxBufferSize"), "{error}");
@@ -516,12 +518,8 @@ mod tests {
 
     #[test]
     fn a_huge_batch_is_limited_by_its_activations() {
-        let limits = DeviceBufferLimits {
-            max_storage_buffer_binding_size: 1 << 30,
-            max_buffer_size: 1 << 30,
-        };
         // 512 images: 64×91×91×4 bytes each = 1.01 GiB for the first layer's output.
-        let error = check_koch_fits(&limits, 512).unwrap_err();
+        let error = check_koch_fits(&RAISED_LIMITS, 512).unwrap_err();
         assert!(error.to_string().contains("first convolution"), "{error}");
     }
 }

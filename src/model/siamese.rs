@@ -152,13 +152,23 @@ mod tests {
         assert_eq!(model.head.embedding_dim(), 4096);
     }
 
+    /// A network of [`PoolTower`]s on the CPU, its weights drawn from `seed`.
+    fn seeded_pool_siamese(seed: u64) -> (Siamese<PoolTower>, Device) {
+        let device = Device::flex();
+        device.seed(seed);
+        (Siamese::new(PoolTower::new(&device), &device), device)
+    }
+
+    /// `count` random images of [`PoolTower`]'s input size.
+    fn random_images(count: usize, device: &Device) -> Tensor<4> {
+        Tensor::<4>::random([count, 1, 6, 6], Distribution::Default, device)
+    }
+
     #[test]
     fn identical_images_give_the_same_score_in_both_orders_and_shapes_are_per_pair() {
-        let device = Device::flex();
-        device.seed(3);
-        let model = Siamese::new(PoolTower::new(&device), &device);
-        let first = Tensor::<4>::random([4, 1, 6, 6], Distribution::Default, &device);
-        let second = Tensor::<4>::random([4, 1, 6, 6], Distribution::Default, &device);
+        let (model, device) = seeded_pool_siamese(3);
+        let first = random_images(4, &device);
+        let second = random_images(4, &device);
         let forward = model.forward(first.clone(), second.clone());
         let backward = model.forward(second, first);
         assert_eq!(forward.dims(), [4]);
@@ -171,11 +181,9 @@ mod tests {
 
     #[test]
     fn batched_reference_scores_equal_pairwise_scores() {
-        let device = Device::flex();
-        device.seed(5);
-        let model = Siamese::new(PoolTower::new(&device), &device);
-        let probe = Tensor::<4>::random([1, 1, 6, 6], Distribution::Default, &device);
-        let references = Tensor::<4>::random([7, 1, 6, 6], Distribution::Default, &device);
+        let (model, device) = seeded_pool_siamese(5);
+        let probe = random_images(1, &device);
+        let references = random_images(7, &device);
 
         let cached = model.embed(references.clone());
         let batched = model.score_against_references(probe.clone(), cached);

@@ -50,6 +50,7 @@ use super::step::{
     targets_tensor, train_head_step, train_step,
 };
 use crate::model::face_resnet::{EMBEDDING_DIM, FaceResNet, INPUT_SIZE, input_from_rgb8};
+use crate::model::read_f32s;
 use crate::model::siamese::{Siamese, SiameseHead};
 use crate::model::tower::{EmbeddingTower, ImageShape};
 use crate::store::validate::{ModelFile, ModelFormatError, TensorDType, TensorSpec};
@@ -1289,12 +1290,7 @@ pub fn load_module_record<M: Module>(module: M, bytes: &[u8]) -> Result<M, RunEr
 }
 
 async fn read_floats(tensor: Tensor<1>) -> Result<Vec<f32>, RunError> {
-    tensor
-        .into_data_async()
-        .await
-        .map_err(|e| RunError::Readback(e.to_string()))?
-        .try_into_vec::<f32>()
-        .map_err(|e| RunError::Readback(format!("{e:?}")))
+    read_f32s(tensor).await.map_err(RunError::Readback)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1442,18 +1438,8 @@ impl PairModel for HeadModel {
     }
 
     fn restore(&mut self, model: &[u8], optimiser: &[u8]) -> Result<(), RunError> {
-        let head = self
-            .head
-            .take()
-            .expect("the head is only absent during a step");
-        let loaded = load_module_record(head.clone(), model);
-        self.head = Some(match loaded {
-            Ok(head) => head,
-            Err(error) => {
-                self.head = Some(head);
-                return Err(error);
-            }
-        });
+        // Loaded into a copy, so a record that does not fit leaves the head as it was.
+        self.head = Some(load_module_record(self.head().clone(), model)?);
         self.optimizer.restore(optimiser)
     }
 }
@@ -1671,17 +1657,8 @@ impl<T: EmbeddingTower> PairModel for SiameseModel<T> {
     }
 
     fn restore(&mut self, model: &[u8], optimiser: &[u8]) -> Result<(), RunError> {
-        let current = self
-            .model
-            .take()
-            .expect("the model is only absent during a step");
-        match load_module_record(current.clone(), model) {
-            Ok(loaded) => self.model = Some(loaded),
-            Err(error) => {
-                self.model = Some(current);
-                return Err(error);
-            }
-        }
+        // Loaded into a copy, so a record that does not fit leaves the network as it was.
+        self.model = Some(load_module_record(self.network().clone(), model)?);
         self.optimizer.restore(optimiser)
     }
 }

@@ -124,14 +124,17 @@ pub async fn train_step<T: EmbeddingTower>(
     learning_rate: f64,
 ) -> (Siamese<T>, Result<StepOutcome, StepError>) {
     let probabilities = model.forward(batch.first, batch.second);
-    let loss = binary_cross_entropy(probabilities.clone(), batch.targets);
-    let gradients = GradientsParams::from_grads(loss.backward(), &model);
-    let model = optimizer.step(learning_rate, model, gradients);
-    let outcome = read_outcome(loss.detach(), probabilities.detach()).await;
-    (model, outcome)
+    optimise(
+        model,
+        probabilities,
+        batch.targets,
+        optimizer,
+        learning_rate,
+    )
+    .await
 }
 
-/// Trains only the head on one batch of cached embeddings (fine-tune mode).
+/// Trains only the head on one batch of cached embeddings (fine-tune mode), as [`train_step`].
 pub async fn train_head_step(
     head: SiameseHead,
     optimizer: &mut ModuleOptimizer,
@@ -139,11 +142,23 @@ pub async fn train_head_step(
     learning_rate: f64,
 ) -> (SiameseHead, Result<StepOutcome, StepError>) {
     let probabilities = head.forward(batch.first, batch.second);
-    let loss = binary_cross_entropy(probabilities.clone(), batch.targets);
-    let gradients = GradientsParams::from_grads(loss.backward(), &head);
-    let head = optimizer.step(learning_rate, head, gradients);
+    optimise(head, probabilities, batch.targets, optimizer, learning_rate).await
+}
+
+/// The rest of a training step once `module` gave its `probabilities` for a batch labelled
+/// `targets`: binary cross-entropy, backward, one Adam step, the outcome read back.
+async fn optimise<M: Module>(
+    module: M,
+    probabilities: Tensor<1>,
+    targets: Tensor<1>,
+    optimizer: &mut ModuleOptimizer,
+    learning_rate: f64,
+) -> (M, Result<StepOutcome, StepError>) {
+    let loss = binary_cross_entropy(probabilities.clone(), targets);
+    let gradients = GradientsParams::from_grads(loss.backward(), &module);
+    let module = optimizer.step(learning_rate, module, gradients);
     let outcome = read_outcome(loss.detach(), probabilities.detach()).await;
-    (head, outcome)
+    (module, outcome)
 }
 
 /// Loss and probabilities of `model` on a batch, without training (the test split).

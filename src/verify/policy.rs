@@ -18,6 +18,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::model::read_f32s;
 use crate::model::siamese::Siamese;
 use crate::model::tower::EmbeddingTower;
 
@@ -237,12 +238,7 @@ pub async fn verify_probe<T: EmbeddingTower>(
 /// Reads a probe's scores back from the device, asynchronously (WebGPU in a browser cannot
 /// read synchronously).
 pub async fn read_scores(scores: Tensor<1>) -> Result<Vec<f32>, VerificationError> {
-    scores
-        .into_data_async()
-        .await
-        .map_err(|e| VerificationError::Readback(e.to_string()))?
-        .try_into_vec::<f32>()
-        .map_err(|e| VerificationError::Readback(format!("{e:?}")))
+    read_f32s(scores).await.map_err(VerificationError::Readback)
 }
 
 // Native only: the async functions are driven by pollster, a native-only dependency; the browser

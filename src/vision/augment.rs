@@ -461,18 +461,20 @@ mod tests {
         assert_ne!(variants[0], variants[1]);
     }
 
+    /// The choices that change nothing but for the re-encode at the best JPEG quality.
+    const IDENTITY_CHOICES: PhotometricDraw = PhotometricDraw {
+        brightness_delta: 0.0,
+        contrast: 1.0,
+        flipped: false,
+        jpeg_quality: 100,
+        saturation: 1.0,
+    };
+
     #[test]
     fn identity_choices_change_the_photo_only_by_jpeg_rounding() {
         let frame = gradient(32, 32);
-        let draw = PhotometricDraw {
-            brightness_delta: 0.0,
-            contrast: 1.0,
-            flipped: false,
-            jpeg_quality: 100,
-            saturation: 1.0,
-        };
         let out = PhotometricAugmentation::default()
-            .apply(&frame, &draw)
+            .apply(&frame, &IDENTITY_CHOICES)
             .unwrap();
         assert!(mean_abs_diff(&frame, &out) < 2.0);
     }
@@ -481,11 +483,8 @@ mod tests {
     fn flip_mirrors_and_contrast_keeps_the_mean() {
         let frame = gradient(32, 32);
         let mut draw = PhotometricDraw {
-            brightness_delta: 0.0,
-            contrast: 1.0,
             flipped: true,
-            jpeg_quality: 100,
-            saturation: 1.0,
+            ..IDENTITY_CHOICES
         };
         let augmentation = PhotometricAugmentation::default();
         let flipped = augmentation.apply(&frame, &draw).unwrap();

@@ -45,6 +45,14 @@ async fn fresh_store(what: &str) -> IdbStore {
     IdbStore::open(&unique_name(what)).await.unwrap()
 }
 
+/// A fresh database holding the sample records, its name, and its records as exported.
+async fn populated_store(what: &str) -> (String, IdbStore, StoreContents) {
+    let store = fresh_store(what).await;
+    samples::populate(&store).await;
+    let contents = store.export_contents().await.unwrap();
+    (store.name().to_owned(), store, contents)
+}
+
 #[wasm_bindgen_test]
 async fn contract_suite_passes_on_indexeddb() {
     contract::run_all(|| fresh_store("contract")).await;
@@ -80,10 +88,7 @@ async fn injected_failures_roll_back_the_whole_transaction() {
 /// again gives the same bytes.
 #[wasm_bindgen_test]
 async fn export_wipe_import_is_byte_identical() {
-    let name = unique_name("archive");
-    let store = IdbStore::open(&name).await.unwrap();
-    samples::populate(&store).await;
-    let before = store.export_contents().await.unwrap();
+    let (name, store, before) = populated_store("archive").await;
     let archive_bytes = archive::export_archive(&store).await.unwrap();
     drop(store);
 
@@ -111,10 +116,7 @@ async fn export_wipe_import_is_byte_identical() {
 
 #[wasm_bindgen_test]
 async fn data_survives_closing_and_reopening_the_database() {
-    let name = unique_name("reopen");
-    let store = IdbStore::open(&name).await.unwrap();
-    samples::populate(&store).await;
-    let before = store.export_contents().await.unwrap();
+    let (name, store, before) = populated_store("reopen").await;
     drop(store);
     let store = IdbStore::open(&name).await.unwrap();
     assert_eq!(store.export_contents().await.unwrap(), before);
@@ -207,10 +209,7 @@ fn upgraded(photo: &JsValue) -> bool {
 
 #[wasm_bindgen_test]
 async fn an_upgrade_rewrites_records_and_keeps_their_payloads() {
-    let name = unique_name("upgrade");
-    let store = IdbStore::open(&name).await.unwrap();
-    samples::populate(&store).await;
-    let before = store.export_contents().await.unwrap();
+    let (name, store, before) = populated_store("upgrade").await;
     drop(store);
 
     let store = IdbStore::open_with_schema(&name, &MARKING).await.unwrap();
@@ -243,10 +242,7 @@ async fn an_upgrade_rewrites_records_and_keeps_their_payloads() {
 
 #[wasm_bindgen_test]
 async fn a_failed_upgrade_leaves_the_database_whole() {
-    let name = unique_name("upgrade-fails");
-    let store = IdbStore::open(&name).await.unwrap();
-    samples::populate(&store).await;
-    let before = store.export_contents().await.unwrap();
+    let (name, store, before) = populated_store("upgrade-fails").await;
     drop(store);
 
     PHOTOS_REWRITTEN.with(|n| n.set(0));

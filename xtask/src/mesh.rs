@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::models::{WeightsWriter, hex, npm_pack_files, read, verify_sha256};
+use crate::models::{WeightsWriter, fetch_pinned, hex};
 
 const PACKAGE: &str = "@vladmandic/human";
 const VERSION: &str = "3.3.6";
@@ -33,18 +33,12 @@ pub struct Converted {
 
 /// Fetches (or reads from `from`, an unpacked package folder), checks and converts.
 pub fn fetch_and_convert(from: Option<&Path>) -> Result<Converted, String> {
-    let (graph, bin) = match from {
-        Some(dir) => (read(&dir.join(GRAPH_PATH))?, read(&dir.join(BIN_PATH))?),
-        None => {
-            let spec = format!("{PACKAGE}@{VERSION}");
-            let mut files = npm_pack_files(&spec, TARBALL_SHA256, &[GRAPH_PATH, BIN_PATH])?;
-            let bin = files.pop().expect("two files");
-            (files.pop().expect("two files"), bin)
-        }
-    };
-    verify_sha256(GRAPH_PATH, &graph, GRAPH_SHA256)?;
-    verify_sha256(BIN_PATH, &bin, BIN_SHA256)?;
-    println!("models: {PACKAGE}@{VERSION}: {GRAPH_PATH} and {BIN_PATH} match their pinned SHA-256");
+    let [graph, bin] = fetch_pinned(
+        &format!("{PACKAGE}@{VERSION}"),
+        TARBALL_SHA256,
+        [(GRAPH_PATH, GRAPH_SHA256), (BIN_PATH, BIN_SHA256)],
+        from,
+    )?;
     convert(&graph, &bin)
 }
 

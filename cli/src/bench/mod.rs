@@ -20,6 +20,7 @@ use faceverify::app::{self, NewPhoto};
 use faceverify::model::face_resnet::{EMBEDDING_DIM, FaceResNet};
 use faceverify::model::facemesh::{FaceMesh, input_from_rgb8};
 use faceverify::model::koch::{KOCH_EMBEDDING_DIM, KochTowerConfig, pattern_images};
+use faceverify::model::read_f32s;
 use faceverify::model::siamese::Siamese;
 use faceverify::pipeline::FacePipeline;
 use faceverify::store::{ImageRole, ImageSource, MemoryStore, Profile, Store, StoredImage};
@@ -148,12 +149,9 @@ fn wanted(plan: &Plan, name: &str) -> bool {
 }
 
 async fn read(tensor: Tensor<1>) -> Result<Vec<f32>, String> {
-    tensor
-        .into_data_async()
+    read_f32s(tensor)
         .await
-        .map_err(|e| format!("reading back: {e}"))?
-        .try_into_vec::<f32>()
-        .map_err(|e| format!("reading back: {e:?}"))
+        .map_err(|e| format!("reading back: {e}"))
 }
 
 /// A 100×100 crop as the Koch tower's input `[1, 3, 100, 100]` in 0..1.
