@@ -23,7 +23,6 @@ use super::dataset::{Catalog, Change, StoreContents};
 use super::memory::write_planned;
 use super::schema::{SCHEMA_VERSION, SchemaVersion};
 use super::sha256_hex;
-use super::validate::ImageLimits;
 use super::{
     FaultInjector, Profile, Query, Record, Settings, StorageUsage, Store, StoreError, TrainingRun,
     detached,
@@ -96,7 +95,6 @@ pub struct DirStore {
     manifest: RefCell<Manifest>,
     contents: RefCell<StoreContents>,
     faults: FaultInjector,
-    image_limits: ImageLimits,
 }
 
 fn write_failed(what: &str, path: &Path, e: std::io::Error) -> StoreError {
@@ -131,7 +129,6 @@ impl DirStore {
             contents: RefCell::default(),
             root,
             faults,
-            image_limits: ImageLimits::default(),
         };
         store.remove_temp_files();
         if manifest_path.exists() {
@@ -147,11 +144,6 @@ impl DirStore {
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    pub fn with_image_limits(mut self, limits: ImageLimits) -> Self {
-        self.image_limits = limits;
-        self
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -395,10 +387,6 @@ impl Store for DirStore {
         plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
     ) -> Result<bool, StoreError> {
         write_planned(&self.contents, plan, |changes| self.commit(changes))
-    }
-
-    fn image_limits(&self) -> &ImageLimits {
-        &self.image_limits
     }
 
     /// Payload bytes by kind (each distinct payload file counted once) plus the manifest.

@@ -15,7 +15,6 @@ use super::schema::object_store::{
     ACTIVE_MODELS, ALL, CHECKPOINTS, IMAGES, MODELS, PROFILES, RUNS, SETTINGS,
 };
 use super::schema::{Lookup, RecordKind, Select, StoreWrite};
-use super::validate::ImageLimits;
 use super::{Access, FaultInjector, Query, Record, StorageUsage, Store, StoreError};
 
 /// A database laid out by the schema.
@@ -63,7 +62,6 @@ pub const PAYLOADS: [(&str, &[&str]); 3] = [
 pub struct IndexedStore<D> {
     database: D,
     faults: FaultInjector,
-    image_limits: ImageLimits,
 }
 
 impl<D: IndexedDatabase> IndexedStore<D> {
@@ -71,7 +69,6 @@ impl<D: IndexedDatabase> IndexedStore<D> {
         IndexedStore {
             database,
             faults: FaultInjector::default(),
-            image_limits: ImageLimits::default(),
         }
     }
 
@@ -83,11 +80,6 @@ impl<D: IndexedDatabase> IndexedStore<D> {
     /// transaction is then aborted, as a failure of the database would abort it.
     pub fn with_faults(mut self, faults: FaultInjector) -> Self {
         self.faults = faults;
-        self
-    }
-
-    pub fn with_image_limits(mut self, limits: ImageLimits) -> Self {
-        self.image_limits = limits;
         self
     }
 
@@ -190,9 +182,5 @@ impl<D: IndexedDatabase> Store for IndexedStore<D> {
             checkpoints,
             other: StoreContents::from_records(small).usage().other,
         })
-    }
-
-    fn image_limits(&self) -> &ImageLimits {
-        &self.image_limits
     }
 }

@@ -6,7 +6,6 @@
 use std::cell::RefCell;
 
 use super::dataset::{Catalog, Change, StoreContents};
-use super::validate::ImageLimits;
 use super::{FaultInjector, Query, Record, StorageUsage, Store, StoreError};
 
 #[derive(Debug, Default)]
@@ -15,7 +14,6 @@ pub struct MemoryStore {
     /// Byte limit (like the browser's quota); `None` is unlimited.
     quota: Option<u64>,
     faults: FaultInjector,
-    image_limits: ImageLimits,
 }
 
 impl MemoryStore {
@@ -35,11 +33,6 @@ impl MemoryStore {
     /// Routes every write through `faults`, so a test can make the Nth one fail.
     pub fn with_faults(mut self, faults: FaultInjector) -> Self {
         self.faults = faults;
-        self
-    }
-
-    pub fn with_image_limits(mut self, limits: ImageLimits) -> Self {
-        self.image_limits = limits;
         self
     }
 
@@ -98,9 +91,5 @@ impl Store for MemoryStore {
 
     async fn usage(&self) -> Result<StorageUsage, StoreError> {
         Ok(self.contents.borrow().usage())
-    }
-
-    fn image_limits(&self) -> &ImageLimits {
-        &self.image_limits
     }
 }

@@ -43,10 +43,10 @@ use validate::ImageLimits;
 
 /// Where the app keeps its data. Each method is one transaction: on error nothing changed.
 ///
-/// A backend implements the four primitives it really differs in: [`Store::read`] answers a
+/// A backend implements the three primitives it really differs in: [`Store::read`] answers a
 /// [`Query`], [`Store::write`] plans against the stored [`Catalog`] and applies the plan
-/// atomically, [`Store::usage`] counts bytes, [`Store::image_limits`] bounds photos. Everything
-/// else is written once, here, over them.
+/// atomically, [`Store::usage`] counts bytes. Everything else is written once, here, over
+/// them; every store keeps photos within the same [`ImageLimits`].
 ///
 /// Lists are ordered: images and models oldest first, runs by start time, profiles by id
 /// (ties by id), so every implementation returns the same sequence.
@@ -65,9 +65,6 @@ pub trait Store {
     ) -> Result<bool, StoreError>;
 
     async fn usage(&self) -> Result<StorageUsage, StoreError>;
-
-    /// The bounds a stored photo must keep.
-    fn image_limits(&self) -> &ImageLimits;
 
     // Profiles ------------------------------------------------------------------------------
 
@@ -102,8 +99,8 @@ pub trait Store {
     /// Stores a batch of photos all or nothing (one import = one transaction). A photo with
     /// an existing id replaces it.
     async fn put_images(&self, images: &[StoredImage]) -> Result<(), StoreError> {
-        let limits = self.image_limits();
-        self.write(|catalog| dataset::plan_put_images(catalog, images, limits))
+        let limits = ImageLimits::default();
+        self.write(|catalog| dataset::plan_put_images(catalog, images, &limits))
             .await
             .map(drop)
     }
@@ -246,8 +243,8 @@ pub trait Store {
         contents: &StoreContents,
         mode: ImportMode,
     ) -> Result<(), StoreError> {
-        let limits = self.image_limits();
-        self.write(|catalog| dataset::plan_import(catalog, contents, mode, limits))
+        let limits = ImageLimits::default();
+        self.write(|catalog| dataset::plan_import(catalog, contents, mode, &limits))
             .await
             .map(drop)
     }
