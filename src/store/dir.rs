@@ -67,6 +67,19 @@ impl Manifest {
         }
     }
 
+    /// The records without payloads as `contents` has them, and the payload entries of only
+    /// the records it still has: the manifest after a transaction's changes.
+    fn follow(&mut self, contents: &StoreContents) {
+        self.profiles = contents.profiles.clone();
+        self.active_models = contents.active_models.clone();
+        self.runs = contents.runs.clone();
+        self.settings = contents.settings;
+        self.images.retain(|id, _| contents.images.contains_key(id));
+        self.models.retain(|id, _| contents.models.contains_key(id));
+        self.checkpoints
+            .retain(|profile, _| contents.checkpoints.contains_key(profile));
+    }
+
     fn blobs(&self) -> BTreeSet<&str> {
         let mut blobs = BTreeSet::new();
         for image in self.images.values() {
@@ -215,58 +228,23 @@ impl DirStore {
         Ok(bytes)
     }
 
-    /// Writes the payloads of `change` and records it in `next`.
-    fn stage(&self, next: &mut Manifest, change: Change) -> Result<(), StoreError> {
+    /// Writes the payloads a change stores and records their files in `next`.
+    fn stage_payloads(&self, next: &mut Manifest, change: &Change) -> Result<(), StoreError> {
+        let put = |bytes: &[u8]| self.put_blob(bytes);
         match change {
-            Change::ClearAll => {
-                *next = Manifest {
-                    generation: next.generation,
-                    ..Manifest::empty()
-                }
-            }
-            Change::PutProfile(p) => {
-                next.profiles.insert(p.id.clone(), p);
-            }
-            Change::DeleteProfile(id) => {
-                next.profiles.remove(&id);
-            }
             Change::PutImage(i) => {
-                let entry = ImageEntry::detach(&i, |bytes| self.put_blob(bytes))?;
-                next.images.insert(i.id, entry);
-            }
-            Change::DeleteImage(id) => {
-                next.images.remove(&id);
+                let entry = ImageEntry::detach(i, put)?;
+                next.images.insert(i.id.clone(), entry);
             }
             Change::PutModel(m) => {
-                let entry = ModelEntry::detach(&m, |bytes| self.put_blob(bytes))?;
-                next.models.insert(m.id, entry);
-            }
-            Change::DeleteModel(id) => {
-                next.models.remove(&id);
-            }
-            Change::SetActiveModel {
-                profile_id,
-                model_id,
-            } => {
-                next.active_models.insert(profile_id, model_id);
-            }
-            Change::ClearActiveModel(profile) => {
-                next.active_models.remove(&profile);
+                let entry = ModelEntry::detach(m, put)?;
+                next.models.insert(m.id.clone(), entry);
             }
             Change::PutCheckpoint(c) => {
-                let entry = CheckpointEntry::detach(&c, |bytes| self.put_blob(bytes))?;
-                next.checkpoints.insert(c.profile_id, entry);
+                let entry = CheckpointEntry::detach(c, put)?;
+                next.checkpoints.insert(c.profile_id.clone(), entry);
             }
-            Change::DeleteCheckpoint(profile) => {
-                next.checkpoints.remove(&profile);
-            }
-            Change::PutRun(r) => {
-                next.runs.insert(r.id.clone(), r);
-            }
-            Change::DeleteRun(id) => {
-                next.runs.remove(&id);
-            }
-            Change::PutSettings(s) => next.settings = Some(s),
+            _ => {}
         }
         Ok(())
     }
@@ -280,14 +258,16 @@ impl DirStore {
         let mut contents = self.contents.borrow().clone();
         for change in changes {
             let what = change.name();
-            contents.apply(change.clone());
-            self.stage(&mut next, change).map_err(|e| match e {
-                StoreError::WriteFailed { detail } => StoreError::WriteFailed {
-                    detail: format!("{what}: {detail}"),
-                },
-                other => other,
-            })?;
+            self.stage_payloads(&mut next, &change)
+                .map_err(|e| match e {
+                    StoreError::WriteFailed { detail } => StoreError::WriteFailed {
+                        detail: format!("{what}: {detail}"),
+                    },
+                    other => other,
+                })?;
+            contents.apply(change);
         }
+        next.follow(&contents);
         next.generation += 1;
         let bytes = serde_json::to_vec_pretty(&next).expect("a manifest always serialises");
         self.write_atomically(&self.root.join(MANIFEST_FILE), &bytes, "manifest")?;
