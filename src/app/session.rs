@@ -749,12 +749,17 @@ impl<H: Host> Session<H> {
         profiles: &[ProfileId],
         unenrolled: Unenrolled,
     ) -> Result<(), SessionError> {
+        let missing: Vec<&ProfileId> = profiles
+            .iter()
+            .filter(|p| !self.verifiers.contains_key(*p))
+            .collect();
+        if missing.is_empty() {
+            // Every verification comes here: asking the GPU for its limits is for loading.
+            return Ok(());
+        }
         let limits = self.device_limits().await;
         let ready = self.parts.ready(&self.host).await?;
-        for profile in profiles {
-            if self.verifiers.contains_key(profile) {
-                continue;
-            }
+        for profile in missing {
             let loaded = Verifier::load(
                 ready.store,
                 ready.pipeline,
