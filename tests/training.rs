@@ -1,7 +1,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The training run (`faceverify::train::run`) natively on the CPU backend: the loss falls and
 //! the model separates a small fixed set; checkpoint → bytes → reload → resume equals an
-//! uninterrupted run; cancellation stops between steps and its checkpoint resumes; early
+//! uninterrupted run, a checkpoint round-trips through the store's record too and is refused
+//! on other pairs; cancellation stops between steps and its checkpoint resumes; early
 //! stopping; single training steps on their own; and a fine-tune run on LFW identities reaches
 //! 0.95 precision and recall.
 //!
@@ -19,15 +20,16 @@ use burn::tensor::activation::{relu, sigmoid};
 use faceverify::model::face_resnet::{self, FaceResNet};
 use faceverify::model::siamese::{Siamese, SiameseHead};
 use faceverify::model::tower::{EmbeddingTower, ImageShape};
+use faceverify::store::check_checkpoint_record;
 use faceverify::train::impostors::{IMPOSTOR_MODEL_PATH, load_face, load_impostor_model};
 use faceverify::train::metrics::{ConfusionCounts, area_under_curve, roc_curve};
 use faceverify::train::pairs::{
     LabelledPair, PairLabel, PairSplit, SeededRng, TrainingConfig, make_pairs,
 };
 use faceverify::train::run::{
-    FinalReport, FineTuneInputs, HeadModel, PairModel, RunControl, RunSettings, SiameseModel,
-    SilentObserver, StopReason, Trainer, TrainingCheckpoint, TrainingEvent, TrainingObserver,
-    classic_trainer, embed_faces, fine_tune_trainer, no_clock,
+    FinalReport, FineTuneInputs, HeadModel, PairModel, RunControl, RunError, RunSettings,
+    SiameseModel, SilentObserver, StopReason, Trainer, TrainingCheckpoint, TrainingEvent,
+    TrainingObserver, classic_trainer, embed_faces, fine_tune_trainer, no_clock,
 };
 use faceverify::train::step::{
     EmbeddingPairBatch, PairBatch, adam_optimizer, evaluate_batch, targets_tensor, train_head_step,
@@ -357,25 +359,31 @@ fn assert_same_head_run(resumed: &Trainer<HeadModel>, straight: &Trainer<HeadMod
     assert_eq!(resumed.position().history, straight.position().history);
 }
 
+/// A fine-tune run over `head_inputs()` for `epochs`, cancelled after the first epoch and
+/// `second_epoch_steps` steps of the second; what it recorded, and how many steps it ran.
+fn cancelled_fine_tune(epochs: usize, second_epoch_steps: usize) -> (Recorder, usize) {
+    let control = RunControl::new(no_clock);
+    let mut trainer = fine_tune_trainer(&head_inputs(), head_settings(epochs)).unwrap();
+    let steps_per_epoch = trainer.split().train.len().div_ceil(4);
+    let stop_after = steps_per_epoch + second_epoch_steps;
+    let mut recorder = Recorder::cancelling_after(stop_after, &control);
+    assert_eq!(
+        run(&mut trainer, &control, &mut recorder),
+        StopReason::Cancelled
+    );
+    (recorder, stop_after)
+}
+
 #[test]
 fn checkpoint_bytes_reload_and_resume_equal_an_uninterrupted_run() {
     // Fine-tune mode: 2 epochs straight vs 1 epoch → checkpoint → bytes → reload → 1 more.
     let straight = uninterrupted_fine_tune(2);
 
-    let control = RunControl::new(no_clock);
-    let mut first = fine_tune_trainer(&head_inputs(), head_settings(2)).unwrap();
-    // Stop at the first epoch boundary: cancel as the second epoch's first step is reached.
-    let steps_per_epoch = first.split().train.len().div_ceil(4);
-    let mut recorder = Recorder::cancelling_after(steps_per_epoch, &control);
-    assert_eq!(
-        run(&mut first, &control, &mut recorder),
-        StopReason::Cancelled
-    );
-    // The epoch-end checkpoint and the cancellation's checkpoint are the same position.
-    let bytes = recorder.checkpoints.last().unwrap().clone();
-    drop(first);
-
-    let checkpoint = TrainingCheckpoint::from_bytes(&bytes).unwrap();
+    // Stop at the first epoch boundary: the flag is raised in the first epoch's last step and
+    // seen before the second epoch's first, so the epoch-end checkpoint and the cancellation's
+    // are the same position.
+    let (recorder, _) = cancelled_fine_tune(2, 0);
+    let checkpoint = recorder.last_checkpoint();
     assert_eq!(
         (checkpoint.position.epoch, checkpoint.position.next_batch),
         (1, 0)
@@ -385,6 +393,57 @@ fn checkpoint_bytes_reload_and_resume_equal_an_uninterrupted_run() {
     let (resumed, reason) = resume_head(fresh.split().clone(), &checkpoint, 999);
     assert_eq!(reason, StopReason::Completed);
     assert_same_head_run(&resumed, &straight);
+}
+
+#[test]
+fn checkpoints_round_trip_through_bytes_and_the_store() {
+    let mut trainer = fine_tune_trainer(&head_inputs(), head_settings(1)).unwrap();
+    run_silently(&mut trainer);
+    let checkpoint = pollster::block_on(trainer.checkpoint()).unwrap();
+    assert_eq!(
+        TrainingCheckpoint::from_bytes(&checkpoint.to_bytes()).unwrap(),
+        checkpoint
+    );
+    let stored = checkpoint.to_store_checkpoint("alice", "run-1", 5);
+    check_checkpoint_record(&stored).unwrap();
+    assert_eq!(
+        TrainingCheckpoint::from_store_checkpoint(&stored).unwrap(),
+        checkpoint
+    );
+}
+
+#[test]
+fn a_checkpoint_of_other_pairs_is_refused() {
+    let trainer = fine_tune_trainer(&head_inputs(), head_settings(1)).unwrap();
+    let checkpoint = pollster::block_on(trainer.checkpoint()).unwrap();
+    let mut other = head_settings(1);
+    other.training.seed += 1;
+    let other_pairs = fine_tune_trainer(&head_inputs(), other).unwrap();
+    let model = HeadModel::new(&head_table(), 1).unwrap();
+    assert!(matches!(
+        Trainer::resume(model, other_pairs.split().clone(), &checkpoint),
+        Err(RunError::CheckpointMismatch(_))
+    ));
+}
+
+#[test]
+fn labels_reach_the_head_in_pair_order() {
+    let model = HeadModel::new(&head_inputs().anchors, 1).unwrap();
+    let pairs = vec![
+        LabelledPair {
+            anchor: 0,
+            other: 1,
+            label: PairLabel::Same,
+        },
+        LabelledPair {
+            anchor: 2,
+            other: 2,
+            label: PairLabel::Different,
+        },
+    ];
+    let outcome = pollster::block_on(model.evaluate_batch(&pairs)).unwrap();
+    assert_eq!(outcome.probabilities.len(), 2);
+    assert!(outcome.loss.is_finite());
 }
 
 #[test]
@@ -421,15 +480,7 @@ fn classic_resume_equals_an_uninterrupted_run() {
 fn cancellation_stops_between_steps_and_its_checkpoint_resumes_mid_epoch() {
     let straight = uninterrupted_fine_tune(3);
 
-    let control = RunControl::new(no_clock);
-    let mut cancelled = fine_tune_trainer(&head_inputs(), head_settings(3)).unwrap();
-    let steps_per_epoch = cancelled.split().train.len().div_ceil(4);
-    let stop_after = steps_per_epoch + 2; // inside the second epoch
-    let mut recorder = Recorder::cancelling_after(stop_after, &control);
-    assert_eq!(
-        run(&mut cancelled, &control, &mut recorder),
-        StopReason::Cancelled
-    );
+    let (recorder, stop_after) = cancelled_fine_tune(3, 2);
     // The flag was raised during step `stop_after`; no further step ran.
     assert_eq!(recorder.steps, stop_after);
     assert_eq!(

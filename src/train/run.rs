@@ -20,44 +20,37 @@
 //!   precision and recall on the test split, and a [`FinalReport`] with ROC, AUC, EER and a
 //!   calibrated [`VerificationPolicy`](crate::verify::policy::VerificationPolicy).
 //!
-//! The fine-tune head trains on the CPU backend whatever the tower ran on: it has 129
-//! parameters, so a WebGPU dispatch and read-back per step would cost far more than the
-//! arithmetic, and its checkpoints then need no GPU read at all.
+//! The modes' models, the optimiser, the records and the trained-model file live in private
+//! sibling modules and are re-exported here, so `train::run` stays the one path to them.
+//!
+//! [`Transaction`]: burn::tensor::Transaction
+//! [`SiameseHead`]: crate::model::siamese::SiameseHead
+//! [`Siamese`]: crate::model::siamese::Siamese
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param};
-use burn::optim::{
-    Adam, AdamConfig, AdamState, AdaptiveMomentumState, ModuleOptimizer, Optimizer, RecordState,
-    StateSink, StateSource,
-};
 use burn::prelude::*;
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Transaction};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::default_head::DefaultHead;
-use super::loss::binary_cross_entropy;
 use super::metrics::{ConfusionCounts, EvaluationReport, MetricsError, evaluate};
 use super::pairs::{
-    ConfigError, LabelledPair, PairSplit, PairsError, SeededRng, TrainingConfig, batches_per_epoch,
+    ConfigError, LabelledPair, PairSplit, PairsError, TrainingConfig, batches_per_epoch,
     epoch_batches, prepare_pairs,
 };
-use super::step::{
-    ADAM_EPSILON, EmbeddingPairBatch, PairBatch, StepError, StepOutcome, evaluate_batch,
-    targets_tensor, train_head_step, train_step,
-};
-use crate::model::face_resnet::{EMBEDDING_DIM, FaceResNet, INPUT_SIZE, input_from_rgb8};
-use crate::model::read_f32s;
-use crate::model::siamese::{Siamese, SiameseHead};
-use crate::model::tower::{EmbeddingTower, ImageShape};
+use super::step::{StepError, StepOutcome};
 use crate::store::validate::{ModelFile, ModelFormatError, TensorDType, TensorSpec};
 use crate::store::{Checkpoint, EpochStats};
 use crate::verify::calibration::{PolicyProposal, propose_policy};
-use crate::vision::frame::Frame;
 
+pub use super::classic::{ImageTable, SiameseModel, classic_trainer};
+pub use super::fine_tune::{
+    FineTuneInputs, HeadModel, embed_faces, fine_tune_trainer, seeded_head,
+};
+pub use super::model_file::TrainedModel;
+pub use super::optimiser::{CheckpointableAdam, CheckpointableAdamState, ModuleAndOptimiser};
+pub use super::records::{load_module_record, module_record_bytes};
 pub use crate::store::TrainingMode;
 
 /// Tower kind of a fine-tuned model: a head over the pretrained 128-d face descriptor.
@@ -388,14 +381,12 @@ struct CheckpointState {
 }
 
 /// Names of the tensors in a checkpoint or model file.
-const MODEL_TENSOR: &str = "model";
+pub(super) const MODEL_TENSOR: &str = "model";
 const OPTIMISER_TENSOR: &str = "optimiser";
 const STATE_TENSOR: &str = "state";
-const POLICY_TENSOR: &str = "policy";
-const SUMMARY_TENSOR: &str = "summary";
 
 /// A byte blob as a model-file tensor (`TensorDType::U8` exists for this).
-fn blob_spec(name: &str, bytes: &[u8]) -> TensorSpec {
+pub(super) fn blob_spec(name: &str, bytes: &[u8]) -> TensorSpec {
     TensorSpec {
         name: name.into(),
         shape: vec![bytes.len() as u64],
@@ -403,7 +394,7 @@ fn blob_spec(name: &str, bytes: &[u8]) -> TensorSpec {
     }
 }
 
-fn blob<'a>(file: &'a ModelFile, name: &str) -> Result<&'a [u8], RunError> {
+pub(super) fn blob<'a>(file: &'a ModelFile, name: &str) -> Result<&'a [u8], RunError> {
     file.tensor_bytes(name)
         .ok_or_else(|| RunError::CheckpointMismatch(format!("the file has no '{name}' part")))
 }
@@ -495,6 +486,9 @@ impl TrainingCheckpoint {
 /// A network the loop can train on pairs of indices into its own table of inputs.
 #[allow(async_fn_in_trait)]
 pub trait PairModel {
+    /// The module that training updates: a head or a whole network.
+    type Module: Module + Clone;
+
     /// Which network this is (checkpoints and model files carry it).
     fn tower_kind(&self) -> &str;
 
@@ -511,14 +505,41 @@ pub trait PairModel {
     /// Loss and probabilities on `pairs` without training.
     async fn evaluate_batch(&self, pairs: &[LabelledPair<usize>]) -> Result<StepOutcome, RunError>;
 
+    /// The module being trained and its optimiser.
+    fn training(&self) -> &ModuleAndOptimiser<Self::Module>;
+
+    /// The same, for restoring.
+    fn training_mut(&mut self) -> &mut ModuleAndOptimiser<Self::Module>;
+
     /// The trained module's record, read asynchronously.
-    async fn model_record(&self) -> Result<Vec<u8>, RunError>;
+    async fn model_record(&self) -> Result<Vec<u8>, RunError> {
+        self.training().module_record().await
+    }
 
     /// The optimiser's record, read asynchronously.
-    async fn optimiser_record(&self) -> Result<Vec<u8>, RunError>;
+    async fn optimiser_record(&self) -> Result<Vec<u8>, RunError> {
+        self.training().optimiser_record().await
+    }
 
-    /// Replaces the weights and the optimiser state with recorded ones.
-    fn restore(&mut self, model: &[u8], optimiser: &[u8]) -> Result<(), RunError>;
+    /// Replaces the weights and the optimiser state with recorded ones. A module record that
+    /// does not fit leaves the weights as they were.
+    fn restore(&mut self, model: &[u8], optimiser: &[u8]) -> Result<(), RunError> {
+        self.training_mut().restore(model, optimiser)
+    }
+}
+
+/// Concatenates the three roles into one table and makes the pairs over its indices.
+pub(super) fn table_and_split<T: Clone>(
+    [anchors, positives, negatives]: [&[T]; 3],
+    config: &TrainingConfig,
+) -> Result<(Vec<T>, PairSplit<usize>), RunError> {
+    let anchor_ids: Vec<usize> = (0..anchors.len()).collect();
+    let positive_ids: Vec<usize> = (anchors.len()..anchors.len() + positives.len()).collect();
+    let start = anchors.len() + positives.len();
+    let negative_ids: Vec<usize> = (start..start + negatives.len()).collect();
+    let split = prepare_pairs(&anchor_ids, &positive_ids, &negative_ids, config)?;
+    let table = [anchors, positives, negatives].concat();
+    Ok((table, split))
 }
 
 /// Results of evaluating a split.
@@ -917,945 +938,5 @@ impl<M: PairModel> Trainer<M> {
             calibration_problem,
             history: self.position.history.clone(),
         })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Optimiser state that can be checkpointed without synchronous reads
-
-/// Host copies of one parameter's Adam moments, flattened.
-#[derive(Debug, Clone)]
-struct HostMoments {
-    moment_1: TensorData,
-    moment_2: TensorData,
-    max_moment_2: Option<TensorData>,
-}
-
-/// Device handles of one parameter's moments (flattened views) until they are read, then the
-/// host copies.
-#[derive(Debug, Default)]
-struct MomentSlot {
-    device: Option<(Tensor<1>, Tensor<1>, Option<Tensor<1>>)>,
-    host: Option<HostMoments>,
-}
-
-type SharedSlot = Arc<Mutex<MomentSlot>>;
-
-fn lock(slot: &SharedSlot) -> std::sync::MutexGuard<'_, MomentSlot> {
-    // A panic while holding the lock leaves plain data behind; it is still consistent.
-    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn flat<const D: usize>(tensor: &Tensor<D>) -> Tensor<1> {
-    let count = tensor.dims().iter().product::<usize>();
-    tensor.clone().reshape([count])
-}
-
-/// One parameter's Adam state plus the slot its moments are read through.
-#[derive(Clone)]
-pub struct CheckpointableAdamState<const D: usize> {
-    inner: AdamState<D>,
-    slot: SharedSlot,
-}
-
-/// Leaf names of [`CheckpointableAdamState`] in an optimiser record.
-const TIME_LEAF: &str = "time";
-const MOMENT_1_LEAF: &str = "moment_1";
-const MOMENT_2_LEAF: &str = "moment_2";
-const MAX_MOMENT_2_LEAF: &str = "max_moment_2";
-
-impl<const D: usize> RecordState for CheckpointableAdamState<D> {
-    fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
-        let momentum = &self.inner.momentum;
-        let shape = momentum.moment_1.dims().to_vec();
-        out.push_tensor(
-            prefix,
-            TIME_LEAF,
-            TensorData::new(vec![momentum.time as i64], [1]),
-        );
-        let slot = lock(&self.slot);
-        // With a host copy (from `CheckpointableAdam::prefetch`) nothing is read from the
-        // device here; without one this is a synchronous read, fine on the CPU backend.
-        let host = slot.host.clone().unwrap_or_else(|| HostMoments {
-            moment_1: flat(&momentum.moment_1).into_data(),
-            moment_2: flat(&momentum.moment_2).into_data(),
-            max_moment_2: momentum.max_moment_2.as_ref().map(|m| flat(m).into_data()),
-        });
-        let reshape = |data: TensorData| {
-            let (bytes, _, dtype) = data.into_parts();
-            TensorData::from_bytes(bytes, shape.clone(), dtype)
-        };
-        out.push_tensor(prefix, MOMENT_1_LEAF, reshape(host.moment_1));
-        out.push_tensor(prefix, MOMENT_2_LEAF, reshape(host.moment_2));
-        if let Some(max) = host.max_moment_2 {
-            out.push_tensor(prefix, MAX_MOMENT_2_LEAF, reshape(max));
-        }
-    }
-
-    /// Rebuilds the state on the CPU backend, whatever device the optimiser loads onto: Burn
-    /// would use `Device::default()`, which is the wgpu device and would initialise it behind
-    /// `backend::wgpu_device()`'s back. The first step moves the state to the parameter's
-    /// device.
-    fn state_unflatten(prefix: &str, src: &mut StateSource, _device: &Device) -> Option<Self> {
-        let cpu = Device::flex();
-        let time = src
-            .take_tensor(prefix, TIME_LEAF)?
-            .try_into_vec::<i64>()
-            .ok()?
-            .first()
-            .copied()?;
-        let moment_1 = src.take_tensor(prefix, MOMENT_1_LEAF)?;
-        let moment_2 = src.take_tensor(prefix, MOMENT_2_LEAF)?;
-        let max_moment_2 = src.take_tensor(prefix, MAX_MOMENT_2_LEAF);
-        if moment_1.shape().num_dims() != D || moment_2.shape().num_dims() != D {
-            return None;
-        }
-        let host = HostMoments {
-            moment_1: moment_1.clone(),
-            moment_2: moment_2.clone(),
-            max_moment_2: max_moment_2.clone(),
-        };
-        let mut momentum = AdaptiveMomentumState::new(
-            usize::try_from(time).ok()?,
-            Tensor::from_data(moment_1, &cpu),
-            Tensor::from_data(moment_2, &cpu),
-        );
-        momentum.max_moment_2 = max_moment_2.map(|m| Tensor::from_data(m, &cpu));
-        Some(Self {
-            inner: AdamState::new(momentum),
-            slot: Arc::new(Mutex::new(MomentSlot {
-                device: None,
-                host: Some(host),
-            })),
-        })
-    }
-}
-
-/// Burn's Adam, with state that can be read asynchronously for a checkpoint.
-///
-/// Burn 0.22 serialises optimiser state with synchronous reads, which panic on WebGPU in a
-/// browser. This wrapper keeps a handle on every live state's moments so
-/// [`prefetch`](Self::prefetch) can read them all in one async transaction just before
-/// `ModuleOptimizer::into_bytes`, which then serialises those host copies. The arithmetic is
-/// Burn's own [`Adam`].
-#[derive(Clone)]
-pub struct CheckpointableAdam {
-    adam: Adam,
-    live: Arc<Mutex<Vec<Weak<Mutex<MomentSlot>>>>>,
-}
-
-impl CheckpointableAdam {
-    /// The tutorial's Adam (see [`super::step::adam_optimizer`]).
-    pub fn new() -> Self {
-        Self {
-            adam: AdamConfig::new().with_epsilon(ADAM_EPSILON).build(),
-            live: Arc::default(),
-        }
-    }
-
-    /// A `ModuleOptimizer` over this Adam; keep `self` to call [`prefetch`](Self::prefetch).
-    pub fn module_optimizer(&self) -> ModuleOptimizer {
-        ModuleOptimizer::from(self.clone())
-    }
-
-    /// Reads every live state's moments back asynchronously and keeps host copies for the
-    /// next serialisation.
-    pub async fn prefetch(&self) -> Result<(), RunError> {
-        let slots: Vec<SharedSlot> = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        let mut transaction = Transaction::default();
-        let mut pending = Vec::new();
-        for slot in &slots {
-            let guard = lock(slot);
-            if guard.host.is_some() {
-                continue;
-            }
-            if let Some((moment_1, moment_2, max_moment_2)) = &guard.device {
-                transaction = transaction.register(moment_1.clone());
-                transaction = transaction.register(moment_2.clone());
-                if let Some(max) = max_moment_2 {
-                    transaction = transaction.register(max.clone());
-                }
-                pending.push((slot.clone(), max_moment_2.is_some()));
-            }
-        }
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let mut data = transaction
-            .execute_async()
-            .await
-            .map_err(|e| RunError::Readback(e.to_string()))?
-            .into_iter();
-        for (slot, has_max) in pending {
-            let mut next = || {
-                data.next()
-                    .ok_or_else(|| RunError::Readback("too few tensors came back".into()))
-            };
-            let host = HostMoments {
-                moment_1: next()?,
-                moment_2: next()?,
-                max_moment_2: if has_max { Some(next()?) } else { None },
-            };
-            lock(&slot).host = Some(host);
-        }
-        Ok(())
-    }
-}
-
-impl Default for CheckpointableAdam {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Optimizer for CheckpointableAdam {
-    type State<const D: usize> = CheckpointableAdamState<D>;
-
-    fn step<const D: usize>(
-        &self,
-        learning_rate: f64,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<Self::State<D>>,
-    ) -> (Tensor<D>, Option<Self::State<D>>) {
-        // Drop the slot's handles first so Adam's update can reuse the moments' buffers.
-        let inner = state.map(|state| {
-            lock(&state.slot).device = None;
-            state.inner
-        });
-        let (tensor, inner) = self.adam.step(learning_rate, tensor, grad, inner);
-        let state = inner.map(|inner| {
-            let momentum = &inner.momentum;
-            let slot = Arc::new(Mutex::new(MomentSlot {
-                device: Some((
-                    flat(&momentum.moment_1),
-                    flat(&momentum.moment_2),
-                    momentum.max_moment_2.as_ref().map(flat),
-                )),
-                host: None,
-            }));
-            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-            live.retain(|weak| weak.strong_count() > 0);
-            live.push(Arc::downgrade(&slot));
-            CheckpointableAdamState { inner, slot }
-        });
-        (tensor, state)
-    }
-
-    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
-        CheckpointableAdamState {
-            inner: <Adam as Optimizer>::to_device(state.inner, device),
-            slot: state.slot,
-        }
-    }
-}
-
-/// An optimiser and the handle that makes its state readable asynchronously.
-#[derive(Clone)]
-struct AsyncOptimizer {
-    optimizer: ModuleOptimizer,
-    adam: CheckpointableAdam,
-}
-
-impl AsyncOptimizer {
-    fn new() -> Self {
-        let adam = CheckpointableAdam::new();
-        Self {
-            optimizer: adam.module_optimizer(),
-            adam,
-        }
-    }
-
-    async fn record(&self) -> Result<Vec<u8>, RunError> {
-        self.adam.prefetch().await?;
-        let bytes = self.optimizer.into_bytes().map_err(|e| RunError::Record {
-            what: "optimiser",
-            detail: e.to_string(),
-        })?;
-        Ok(bytes.to_vec())
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), RunError> {
-        let fresh = Self::new();
-        let optimizer = fresh
-            .optimizer
-            .from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
-            .map_err(|e| RunError::Record {
-                what: "optimiser",
-                detail: e.to_string(),
-            })?;
-        *self = Self {
-            optimizer,
-            adam: fresh.adam,
-        };
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Module records from async reads
-
-/// Collects every float parameter (as saved) flattened, with its id and shape.
-#[derive(Default)]
-struct ParameterGatherer {
-    tensors: Vec<Tensor<1>>,
-}
-
-impl ModuleVisitor for ParameterGatherer {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.tensors.push(flat(&param.transform_for_save().val()));
-    }
-}
-
-/// Replaces every float parameter, in visiting order, by its host copy on the CPU backend,
-/// keeping its id (optimiser state is keyed by parameter id).
-struct HostParameters {
-    data: std::vec::IntoIter<TensorData>,
-    device: Device,
-    missing: bool,
-}
-
-impl ModuleMapper for HostParameters {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let shape: [usize; D] = param.lazy_shape().dims();
-        let (id, value, _) = param.consume();
-        match self.data.next() {
-            Some(data) => Param::initialized(
-                id,
-                Tensor::<1>::from_data(data, &self.device).reshape(shape),
-            ),
-            None => {
-                self.missing = true;
-                Param::initialized(id, value)
-            }
-        }
-    }
-}
-
-/// Burn's record of `module` (burnpack bytes), built from one async read of all its float
-/// parameters: the module is rebuilt on the CPU backend from those values and recorded there,
-/// so no synchronous read touches the GPU. The networks here hold only float parameters.
-pub async fn module_record_bytes<M: Module + Clone>(module: &M) -> Result<Vec<u8>, RunError> {
-    let mut gatherer = ParameterGatherer::default();
-    module.visit(&mut gatherer);
-    let mut transaction = Transaction::default();
-    for tensor in gatherer.tensors {
-        transaction = transaction.register(tensor);
-    }
-    let data = transaction
-        .execute_async()
-        .await
-        .map_err(|e| RunError::Readback(e.to_string()))?;
-    let mut mapper = HostParameters {
-        data: data.into_iter(),
-        device: Device::flex(),
-        missing: false,
-    };
-    let host = module.clone().map(&mut mapper);
-    if mapper.missing {
-        return Err(RunError::Readback(
-            "fewer parameters came back than were read".into(),
-        ));
-    }
-    let bytes = host
-        .into_record()
-        .into_bytes()
-        .map_err(|e| RunError::Record {
-            what: "model",
-            detail: e.to_string(),
-        })?;
-    Ok(bytes.to_vec())
-}
-
-/// Loads a record written by [`module_record_bytes`] into `module` (on any device).
-pub fn load_module_record<M: Module>(module: M, bytes: &[u8]) -> Result<M, RunError> {
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(|e| {
-        RunError::Record {
-            what: "model",
-            detail: e.to_string(),
-        }
-    })?;
-    module
-        .try_load_record(record)
-        .map_err(|e| RunError::Record {
-            what: "model",
-            detail: e.to_string(),
-        })
-}
-
-async fn read_floats(tensor: Tensor<1>) -> Result<Vec<f32>, RunError> {
-    read_f32s(tensor).await.map_err(RunError::Readback)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fine-tune mode: the head on cached embeddings
-
-/// A head initialised like Keras' `Dense` (Glorot-uniform weights, zero bias), with the
-/// weights drawn from `seed` rather than the device's generator, so that two runs with one
-/// seed start identically even when tests share the CPU backend's global generator.
-pub fn seeded_head(embedding_dim: usize, seed: u64, device: &Device) -> SiameseHead {
-    let mut head = SiameseHead::new(embedding_dim, device);
-    let limit = (6.0 / (embedding_dim as f64 + 1.0)).sqrt();
-    let mut rng = SeededRng::for_stream(seed, 0x4845_4144); // "HEAD"
-    let weights: Vec<f32> = (0..embedding_dim)
-        .map(|_| rng.uniform(-limit, limit) as f32)
-        .collect();
-    head.classifier.weight = Param::from_tensor(Tensor::from_data(
-        TensorData::new(weights, [embedding_dim, 1]),
-        device,
-    ));
-    head
-}
-
-/// Fine-tune mode's model: a [`SiameseHead`] trained on a table of embeddings that the frozen
-/// tower computed once. Runs on the CPU backend (see the module documentation).
-pub struct HeadModel {
-    device: Device,
-    table: Tensor<2>,
-    count: usize,
-    head: Option<SiameseHead>,
-    optimizer: AsyncOptimizer,
-}
-
-impl HeadModel {
-    /// A head over `embeddings` (all of one length), initialised from `seed`.
-    pub fn new(embeddings: &[Vec<f32>], seed: u64) -> Result<Self, RunError> {
-        let dim = embeddings.first().map_or(0, Vec::len);
-        if dim == 0 {
-            return Err(RunError::Data("no embeddings".into()));
-        }
-        if let Some(bad) = embeddings.iter().find(|e| e.len() != dim) {
-            return Err(RunError::Data(format!(
-                "embeddings of lengths {dim} and {} are mixed",
-                bad.len()
-            )));
-        }
-        if embeddings.iter().flatten().any(|v| !v.is_finite()) {
-            return Err(RunError::Data("an embedding is not finite".into()));
-        }
-        let device = Device::flex().autodiff();
-        let values: Vec<f32> = embeddings.iter().flatten().copied().collect();
-        let table = Tensor::from_data(TensorData::new(values, [embeddings.len(), dim]), &device);
-        Ok(Self {
-            head: Some(seeded_head(dim, seed, &device)),
-            device,
-            table,
-            count: embeddings.len(),
-            optimizer: AsyncOptimizer::new(),
-        })
-    }
-
-    /// Starts from `start`'s weights instead of a seeded initialisation: a head trained on
-    /// thousands of pairs of many people knows which dimensions tell faces apart, which a
-    /// handful of one person's photos cannot teach from scratch.
-    pub fn starting_from(mut self, start: &DefaultHead) -> Self {
-        self.head = Some(start.module(&self.device));
-        self
-    }
-
-    /// The head being trained.
-    pub fn head(&self) -> &SiameseHead {
-        self.head
-            .as_ref()
-            .expect("the head is only absent during a step")
-    }
-
-    /// The trained head for inference (plain CPU device, no autodiff).
-    pub fn inference_head(&self) -> SiameseHead {
-        self.head().valid()
-    }
-
-    fn sides(&self, pairs: &[LabelledPair<usize>]) -> (Tensor<2>, Tensor<2>) {
-        let indices = |pick: fn(&LabelledPair<usize>) -> usize| {
-            let ids: Vec<i64> = pairs.iter().map(|p| pick(p) as i64).collect();
-            Tensor::<1, Int>::from_data(TensorData::new(ids, [pairs.len()]), &self.device)
-        };
-        (
-            self.table.clone().select(0, indices(|p| p.anchor)),
-            self.table.clone().select(0, indices(|p| p.other)),
-        )
-    }
-}
-
-impl PairModel for HeadModel {
-    fn tower_kind(&self) -> &str {
-        FINE_TUNE_TOWER_KIND
-    }
-
-    fn input_count(&self) -> usize {
-        self.count
-    }
-
-    async fn train_batch(
-        &mut self,
-        pairs: &[LabelledPair<usize>],
-        learning_rate: f64,
-    ) -> Result<StepOutcome, RunError> {
-        let (first, second) = self.sides(pairs);
-        let labels: Vec<_> = pairs.iter().map(|p| p.label).collect();
-        let batch = EmbeddingPairBatch {
-            first,
-            second,
-            targets: targets_tensor(&labels, &self.device),
-        };
-        let head = self
-            .head
-            .take()
-            .expect("the head is only absent during a step");
-        let (head, outcome) =
-            train_head_step(head, &mut self.optimizer.optimizer, batch, learning_rate).await;
-        self.head = Some(head);
-        Ok(outcome?)
-    }
-
-    async fn evaluate_batch(&self, pairs: &[LabelledPair<usize>]) -> Result<StepOutcome, RunError> {
-        let head = self.head().valid();
-        let (first, second) = self.sides(pairs);
-        let labels: Vec<_> = pairs.iter().map(|p| p.label).collect();
-        let plain = self.device.clone().without_autodiff();
-        let probabilities = head.forward(first.inner(), second.inner());
-        let loss = binary_cross_entropy(probabilities.clone(), targets_tensor(&labels, &plain));
-        let mut outcome = read_floats(Tensor::cat(vec![loss, probabilities], 0)).await?;
-        let loss = outcome.remove(0);
-        Ok(StepOutcome {
-            loss,
-            probabilities: outcome,
-        })
-    }
-
-    async fn model_record(&self) -> Result<Vec<u8>, RunError> {
-        module_record_bytes(self.head()).await
-    }
-
-    async fn optimiser_record(&self) -> Result<Vec<u8>, RunError> {
-        self.optimizer.record().await
-    }
-
-    fn restore(&mut self, model: &[u8], optimiser: &[u8]) -> Result<(), RunError> {
-        // Loaded into a copy, so a record that does not fit leaves the head as it was.
-        self.head = Some(load_module_record(self.head().clone(), model)?);
-        self.optimizer.restore(optimiser)
-    }
-}
-
-/// Embeddings of the three roles plus impostor samples, for [`fine_tune_trainer`].
-#[derive(Debug, Clone, Default)]
-pub struct FineTuneInputs {
-    /// The user's anchor captures, embedded.
-    pub anchors: Vec<Vec<f32>>,
-    /// The user's positive captures, embedded.
-    pub positives: Vec<Vec<f32>>,
-    /// Other people's faces the user imported, embedded.
-    pub negatives: Vec<Vec<f32>>,
-    /// Samples of the impostor model (`train::impostors`), used as further negatives.
-    pub impostors: Vec<Vec<f32>>,
-    /// The head to start from (the default model); `None` starts from a seeded one.
-    pub start: Option<DefaultHead>,
-}
-
-/// A fine-tune run: pairs from the embeddings (negatives = imported faces + impostor samples),
-/// a seeded head, on the CPU backend.
-pub fn fine_tune_trainer(
-    inputs: &FineTuneInputs,
-    settings: RunSettings,
-) -> Result<Trainer<HeadModel>, RunError> {
-    let (table, split) = table_and_split(
-        [
-            &inputs.anchors,
-            &inputs.positives,
-            &[inputs.negatives.clone(), inputs.impostors.clone()].concat(),
-        ],
-        &settings.training,
-    )?;
-    let mut model = HeadModel::new(&table, settings.training.seed)?;
-    if let Some(start) = &inputs.start {
-        model = model.starting_from(start);
-    }
-    Trainer::new(model, split, settings)
-}
-
-/// Concatenates the three roles into one table and makes the pairs over its indices.
-fn table_and_split<T: Clone>(
-    [anchors, positives, negatives]: [&[T]; 3],
-    config: &TrainingConfig,
-) -> Result<(Vec<T>, PairSplit<usize>), RunError> {
-    let anchor_ids: Vec<usize> = (0..anchors.len()).collect();
-    let positive_ids: Vec<usize> = (anchors.len()..anchors.len() + positives.len()).collect();
-    let start = anchors.len() + positives.len();
-    let negative_ids: Vec<usize> = (start..start + negatives.len()).collect();
-    let split = prepare_pairs(&anchor_ids, &positive_ids, &negative_ids, config)?;
-    let table = [anchors, positives, negatives].concat();
-    Ok((table, split))
-}
-
-/// Embeds 150×150 face crops with the frozen pretrained tower on `device`, `batch` at a time,
-/// with async reads. The fine-tune table is built from these once.
-pub async fn embed_faces(
-    tower: &FaceResNet,
-    faces: &[Frame],
-    batch: usize,
-    device: &Device,
-) -> Result<Vec<Vec<f32>>, RunError> {
-    let mut embeddings = Vec::with_capacity(faces.len());
-    for chunk in faces.chunks(batch.max(1)) {
-        let mut pixels = Vec::with_capacity(chunk.len() * INPUT_SIZE * INPUT_SIZE * 3);
-        for face in chunk {
-            if (face.width() as usize, face.height() as usize) != (INPUT_SIZE, INPUT_SIZE) {
-                return Err(RunError::Data(format!(
-                    "the tower takes {INPUT_SIZE}x{INPUT_SIZE} faces, got {}x{}",
-                    face.width(),
-                    face.height()
-                )));
-            }
-            pixels.extend_from_slice(face.pixels());
-        }
-        let out = tower
-            .embed(input_from_rgb8(&pixels, device))
-            .await
-            .map_err(|e| RunError::Readback(e.to_string()))?;
-        embeddings.extend(out.iter().map(|e| e.to_vec()));
-    }
-    debug_assert!(embeddings.iter().all(|e| e.len() == EMBEDDING_DIM));
-    Ok(embeddings)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Classic mode: the whole siamese network
-
-/// Images as the tower takes them: channels-first values, one flat vector per image.
-#[derive(Debug, Clone)]
-pub struct ImageTable {
-    /// Shape of every image.
-    pub shape: ImageShape,
-    /// One `shape.num_elements()` vector per image.
-    pub images: Vec<Vec<f32>>,
-}
-
-impl ImageTable {
-    /// Channels-first values in 0..1 from RGB8 frames of the tower's size (the tutorial
-    /// divides by 255).
-    pub fn from_frames(frames: &[Frame], shape: ImageShape) -> Result<Self, RunError> {
-        let images = frames
-            .iter()
-            .map(|frame| {
-                if (frame.width() as usize, frame.height() as usize) != (shape.width, shape.height)
-                    || shape.channels != 3
-                {
-                    return Err(RunError::Data(format!(
-                        "a {}x{} image does not fit the tower's {shape:?}",
-                        frame.width(),
-                        frame.height()
-                    )));
-                }
-                let plane = shape.width * shape.height;
-                let mut values = vec![0f32; 3 * plane];
-                for (i, pixel) in frame.pixels().chunks_exact(3).enumerate() {
-                    for c in 0..3 {
-                        values[c * plane + i] = f32::from(pixel[c]) / 255.0;
-                    }
-                }
-                Ok(values)
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { shape, images })
-    }
-
-    fn batch(&self, ids: impl Iterator<Item = usize>, device: &Device) -> Tensor<4> {
-        let mut values = Vec::new();
-        let mut count = 0;
-        for id in ids {
-            values.extend_from_slice(&self.images[id]);
-            count += 1;
-        }
-        let [c, h, w] = self.shape.as_array();
-        Tensor::from_data(TensorData::new(values, [count, c, h, w]), device)
-    }
-}
-
-/// Classic mode's model: a whole [`Siamese`] network on any device (an autodiff one).
-pub struct SiameseModel<T: EmbeddingTower> {
-    device: Device,
-    table: ImageTable,
-    model: Option<Siamese<T>>,
-    optimizer: AsyncOptimizer,
-    kind: String,
-}
-
-impl<T: EmbeddingTower> SiameseModel<T> {
-    /// Trains `model` (already on `device`, an autodiff device) on `table`'s images.
-    pub fn new(model: Siamese<T>, table: ImageTable, device: Device, kind: &str) -> Self {
-        Self {
-            device,
-            table,
-            model: Some(model),
-            optimizer: AsyncOptimizer::new(),
-            kind: kind.to_owned(),
-        }
-    }
-
-    /// The network being trained.
-    pub fn network(&self) -> &Siamese<T> {
-        self.model
-            .as_ref()
-            .expect("the model is only absent during a step")
-    }
-
-    fn batch(&self, pairs: &[LabelledPair<usize>], device: &Device) -> PairBatch {
-        let labels: Vec<_> = pairs.iter().map(|p| p.label).collect();
-        PairBatch::new(
-            self.table.batch(pairs.iter().map(|p| p.anchor), device),
-            self.table.batch(pairs.iter().map(|p| p.other), device),
-            &labels,
-            device,
-        )
-    }
-}
-
-impl<T: EmbeddingTower> PairModel for SiameseModel<T> {
-    fn tower_kind(&self) -> &str {
-        &self.kind
-    }
-
-    fn input_count(&self) -> usize {
-        self.table.images.len()
-    }
-
-    async fn train_batch(
-        &mut self,
-        pairs: &[LabelledPair<usize>],
-        learning_rate: f64,
-    ) -> Result<StepOutcome, RunError> {
-        let batch = self.batch(pairs, &self.device);
-        let model = self
-            .model
-            .take()
-            .expect("the model is only absent during a step");
-        let (model, outcome) =
-            train_step(model, &mut self.optimizer.optimizer, batch, learning_rate).await;
-        self.model = Some(model);
-        Ok(outcome?)
-    }
-
-    async fn evaluate_batch(&self, pairs: &[LabelledPair<usize>]) -> Result<StepOutcome, RunError> {
-        let plain = self.device.clone().without_autodiff();
-        let inference = self.network().valid();
-        Ok(evaluate_batch(&inference, self.batch(pairs, &plain)).await?)
-    }
-
-    async fn model_record(&self) -> Result<Vec<u8>, RunError> {
-        module_record_bytes(self.network()).await
-    }
-
-    async fn optimiser_record(&self) -> Result<Vec<u8>, RunError> {
-        self.optimizer.record().await
-    }
-
-    fn restore(&mut self, model: &[u8], optimiser: &[u8]) -> Result<(), RunError> {
-        // Loaded into a copy, so a record that does not fit leaves the network as it was.
-        self.model = Some(load_module_record(self.network().clone(), model)?);
-        self.optimizer.restore(optimiser)
-    }
-}
-
-/// A classic run: pairs over `anchors`, `positives` and `negatives` (images of `shape`), the
-/// network `model` on the autodiff `device`.
-pub fn classic_trainer<T: EmbeddingTower>(
-    model: Siamese<T>,
-    device: Device,
-    shape: ImageShape,
-    [anchors, positives, negatives]: [&[Vec<f32>]; 3],
-    settings: RunSettings,
-) -> Result<Trainer<SiameseModel<T>>, RunError> {
-    let (images, split) = table_and_split([anchors, positives, negatives], &settings.training)?;
-    if let Some(bad) = images.iter().find(|i| i.len() != shape.num_elements()) {
-        return Err(RunError::Data(format!(
-            "an image has {} values, the tower takes {shape:?}",
-            bad.len()
-        )));
-    }
-    let table = ImageTable { shape, images };
-    Trainer::new(
-        SiameseModel::new(model, table, device, CLASSIC_TOWER_KIND),
-        split,
-        settings,
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// The trained model as a file
-
-/// A trained model as the CLI writes it and the page stores it: the module record, the
-/// calibrated policy and a JSON summary (mode, settings, metrics), in one model file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainedModel {
-    /// [`FINE_TUNE_TOWER_KIND`] or [`CLASSIC_TOWER_KIND`].
-    pub tower_kind: String,
-    /// Burn's record of the head (fine-tune) or the whole network (classic).
-    pub record: Vec<u8>,
-    /// Detection and verification thresholds.
-    pub policy: crate::verify::policy::VerificationPolicy,
-    /// Free-form JSON: mode, settings, metrics.
-    pub summary: serde_json::Value,
-}
-
-impl TrainedModel {
-    /// Encodes as a model file.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let summary = serde_json::to_vec(&self.summary).expect("JSON values always serialise");
-        let policy: Vec<u8> = [
-            self.policy.detection.value(),
-            self.policy.verification.value(),
-        ]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-        let specs = vec![
-            blob_spec(MODEL_TENSOR, &self.record),
-            TensorSpec {
-                name: POLICY_TENSOR.into(),
-                shape: vec![2],
-                dtype: TensorDType::F32,
-            },
-            blob_spec(SUMMARY_TENSOR, &summary),
-        ];
-        let payload = [self.record.as_slice(), &policy, &summary].concat();
-        ModelFile::new(self.tower_kind.clone(), specs, payload)
-            .expect("parts always fit their declared sizes")
-            .encode()
-    }
-
-    /// Decodes and checks a model file.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RunError> {
-        let file = ModelFile::decode(bytes)?;
-        let policy = blob(&file, POLICY_TENSOR)?;
-        let value =
-            |i: usize| f32::from_le_bytes(policy[4 * i..4 * i + 4].try_into().expect("4 bytes"));
-        let policy = crate::verify::policy::VerificationPolicy::from_values(value(0), value(1))
-            .map_err(|e| RunError::CheckpointMismatch(e.to_string()))?;
-        Ok(Self {
-            tower_kind: file.header.tower_kind.clone(),
-            record: blob(&file, MODEL_TENSOR)?.to_vec(),
-            policy,
-            summary: serde_json::from_slice(blob(&file, SUMMARY_TENSOR)?)
-                .map_err(|e| RunError::CheckpointMismatch(format!("unreadable summary: {e}")))?,
-        })
-    }
-}
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
-    use super::*;
-    use crate::train::pairs::PairLabel;
-
-    /// Embeddings of two well-separated "people" plus noise.
-    fn embeddings(count: usize, person: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut rng = SeededRng::new(seed);
-        (0..count)
-            .map(|_| {
-                (0..8)
-                    .map(|d| {
-                        let centre = if (d + person) % 2 == 0 { 0.8 } else { 0.1 };
-                        centre + rng.uniform(-0.05, 0.05) as f32
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    fn inputs() -> FineTuneInputs {
-        FineTuneInputs {
-            anchors: embeddings(10, 0, 1),
-            positives: embeddings(10, 0, 2),
-            negatives: embeddings(10, 1, 3),
-            impostors: Vec::new(),
-            start: None,
-        }
-    }
-
-    fn settings(epochs: usize) -> RunSettings {
-        RunSettings {
-            training: TrainingConfig {
-                learning_rate: 0.05,
-                batch_size: 4,
-                epochs,
-                seed: 9,
-                ..TrainingConfig::default()
-            },
-            patience: None,
-            ..RunSettings::default()
-        }
-    }
-
-    #[test]
-    fn checkpoint_bytes_round_trip_and_fit_the_store() {
-        let mut trainer = fine_tune_trainer(&inputs(), settings(1)).unwrap();
-        let control = RunControl::new(no_clock);
-        pollster::block_on(trainer.run(&control, &mut SilentObserver)).unwrap();
-        let checkpoint = pollster::block_on(trainer.checkpoint()).unwrap();
-        assert_eq!(
-            TrainingCheckpoint::from_bytes(&checkpoint.to_bytes()).unwrap(),
-            checkpoint
-        );
-        let stored = checkpoint.to_store_checkpoint("alice", "run-1", 5);
-        crate::store::check_checkpoint_record(&stored).unwrap();
-        assert_eq!(
-            TrainingCheckpoint::from_store_checkpoint(&stored).unwrap(),
-            checkpoint
-        );
-    }
-
-    #[test]
-    fn a_checkpoint_of_other_pairs_is_refused() {
-        let trainer = fine_tune_trainer(&inputs(), settings(1)).unwrap();
-        let checkpoint = pollster::block_on(trainer.checkpoint()).unwrap();
-        let mut other = settings(1);
-        other.training.seed = 10;
-        let (table, split) = table_and_split(
-            [&inputs().anchors, &inputs().positives, &inputs().negatives],
-            &other.training,
-        )
-        .unwrap();
-        let model = HeadModel::new(&table, 10).unwrap();
-        assert!(matches!(
-            Trainer::resume(model, split, &checkpoint),
-            Err(RunError::CheckpointMismatch(_))
-        ));
-    }
-
-    #[test]
-    fn trained_model_files_round_trip() {
-        let model = TrainedModel {
-            tower_kind: FINE_TUNE_TOWER_KIND.into(),
-            record: vec![1, 2, 3],
-            policy: crate::verify::policy::VerificationPolicy::from_values(0.4, 0.6).unwrap(),
-            summary: serde_json::json!({"mode": "fine_tune"}),
-        };
-        assert_eq!(TrainedModel::from_bytes(&model.to_bytes()).unwrap(), model);
-    }
-
-    #[test]
-    fn labels_reach_the_head_in_pair_order() {
-        let model = HeadModel::new(&inputs().anchors, 1).unwrap();
-        let pairs = vec![
-            LabelledPair {
-                anchor: 0,
-                other: 1,
-                label: PairLabel::Same,
-            },
-            LabelledPair {
-                anchor: 2,
-                other: 2,
-                label: PairLabel::Different,
-            },
-        ];
-        let outcome = pollster::block_on(model.evaluate_batch(&pairs)).unwrap();
-        assert_eq!(outcome.probabilities.len(), 2);
-        assert!(outcome.loss.is_finite());
     }
 }
