@@ -19,14 +19,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{Catalog, Change, StoreContents};
-use super::memory::write_planned;
+use super::dataset::{Change, StoreContents};
+use super::memory::{HeldStore, Persistence};
 use super::schema::{SCHEMA_VERSION, SchemaVersion};
 use super::sha256_hex;
-use super::{
-    FaultInjector, Profile, Query, Record, Settings, StorageUsage, Store, StoreError, TrainingRun,
-    detached,
-};
+use super::{FaultInjector, Profile, Settings, StorageUsage, StoreError, TrainingRun, detached};
 
 /// The commit point of a directory.
 pub const MANIFEST_FILE: &str = "MANIFEST.json";
@@ -46,7 +43,7 @@ type CheckpointEntry = detached::CheckpointEntry<BlobRef>;
 
 /// Every record's metadata: the commit point.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-struct Manifest {
+pub struct Manifest {
     schema_version: SchemaVersion,
     /// Increases with each commit; useful when reading a directory by hand.
     generation: u64,
@@ -102,11 +99,13 @@ impl Manifest {
 /// The store in a directory. Not for concurrent use by several processes. The records are
 /// held in memory too (read once at open), so reads never touch the disk; writes go to disk
 /// first and reach memory only once the manifest is committed.
+pub type DirStore = HeldStore<Directory>;
+
+/// The files of a [`DirStore`].
 #[derive(Debug)]
-pub struct DirStore {
+pub struct Directory {
     root: PathBuf,
     manifest: RefCell<Manifest>,
-    contents: RefCell<StoreContents>,
     faults: FaultInjector,
 }
 
@@ -137,28 +136,29 @@ impl DirStore {
         let blob_dir = root.join(BLOB_DIR);
         fs::create_dir_all(&blob_dir).map_err(|e| write_failed("creating", &blob_dir, e))?;
         let manifest_path = root.join(MANIFEST_FILE);
-        let store = DirStore {
+        let directory = Directory {
             manifest: RefCell::new(Manifest::empty()),
-            contents: RefCell::default(),
             root,
             faults,
         };
-        store.remove_temp_files();
+        directory.remove_temp_files();
+        let mut contents = StoreContents::default();
         if manifest_path.exists() {
             let bytes = fs::read(&manifest_path).map_err(|e| read_failed(&manifest_path, e))?;
             let manifest = parse_manifest(&bytes)?;
-            *store.manifest.borrow_mut() = manifest;
-            let contents = store.load_contents()?;
-            *store.contents.borrow_mut() = contents;
+            *directory.manifest.borrow_mut() = manifest;
+            contents = directory.load_contents()?;
         }
-        store.remove_unreferenced_blobs(None);
-        Ok(store)
+        directory.remove_unreferenced_blobs(None);
+        Ok(Self::with_contents(contents, directory))
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.persistence.root
     }
+}
 
+impl Directory {
     fn blob_path(&self, sha256: &str) -> PathBuf {
         self.root.join(BLOB_DIR).join(sha256)
     }
@@ -249,34 +249,6 @@ impl DirStore {
         Ok(())
     }
 
-    /// One transaction: payloads first, then the manifest switch, then cleanup.
-    fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let mut next = self.manifest.borrow().clone();
-        let mut contents = self.contents.borrow().clone();
-        for change in changes {
-            let what = change.name();
-            self.stage_payloads(&mut next, &change)
-                .map_err(|e| match e {
-                    StoreError::WriteFailed { detail } => StoreError::WriteFailed {
-                        detail: format!("{what}: {detail}"),
-                    },
-                    other => other,
-                })?;
-            contents.apply(change);
-        }
-        next.follow(&contents);
-        next.generation += 1;
-        let bytes = serde_json::to_vec_pretty(&next).expect("a manifest always serialises");
-        self.write_atomically(&self.root.join(MANIFEST_FILE), &bytes, "manifest")?;
-        self.contents.replace(contents);
-        let previous = self.manifest.replace(next);
-        self.remove_unreferenced_blobs(Some(&previous));
-        Ok(())
-    }
-
     /// Removes payload files the manifest no longer references: those of `previous` (after a
     /// commit), or all of them (on open, after an interrupted transaction). Best effort: a
     /// leftover file wastes space but never breaks the store.
@@ -357,20 +329,41 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, StoreError> {
     serde_json::from_slice(bytes).map_err(corrupt)
 }
 
-impl Store for DirStore {
-    async fn read(&self, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
-        Ok(self.contents.borrow().query(query))
+/// One transaction: payloads first, then the manifest switch, then cleanup.
+impl Persistence for Directory {
+    /// The next manifest.
+    type Staged = Manifest;
+
+    fn begin(&self) -> Manifest {
+        self.manifest.borrow().clone()
     }
 
-    async fn write(
+    fn stage(&self, next: &mut Manifest, change: &Change) -> Result<(), StoreError> {
+        self.stage_payloads(next, change).map_err(|e| match e {
+            StoreError::WriteFailed { detail } => StoreError::WriteFailed {
+                detail: format!("{}: {detail}", change.name()),
+            },
+            other => other,
+        })
+    }
+
+    fn commit(
         &self,
-        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
-    ) -> Result<bool, StoreError> {
-        write_planned(&self.contents, plan, |changes| self.commit(changes))
+        mut next: Manifest,
+        _: &StoreContents,
+        contents: &StoreContents,
+    ) -> Result<(), StoreError> {
+        next.follow(contents);
+        next.generation += 1;
+        let bytes = serde_json::to_vec_pretty(&next).expect("a manifest always serialises");
+        self.write_atomically(&self.root.join(MANIFEST_FILE), &bytes, "manifest")?;
+        let previous = self.manifest.replace(next);
+        self.remove_unreferenced_blobs(Some(&previous));
+        Ok(())
     }
 
     /// Payload bytes by kind (each distinct payload file counted once) plus the manifest.
-    async fn usage(&self) -> Result<StorageUsage, StoreError> {
+    fn usage(&self, _: &StoreContents) -> StorageUsage {
         let manifest = self.manifest.borrow();
         let mut seen = BTreeSet::new();
         let mut count = |blob: &BlobRef| {
@@ -392,6 +385,6 @@ impl Store for DirStore {
             usage.checkpoints += count(&checkpoint.model) + count(&checkpoint.optimiser);
         }
         usage.other = fs::metadata(self.root.join(MANIFEST_FILE)).map_or(0, |m| m.len());
-        Ok(usage)
+        usage
     }
 }

@@ -1,16 +1,87 @@
-//! `MemoryStore`: the store in memory, for tests and for a session without persistence.
-//! A transaction applies its changes to a copy and swaps it in only when every write
-//! succeeded and the result fits the quota, so a failure leaves the previous state whole.
-//! Copying is O(data) per write: fine for tests and small data, not meant for gigabytes.
+//! Stores whose records are held in memory: [`MemoryStore`] (nothing else, for tests and a
+//! session without persistence) and [`DirStore`](super::DirStore) (on disk as well).
+//!
+//! Reads never leave memory. A write applies its changes to a copy, lets the store's
+//! [`Persistence`] take or refuse them, and swaps the copy in only then, so a failure leaves
+//! the previous state whole. Copying is O(data) per write: fine for tests, the CLI and small
+//! data, not meant for gigabytes.
 
 use std::cell::RefCell;
 
 use super::dataset::{Catalog, Change, StoreContents};
 use super::{FaultInjector, Query, Record, StorageUsage, Store, StoreError};
 
+/// What a held store keeps besides memory, and what it checks before taking a transaction.
+pub trait Persistence {
+    /// What a transaction builds up besides the new records (the directory's next manifest).
+    type Staged;
+
+    fn begin(&self) -> Self::Staged;
+    /// Takes one change of the transaction, before it is applied to the copy.
+    fn stage(&self, staged: &mut Self::Staged, change: &Change) -> Result<(), StoreError>;
+    /// Makes `next` the stored state, or refuses it; `before` is the state now.
+    fn commit(
+        &self,
+        staged: Self::Staged,
+        before: &StoreContents,
+        next: &StoreContents,
+    ) -> Result<(), StoreError>;
+    fn usage(&self, contents: &StoreContents) -> StorageUsage;
+}
+
+/// The records in memory, kept by `P`.
 #[derive(Debug, Default)]
-pub struct MemoryStore {
+pub struct HeldStore<P> {
     contents: RefCell<StoreContents>,
+    pub(super) persistence: P,
+}
+
+impl<P> HeldStore<P> {
+    pub(super) fn with_contents(contents: StoreContents, persistence: P) -> Self {
+        HeldStore {
+            contents: RefCell::new(contents),
+            persistence,
+        }
+    }
+}
+
+impl<P: Persistence> Store for HeldStore<P> {
+    async fn read(&self, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
+        Ok(self.contents.borrow().query(query))
+    }
+
+    async fn write(
+        &self,
+        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let changes = plan(&self.contents.borrow().catalog())?;
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        let before = self.contents.borrow();
+        let mut next = before.clone();
+        let mut staged = self.persistence.begin();
+        for change in changes {
+            self.persistence.stage(&mut staged, &change)?;
+            next.apply(change);
+        }
+        self.persistence.commit(staged, &before, &next)?;
+        drop(before);
+        self.contents.replace(next);
+        Ok(true)
+    }
+
+    async fn usage(&self) -> Result<StorageUsage, StoreError> {
+        Ok(self.persistence.usage(&self.contents.borrow()))
+    }
+}
+
+/// The store in memory only.
+pub type MemoryStore = HeldStore<Volatile>;
+
+/// Nothing kept beyond memory; a quota and injected faults, as a browser's storage has them.
+#[derive(Debug, Default)]
+pub struct Volatile {
     /// Byte limit (like the browser's quota); `None` is unlimited.
     quota: Option<u64>,
     faults: FaultInjector,
@@ -24,72 +95,54 @@ impl MemoryStore {
     /// A store that refuses to grow past `bytes` (as `StorageUsage::total` counts them),
     /// with `StoreError::QuotaExceeded`, like a browser whose quota is used up.
     pub fn with_quota(bytes: u64) -> Self {
-        MemoryStore {
-            quota: Some(bytes),
-            ..Self::default()
-        }
+        let quota = Some(bytes);
+        Self::with_contents(
+            StoreContents::default(),
+            Volatile {
+                quota,
+                ..<_>::default()
+            },
+        )
     }
 
     /// Routes every write through `faults`, so a test can make the Nth one fail.
     pub fn with_faults(mut self, faults: FaultInjector) -> Self {
-        self.faults = faults;
+        self.persistence.faults = faults;
         self
     }
+}
 
-    /// One transaction: apply to a copy, check the quota, swap in.
-    fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
-        if changes.is_empty() {
+impl Persistence for Volatile {
+    type Staged = ();
+
+    fn begin(&self) {}
+
+    fn stage(&self, _: &mut (), change: &Change) -> Result<(), StoreError> {
+        self.faults.before_write(change.name())
+    }
+
+    fn commit(
+        &self,
+        _: (),
+        before: &StoreContents,
+        next: &StoreContents,
+    ) -> Result<(), StoreError> {
+        let Some(limit) = self.quota else {
             return Ok(());
+        };
+        let used_before = before.usage().total();
+        let used_after = next.usage().total();
+        // Shrinking is always allowed, so a full store can still be cleaned up.
+        if used_after > limit && used_after > used_before {
+            return Err(StoreError::QuotaExceeded {
+                needed: used_after - used_before,
+                available: limit.saturating_sub(used_before),
+            });
         }
-        let before = self.contents.borrow();
-        let mut next = before.clone();
-        for change in changes {
-            self.faults.before_write(change.name())?;
-            next.apply(change);
-        }
-        if let Some(limit) = self.quota {
-            let used_before = before.usage().total();
-            let used_after = next.usage().total();
-            // Shrinking is always allowed, so a full store can still be cleaned up.
-            if used_after > limit && used_after > used_before {
-                return Err(StoreError::QuotaExceeded {
-                    needed: used_after - used_before,
-                    available: limit.saturating_sub(used_before),
-                });
-            }
-        }
-        drop(before);
-        *self.contents.borrow_mut() = next;
         Ok(())
     }
-}
 
-/// A write to contents held in memory (this store's and `DirStore`'s): plans against their
-/// catalogue, then hands the changes to `commit`. Whether anything was written.
-pub(super) fn write_planned(
-    contents: &RefCell<StoreContents>,
-    plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
-    commit: impl FnOnce(Vec<Change>) -> Result<(), StoreError>,
-) -> Result<bool, StoreError> {
-    let changes = plan(&contents.borrow().catalog())?;
-    let changed = !changes.is_empty();
-    commit(changes)?;
-    Ok(changed)
-}
-
-impl Store for MemoryStore {
-    async fn read(&self, query: Query<'_>) -> Result<Vec<Record>, StoreError> {
-        Ok(self.contents.borrow().query(query))
-    }
-
-    async fn write(
-        &self,
-        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
-    ) -> Result<bool, StoreError> {
-        write_planned(&self.contents, plan, |changes| self.commit(changes))
-    }
-
-    async fn usage(&self) -> Result<StorageUsage, StoreError> {
-        Ok(self.contents.borrow().usage())
+    fn usage(&self, contents: &StoreContents) -> StorageUsage {
+        contents.usage()
     }
 }

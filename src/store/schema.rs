@@ -83,18 +83,22 @@ pub enum MigrationAction {
         store: &'static str,
         key_path: Option<&'static str>,
     },
-    /// Create an index; a compound index when `key_path` has several fields.
-    CreateIndex {
-        store: &'static str,
-        index: &'static str,
-        key_path: &'static [&'static str],
-        unique: bool,
-    },
+    /// Create an index.
+    CreateIndex(IndexSpec),
     /// Rewrite every record of a store.
     RewriteRecords {
         store: &'static str,
         rewrite: fn(Value) -> Result<Value, String>,
     },
+}
+
+/// An index of an object store; a compound index when `key_path` has several fields.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexSpec {
+    pub store: &'static str,
+    pub index: &'static str,
+    pub key_path: &'static [&'static str],
+    pub unique: bool,
 }
 
 /// The steps from one version to the next.
@@ -123,28 +127,28 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             store: IMAGES,
             key_path: Some("id"),
         },
-        CreateIndex {
+        CreateIndex(IndexSpec {
             store: IMAGES,
             index: BY_PROFILE,
             key_path: &["profile_id"],
             unique: false,
-        },
-        CreateIndex {
+        }),
+        CreateIndex(IndexSpec {
             store: IMAGES,
             index: BY_PROFILE_ROLE,
             key_path: &["profile_id", "role"],
             unique: false,
-        },
+        }),
         CreateObjectStore {
             store: MODELS,
             key_path: Some("id"),
         },
-        CreateIndex {
+        CreateIndex(IndexSpec {
             store: MODELS,
             index: BY_PROFILE,
             key_path: &["profile_id"],
             unique: false,
-        },
+        }),
         CreateObjectStore {
             store: ACTIVE_MODELS,
             key_path: Some("profile_id"),
@@ -157,12 +161,12 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             store: RUNS,
             key_path: Some("id"),
         },
-        CreateIndex {
+        CreateIndex(IndexSpec {
             store: RUNS,
             index: BY_PROFILE,
             key_path: &["profile_id"],
             unique: false,
-        },
+        }),
         CreateObjectStore {
             store: SETTINGS,
             key_path: None,
@@ -195,13 +199,7 @@ impl Schema {
 #[allow(async_fn_in_trait)]
 pub trait Upgrade {
     fn create_object_store(&self, store: &str, key_path: Option<&str>) -> Result<(), String>;
-    fn create_index(
-        &self,
-        store: &str,
-        index: &str,
-        key_path: &[&str],
-        unique: bool,
-    ) -> Result<(), String>;
+    fn create_index(&self, index: &IndexSpec) -> Result<(), String>;
     /// Rewrites every record of `store`; byte fields pass through unchanged.
     async fn rewrite_records(
         &self,
@@ -224,14 +222,9 @@ impl Schema {
                     CreateObjectStore { store, key_path } => upgrade
                         .create_object_store(store, key_path)
                         .map_err(|e| format!("creating '{store}': {e}")),
-                    CreateIndex {
-                        store,
-                        index,
-                        key_path,
-                        unique,
-                    } => upgrade
-                        .create_index(store, index, key_path, unique)
-                        .map_err(|e| format!("creating index '{index}' on '{store}': {e}")),
+                    CreateIndex(ref spec) => upgrade.create_index(spec).map_err(|e| {
+                        format!("creating index '{}' on '{}': {e}", spec.index, spec.store)
+                    }),
                     RewriteRecords { store, rewrite } => (upgrade.rewrite_records(store, rewrite))
                         .await
                         .map_err(|e| format!("{store}: {e}")),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use faceverify::store::schema::{
-    BY_PROFILE, IndexKey, Lookup, SCHEMA, SchemaVersion, Select, StoreWrite, Upgrade,
+    BY_PROFILE, IndexKey, IndexSpec, Lookup, SCHEMA, SchemaVersion, Select, StoreWrite, Upgrade,
 };
 use faceverify::store::{
     Access, IndexedDatabase, IndexedStore, IndexedTransaction, Record, StoreError,
@@ -45,10 +45,16 @@ impl Upgrade for JsonDatabase {
         Ok(())
     }
 
-    fn create_index(&self, store: &str, index: &str, path: &[&str], _: bool) -> Result<(), String> {
-        let path = path.iter().map(|field| field.to_string()).collect();
+    fn create_index(&self, spec: &IndexSpec) -> Result<(), String> {
+        let path = spec
+            .key_path
+            .iter()
+            .map(|field| field.to_string())
+            .collect();
         let mut layout = self.layout.borrow_mut();
-        layout.indexes.insert((store.into(), index.into()), path);
+        layout
+            .indexes
+            .insert((spec.store.into(), spec.index.into()), path);
         Ok(())
     }
 

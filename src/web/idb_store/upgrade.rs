@@ -12,7 +12,7 @@ use web_sys::{
     IdbOpenDbRequest, IdbTransaction, IdbVersionChangeEvent,
 };
 
-use crate::store::schema::{Schema, SchemaVersion, Upgrade};
+use crate::store::schema::{IndexSpec, Schema, SchemaVersion, Upgrade};
 use crate::store::{Access, StorageFailure, StoreError};
 use crate::web::executor::spawn_local;
 use crate::web::{js_get, to_js};
@@ -166,23 +166,17 @@ impl Upgrade for Upgrading {
         .map_err(text)
     }
 
-    fn create_index(
-        &self,
-        store: &str,
-        index: &str,
-        key_path: &[&str],
-        unique: bool,
-    ) -> Result<(), String> {
+    fn create_index(&self, spec: &IndexSpec) -> Result<(), String> {
         // One field is a plain key path, several a compound one.
-        let key_path = match key_path {
+        let key_path = match spec.key_path {
             [single] => to_js(single),
             several => to_js(&several),
         };
         let params = IdbIndexParameters::new();
-        params.set_unique(unique);
-        let object_store = self.transaction.object_store(store).map_err(text)?;
+        params.set_unique(spec.unique);
+        let object_store = self.transaction.object_store(spec.store).map_err(text)?;
         (object_store.create_index_with_str_sequence_and_optional_parameters(
-            index,
+            spec.index,
             &key_path.map_err(text)?,
             &params,
         ))
