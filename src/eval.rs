@@ -608,25 +608,14 @@ pub fn l2_distance(a: &[f32], b: &[f32]) -> f32 {
 pub enum NoFaceFallback {
     /// The tutorial's centre crop (the 250-pixel centre square), resized to the tower's input.
     #[default]
+    #[serde(alias = "centre", alias = "center")]
     CentreCrop,
     /// The same centre square, but warped so that LFW's mean keypoint positions
     /// ([`FaceTemplate::lfw`]) land on the tower's template: LFW's photos are already roughly
     /// aligned, so this frames an undetected face about as the tower expects, where the plain
     /// centre crop shows it much smaller than the tower was trained on.
+    #[serde(alias = "lfw")]
     LfwFraming,
-}
-
-impl std::str::FromStr for NoFaceFallback {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "centre" | "center" | "centre-crop" => Ok(Self::CentreCrop),
-            "lfw" | "lfw-framing" => Ok(Self::LfwFraming),
-            other => Err(format!(
-                "unknown fallback '{other}': use centre or lfw-framing"
-            )),
-        }
-    }
 }
 
 impl NoFaceFallback {

@@ -5,6 +5,9 @@
 //! which its answer and its progress messages echo. Errors cross this boundary as user-facing
 //! strings; inside the core they stay typed.
 
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, IntoDeserializer};
 use serde::{Deserialize, Serialize};
 
 use crate::app::{
@@ -55,6 +58,44 @@ impl NetworkFile {
         self.path.rsplit('/').next().unwrap_or(self.path)
     }
 }
+
+/// A named choice (a backend, a crop mode, a training mode) from its name in any case: the
+/// names and aliases its serde form accepts, so a command line, the page and a stored setting
+/// all name it alike.
+pub fn choice_from_str<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, String> {
+    let name = text.to_ascii_lowercase();
+    T::deserialize(name.as_str().into_deserializer())
+        .map_err(|ChoiceError(hint)| format!("unknown {what} '{text}': {hint}"))
+}
+
+/// Why a name is not a choice: the names to use instead.
+#[derive(Debug)]
+struct ChoiceError(String);
+
+impl de::Error for ChoiceError {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        ChoiceError(message.to_string())
+    }
+
+    fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+        let hint = match expected {
+            [.., last] if expected.len() > 1 => {
+                let others = expected[..expected.len() - 1].join(", ");
+                format!("use {others} or {last}")
+            }
+            _ => format!("use {}", expected.join(", ")),
+        };
+        ChoiceError(hint)
+    }
+}
+
+impl fmt::Display for ChoiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChoiceError {}
 
 /// From the page to the worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -313,6 +354,49 @@ impl WorkerResponse {
 mod tests {
     use super::*;
     use crate::backend::{BackendKind, BackendReason};
+
+    #[test]
+    fn a_choice_is_named_by_its_serde_name_or_alias_in_any_case() {
+        use crate::eval::NoFaceFallback;
+        let backend = |text| choice_from_str::<BackendPreference>("backend", text);
+        for (text, preference) in [
+            ("Auto", BackendPreference::Auto),
+            ("webgpu", BackendPreference::Webgpu),
+            ("GPU", BackendPreference::Webgpu),
+            ("cpu", BackendPreference::Cpu),
+            ("flex", BackendPreference::Cpu),
+        ] {
+            assert_eq!(backend(text), Ok(preference), "{text}");
+        }
+        let crop = |text| choice_from_str::<CropMode>("crop mode", text);
+        assert_eq!(crop("detect"), Ok(CropMode::Detect));
+        assert_eq!(crop("Center"), Ok(CropMode::Centre));
+        let fallback = |text| choice_from_str::<NoFaceFallback>("fallback", text);
+        assert_eq!(fallback("Centre"), Ok(NoFaceFallback::CentreCrop));
+        assert_eq!(fallback("centre-crop"), Ok(NoFaceFallback::CentreCrop));
+        assert_eq!(fallback("LFW"), Ok(NoFaceFallback::LfwFraming));
+        for (refused, message) in [
+            (
+                backend("cuda").unwrap_err(),
+                "unknown backend 'cuda': use auto, gpu, webgpu, wgpu, cpu or flex",
+            ),
+            (
+                crop("face").unwrap_err(),
+                "unknown crop mode 'face': use detect, center or centre",
+            ),
+            (
+                fallback("none").unwrap_err(),
+                "unknown fallback 'none': use center, centre, centre-crop, lfw or lfw-framing",
+            ),
+        ] {
+            assert_eq!(refused, message);
+        }
+        let action: Result<Action, _> = choice_from_str("action", "");
+        assert_eq!(
+            action.unwrap_err(),
+            "unknown action '': use blink, turn_left, turn_right, look_up or open_mouth"
+        );
+    }
 
     #[test]
     fn a_request_may_carry_the_id_its_answer_echoes() {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use faceverify::app::{
-    self, CaptureOutcome, FrameHint, Host, NamedFile, QualityGate, Session, SessionError,
-    TrainRequest, VerifyOutcome,
+    self, AppError, CaptureOutcome, FrameHint, Host, NamedFile, QualityGate, Session, TrainRequest,
+    VerifyOutcome,
 };
 use faceverify::backend::{BackendKind, BackendPreference};
 use faceverify::protocol::{CameraFrame, NetworkFile, WorkerRequest, WorkerResponse};
@@ -140,7 +140,7 @@ fn send(session: &mut Session<TestHost>, request: WorkerRequest) -> WorkerRespon
     pollster::block_on(session.answer(request))
 }
 
-fn refused(session: &mut Session<TestHost>, request: WorkerRequest) -> SessionError {
+fn refused(session: &mut Session<TestHost>, request: WorkerRequest) -> AppError {
     pollster::block_on(session.handle(request)).expect_err("the request should fail")
 }
 
@@ -1045,7 +1045,7 @@ fn verification_with_liveness_accepts_the_live_man_and_refuses_photos() {
             t_ms: 0,
         },
     );
-    assert!(matches!(refused, SessionError::NoLiveCheck), "{refused}");
+    assert!(matches!(refused, AppError::NoLiveCheck), "{refused}");
 
     let start = |session: &mut Session<TestHost>, actions: Vec<Action>| {
         let request = WorkerRequest::StartLiveness {

@@ -12,12 +12,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use burn::tensor::Device;
-use faceverify::backend;
 use faceverify::eval::{self, EvalModels, EvalOptions, EvalReport};
 use faceverify::model::{blazeface, face_resnet::FaceResNet};
+use faceverify::protocol::choice_from_str;
 use faceverify::vision::align::CropMode;
 use faceverify::vision::detect::FaceDetector;
+
+use faceverify_cli::BackendChoice;
 
 use crate::flags::{flag_values, number};
 
@@ -29,7 +30,7 @@ struct Args {
     lfw: PathBuf,
     pairs: PathBuf,
     options: EvalOptions,
-    backend: String,
+    backend: BackendChoice,
     models: PathBuf,
     json: Option<PathBuf>,
 }
@@ -38,18 +39,18 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
     let mut lfw = None;
     let mut pairs = None;
     let mut options = EvalOptions::default();
-    let mut backend = "cpu".to_string();
+    let mut backend = BackendChoice::default();
     let mut models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
     let mut json = None;
     for (flag, value) in flag_values(raw, USAGE)? {
         match flag {
             "--lfw" => lfw = Some(PathBuf::from(value)),
             "--pairs" => pairs = Some(PathBuf::from(value)),
-            "--crop" => options.crop = value.parse::<CropMode>()?,
-            "--fallback" => options.fallback = value.parse()?,
+            "--crop" => options.crop = choice_from_str("crop mode", value)?,
+            "--fallback" => options.fallback = choice_from_str("fallback", value)?,
             "--limit" => options.limit = Some(number(flag, value)?),
             "--batch-size" => options.batch_size = number(flag, value)?,
-            "--backend" => backend = value.to_owned(),
+            "--backend" => backend = choice_from_str("backend", value)?,
             "--models" => models = PathBuf::from(value),
             "--json" => json = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
@@ -63,15 +64,6 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         models,
         json,
     })
-}
-
-fn device(backend_name: &str) -> Result<Device, String> {
-    match backend_name {
-        "cpu" | "flex" => Ok(Device::flex()),
-        // The one natively initialised wgpu device of the process.
-        "wgpu" | "gpu" => pollster::block_on(backend::wgpu_device()),
-        other => Err(format!("unknown backend '{other}': use cpu or wgpu")),
-    }
 }
 
 /// `[#########-----------]  1234/4098  30.1%  12.3 faces/s  ETA 3m 52s`, redrawn in place.
@@ -220,7 +212,7 @@ fn print_report(report: &EvalReport, backend_name: &str, wall_seconds: f64) {
 pub fn run(raw: &[String]) -> Result<(), String> {
     let args = parse_args(raw)?;
     let wall = std::time::Instant::now();
-    let device = device(&args.backend)?;
+    let device = args.backend.device().map_err(|e| e.to_string())?;
     let read = |name: &str| {
         let path = args.models.join(name);
         std::fs::read(&path).map_err(|e| {
@@ -258,7 +250,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         |done, total| bar.draw(done, total),
     ))
     .map_err(|e| e.to_string())?;
-    print_report(&report, &args.backend, wall.elapsed().as_secs_f64());
+    print_report(&report, args.backend.name(), wall.elapsed().as_secs_f64());
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -20,8 +20,7 @@ use faceverify::pipeline::FacePipeline;
 use faceverify::train::impostors::{
     FitOptions, ImpostorError, ImpostorModel, ImpostorSelection, build_from_lfw,
 };
-use faceverify::train::run::RunError;
-use faceverify::verify::policy::VerificationError;
+use serde::Deserialize;
 use thiserror::Error;
 
 pub mod session;
@@ -44,15 +43,9 @@ pub enum CliError {
     /// The requested backend is not available.
     #[error("the wgpu backend is unavailable: {0}")]
     Backend(String),
-    /// Training failed.
-    #[error(transparent)]
-    Run(#[from] RunError),
     /// The impostor model could not be built or read.
     #[error(transparent)]
     Impostors(#[from] ImpostorError),
-    /// A probe could not be decided.
-    #[error(transparent)]
-    Verification(#[from] VerificationError),
     /// The pretrained tower's weights are unusable.
     #[error("the pretrained tower: {0}")]
     Tower(String),
@@ -78,29 +71,28 @@ fn io(path: &Path, detail: impl ToString) -> CliError {
     }
 }
 
-/// Where Burn runs the networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where Burn runs the networks (`--backend`, read by `protocol::choice_from_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// Burn's `flex` CPU backend.
+    #[default]
+    #[serde(alias = "flex")]
     Cpu,
     /// The wgpu device (`backend::wgpu_device`).
+    #[serde(alias = "gpu")]
     Wgpu,
 }
 
-impl std::str::FromStr for BackendChoice {
-    type Err = CliError;
-    fn from_str(s: &str) -> Result<Self, CliError> {
-        match s {
-            "cpu" | "flex" => Ok(Self::Cpu),
-            "wgpu" | "gpu" => Ok(Self::Wgpu),
-            other => Err(CliError::Usage(format!(
-                "unknown backend '{other}': use cpu or wgpu"
-            ))),
+impl BackendChoice {
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
         }
     }
-}
 
-impl BackendChoice {
     /// The device (the one natively initialised wgpu device for `Wgpu`).
     pub fn device(self) -> Result<Device, CliError> {
         match self {

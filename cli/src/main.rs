@@ -7,9 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use faceverify::app::IdentifyOutcome;
+use faceverify::app::{DEFAULT_SEED, IdentifyOutcome, TrainRequest};
+use faceverify::protocol::choice_from_str;
 use faceverify::train::impostors::FitOptions;
 use faceverify::train::run::TrainingMode;
+use faceverify_cli::session::CLI_PROFILE;
 use faceverify_cli::{
     BackendChoice, CliError, ImpostorOptions, TrainOptions, VerifyOptions, default_weights_path,
     identify, impostors, train, verify,
@@ -119,7 +121,10 @@ impl Args {
     }
 
     fn backend(&mut self) -> Result<BackendChoice, CliError> {
-        Ok(self.parsed("backend")?.unwrap_or(BackendChoice::Cpu))
+        let Some(name) = self.take("backend") else {
+            return Ok(BackendChoice::default());
+        };
+        choice_from_str("backend", &name).map_err(CliError::Usage)
     }
 
     fn weights(&mut self) -> PathBuf {
@@ -140,11 +145,14 @@ fn train_command(mut args: Args) -> Result<(), CliError> {
     };
     let options = TrainOptions {
         data: PathBuf::from(args.required("data")?),
-        mode,
-        epochs: args.parsed("epochs")?,
-        batch_size: args.parsed("batch")?,
-        seed: args.parsed("seed")?.unwrap_or(42),
-        resume: args.switch("resume"),
+        request: TrainRequest {
+            profile: CLI_PROFILE.into(),
+            mode,
+            epochs: args.parsed("epochs")?,
+            batch_size: args.parsed("batch")?,
+            seed: args.parsed("seed")?.unwrap_or(DEFAULT_SEED),
+            resume: args.switch("resume"),
+        },
         backend: args.backend()?,
         out: PathBuf::from(args.take("out").unwrap_or_else(|| "model.bin".into())),
         store: args.take("store").map(PathBuf::from),
@@ -158,7 +166,7 @@ fn train_command(mut args: Args) -> Result<(), CliError> {
             args.positional
         )));
     }
-    if options.resume && options.store.is_none() {
+    if options.request.resume && options.store.is_none() {
         return Err(CliError::Usage(
             "--resume continues a run kept with --store DIR".into(),
         ));

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use faceverify::app::{
-    self, Host, IdentifyOutcome, ImportReport, NamedFile, Session, SessionError, TrainOutcome,
+    self, AppError, Host, IdentifyOutcome, ImportReport, NamedFile, Session, TrainOutcome,
     TrainRequest, VerifyOutcome,
 };
 use faceverify::backend::{BackendKind, BackendPreference};
 use faceverify::protocol::{CameraFrame, NetworkFile, WorkerRequest, WorkerResponse};
 use faceverify::store::{DirStore, ImageRole, Settings, Store, StoreError};
-use faceverify::train::run::{CancelFlag, StopReason, TrainingEvent, TrainingMode};
+use faceverify::train::run::{CancelFlag, StopReason, TrainingEvent};
 use faceverify::verify::policy::VerificationResult;
 
 use crate::{BackendChoice, CliError, io, list_images};
@@ -197,8 +197,8 @@ pub fn ask(
     pollster::block_on(session.handle(request)).map_err(CliError::from)
 }
 
-impl From<SessionError> for CliError {
-    fn from(error: SessionError) -> Self {
+impl From<AppError> for CliError {
+    fn from(error: AppError) -> Self {
         CliError::Session(error.user_message())
     }
 }
@@ -250,12 +250,8 @@ fn unexpected(response: &WorkerResponse) -> CliError {
 pub struct TrainOptions {
     /// Folder with `anchor/`, `positive/`, `negative/`.
     pub data: PathBuf,
-    pub mode: TrainingMode,
-    pub epochs: Option<usize>,
-    pub batch_size: Option<usize>,
-    pub seed: u64,
-    /// Continue the store's interrupted run (with a kept `--store`).
-    pub resume: bool,
+    /// The run, as the page asks for it (for the profile [`CLI_PROFILE`]).
+    pub request: TrainRequest,
     pub backend: BackendChoice,
     /// The model file to write.
     pub out: PathBuf,
@@ -286,21 +282,14 @@ pub fn train(options: &TrainOptions, quiet: bool) -> Result<Trained, CliError> {
     if let Some(target) = options.target_far {
         change_settings(&mut session, |s| s.attempt_false_accept_rate = target)?;
     }
-    let request = TrainRequest {
-        profile: CLI_PROFILE.into(),
-        mode: options.mode,
-        epochs: options.epochs,
-        batch_size: options.batch_size,
-        seed: options.seed,
-        resume: options.resume,
-    };
+    let request = options.request.clone();
     let outcome = match ask(&mut session, WorkerRequest::Train { request })? {
         WorkerResponse::Trained { outcome } => *outcome,
         other => return Err(unexpected(&other)),
     };
     let model = pollster::block_on(async {
         let store = session.store().await?;
-        Ok::<_, SessionError>(store.active_model(CLI_PROFILE).await?)
+        Ok::<_, AppError>(store.active_model(CLI_PROFILE).await?)
     })?
     .ok_or_else(|| CliError::Session("the run stored no model".into()))?;
     std::fs::write(&options.out, &model.bytes).map_err(|e| io(&options.out, e))?;

@@ -6,18 +6,11 @@
 //! and the aligned 150×150 face crop (what every network reads). Classic mode resizes that crop
 //! to the Koch tower's 100×100, so every mode works from the same stored crop.
 
-use thiserror::Error;
-
-use crate::pipeline::PipelineError;
-use crate::store::StoreError;
-use crate::train::run::RunError;
-use crate::verify::calibration::CalibrationError;
-use crate::verify::policy::VerificationError;
-
 mod adaptation;
 mod calibration;
 mod capture;
 mod descriptors;
+mod error;
 mod expand;
 mod identification;
 mod liveness;
@@ -33,10 +26,11 @@ pub use adaptation::*;
 pub use calibration::*;
 pub use capture::*;
 pub use descriptors::*;
+pub use error::AppError;
 pub use expand::*;
 pub use identification::*;
 pub use liveness::*;
-pub use session::{Host, MAX_PROFILE_NAME, Session, SessionError};
+pub use session::{Host, MAX_PROFILE_NAME, Session};
 pub use state::*;
 pub use training::*;
 pub use verification::*;
@@ -49,40 +43,3 @@ pub const FINE_TUNE_MAX_PAIRS: usize = 400;
 pub const MAX_REFERENCES: usize = 50;
 /// JPEG quality of stored photos and crops.
 pub(crate) const JPEG_QUALITY: u8 = 92;
-
-/// Why a use case failed. The worker turns these into sentences at the boundary.
-#[derive(Debug, Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-    #[error(transparent)]
-    Training(#[from] RunError),
-    #[error(transparent)]
-    Verification(#[from] VerificationError),
-    #[error(transparent)]
-    Mesh(#[from] crate::vision::mesh::MeshError),
-    #[error("the thresholds could not be calibrated: {0}")]
-    Calibration(#[from] CalibrationError),
-    #[error("{0}")]
-    Image(String),
-    #[error("training needs at least {needed} {role} photos of this profile, and it has {found}")]
-    NotEnoughPhotos {
-        role: &'static str,
-        needed: usize,
-        found: usize,
-    },
-    #[error(
-        "classic mode trains on other people's faces too: import or capture at least {needed} negatives (it has {found})"
-    )]
-    NotEnoughNegatives { needed: usize, found: usize },
-    #[error(
-        "this GPU cannot hold the classic (Koch) network: {0}. Choose the CPU engine in the settings, or fine-tune mode"
-    )]
-    DeviceTooSmall(String),
-    #[error("the stored model was made by a different version of the app ({0}); train again")]
-    IncompatibleModel(String),
-    #[error("this file is not a faceverify model ({0})")]
-    NotAModel(String),
-}

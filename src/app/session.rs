@@ -9,14 +9,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use burn::prelude::Device;
-use thiserror::Error;
 
 use crate::backend::{self, BackendKind, BackendPreference, SelectedBackend};
 use crate::model::koch::DeviceBufferLimits;
-use crate::pipeline::{FacePipeline, PipelineError};
+use crate::pipeline::FacePipeline;
 use crate::protocol::{CameraFrame, NETWORK_FILES, NetworkFile, WorkerRequest, WorkerResponse};
 use crate::selfcheck;
-use crate::store::archive::{self, ArchiveError};
+use crate::store::archive;
 use crate::store::validate::ArchiveLimits;
 use crate::store::{
     ImageRole, ImageSource, ImportMode, ModelSummary, Profile, ProfileId, Settings, Store,
@@ -24,9 +23,8 @@ use crate::store::{
 };
 use crate::train::impostors::ImpostorModel;
 use crate::train::run::{CancelFlag, RunControl, TrainingEvent};
-use crate::verify::policy::{ThresholdError, VerificationError, VerificationPolicy};
+use crate::verify::policy::{VerificationError, VerificationPolicy};
 use crate::vision::align::CropMode;
-use crate::vision::frame::FrameError;
 
 use crate::model::facemesh::FaceMesh;
 use crate::verify::liveness::{Action, Challenge};
@@ -66,65 +64,6 @@ pub trait Host {
     async fn delete_all_data(&self, store: Option<Self::Store>) -> Result<(), StoreError>;
     /// A number in 0..1 nobody can predict (the liveness challenge's actions).
     fn random(&self) -> f64;
-}
-
-/// Why a request failed. [`SessionError::user_message`] is what the page shows.
-#[derive(Debug, Error)]
-pub enum SessionError {
-    #[error(transparent)]
-    App(#[from] AppError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Archive(#[from] ArchiveError),
-    #[error(
-        "the {file} could not be downloaded ({detail}). Check the connection and reload; after \
-         one complete load the app also works offline"
-    )]
-    Download { file: &'static str, detail: String },
-    #[error("the app's model files are damaged ({0}). Reload the page to download them again")]
-    DamagedNetworks(PipelineError),
-    #[error("the app's impostor model is damaged ({0}). Reload the page")]
-    DamagedImpostors(String),
-    #[error("the camera picture could not be read: {0}")]
-    Camera(#[from] FrameError),
-    #[error("the photo could not be analysed: {0}")]
-    Analysis(PipelineError),
-    #[error("the training self-check failed on {backend}: {detail}")]
-    SelfCheck {
-        backend: &'static str,
-        detail: String,
-    },
-    #[error("a profile needs a name of 1 to {MAX_PROFILE_NAME} characters")]
-    ProfileName,
-    #[error("that photo no longer exists")]
-    PhotoGone,
-    #[error("no training is running")]
-    NoTraining,
-    #[error("thresholds must lie between 0 and 1: {0}")]
-    Thresholds(ThresholdError),
-    #[error("the saved thresholds are invalid: {0}")]
-    SavedThresholds(ThresholdError),
-    #[error("the face mesh network's file is damaged ({0}). Reload the page to download it again")]
-    DamagedMesh(String),
-    #[error("no liveness check is running: start verifying again")]
-    NoLiveCheck,
-}
-
-impl SessionError {
-    /// The error as a sentence for the person using the app: capitalised, one final stop.
-    pub fn user_message(&self) -> String {
-        let text = self.to_string();
-        let mut chars = text.chars();
-        match chars.next() {
-            Some(first) => format!(
-                "{}{}.",
-                first.to_uppercase(),
-                chars.as_str().trim_end().trim_end_matches('.')
-            ),
-            None => "Something went wrong.".into(),
-        }
-    }
 }
 
 /// What a worker keeps between requests, and the answer to each.
@@ -195,33 +134,32 @@ async fn filled<T, E>(
     Ok(slot.insert(value))
 }
 
-async fn model_file<H: Host>(host: &H, file: NetworkFile) -> Result<Vec<u8>, SessionError> {
+async fn model_file<H: Host>(host: &H, file: NetworkFile) -> Result<Vec<u8>, AppError> {
     host.model_file(file)
         .await
-        .map_err(|detail| SessionError::Download {
+        .map_err(|detail| AppError::Download {
             file: file.name,
             detail,
         })
 }
 
 /// The face pipeline on `device`, from the detector's and the tower's files.
-async fn load_pipeline<H: Host>(host: &H, device: &Device) -> Result<FacePipeline, SessionError> {
+async fn load_pipeline<H: Host>(host: &H, device: &Device) -> Result<FacePipeline, AppError> {
     let [detector, tower, ..] = NETWORK_FILES;
     let detector = model_file(host, detector).await?;
     let tower = model_file(host, tower).await?;
-    FacePipeline::from_bytes(&detector, &tower, device).map_err(SessionError::DamagedNetworks)
+    FacePipeline::from_bytes(&detector, &tower, device).map_err(AppError::DamagedNetworks)
 }
 
-async fn load_mesh<H: Host>(host: &H, device: &Device) -> Result<FaceMesh, SessionError> {
+async fn load_mesh<H: Host>(host: &H, device: &Device) -> Result<FaceMesh, AppError> {
     let bytes = model_file(host, NETWORK_FILES[3]).await?;
-    FaceMesh::from_bytes(&bytes, device).map_err(|e| SessionError::DamagedMesh(e.to_string()))
+    FaceMesh::from_bytes(&bytes, device).map_err(|e| AppError::DamagedMesh(e.to_string()))
 }
 
-async fn load_impostors<H: Host>(host: &H) -> Result<ImpostorModel, SessionError> {
+async fn load_impostors<H: Host>(host: &H) -> Result<ImpostorModel, AppError> {
     let bytes = model_file(host, NETWORK_FILES[2]).await?;
-    let text =
-        String::from_utf8(bytes).map_err(|e| SessionError::DamagedImpostors(e.to_string()))?;
-    ImpostorModel::from_json(&text).map_err(|e| SessionError::DamagedImpostors(e.to_string()))
+    let text = String::from_utf8(bytes).map_err(|e| AppError::DamagedImpostors(e.to_string()))?;
+    ImpostorModel::from_json(&text).map_err(|e| AppError::DamagedImpostors(e.to_string()))
 }
 
 /// The thresholds a new model's calibration proposed become the saved ones (the sliders'
@@ -244,7 +182,7 @@ impl<S: Store> Parts<S> {
         chosen(&mut self.backend).await
     }
 
-    async fn store<H: Host<Store = S>>(&mut self, host: &H) -> Result<&S, SessionError> {
+    async fn store<H: Host<Store = S>>(&mut self, host: &H) -> Result<&S, AppError> {
         Ok(filled(&mut self.store, host.open_store()).await?)
     }
 
@@ -252,7 +190,7 @@ impl<S: Store> Parts<S> {
     async fn ready<'a, H: Host<Store = S>>(
         &'a mut self,
         host: &'a H,
-    ) -> Result<Ready<'a, H>, SessionError> {
+    ) -> Result<Ready<'a, H>, AppError> {
         let device = &chosen(&mut self.backend).await.device;
         let pipeline = filled(&mut self.pipeline, load_pipeline(host, device)).await?;
         let store = filled(&mut self.store, host.open_store()).await?;
@@ -306,7 +244,7 @@ impl<H: Host> Session<H> {
     }
 
     /// The response to `request`, or why it failed.
-    pub async fn handle(&mut self, request: WorkerRequest) -> Result<WorkerResponse, SessionError> {
+    pub async fn handle(&mut self, request: WorkerRequest) -> Result<WorkerResponse, AppError> {
         match request {
             WorkerRequest::Init { preference } => Ok(self.init(preference).await),
             WorkerRequest::CheckTraining { steps } => self.check_training(steps).await,
@@ -363,7 +301,7 @@ impl<H: Host> Session<H> {
             WorkerRequest::Train { request } => self.train(&request).await,
             // The page's messages are read apart so that a cancel reaches a running training;
             // one that arrives as a request found none.
-            WorkerRequest::CancelTraining => Err(SessionError::NoTraining),
+            WorkerRequest::CancelTraining => Err(AppError::NoTraining),
             WorkerRequest::Verify { profile, frame } => self.verify(profile, &frame).await,
             WorkerRequest::Identify { frame } => self.identify(&frame).await,
             WorkerRequest::StartLiveness { profile, actions } => {
@@ -389,7 +327,7 @@ impl<H: Host> Session<H> {
     // Loaded on first use -----------------------------------------------------------------
 
     /// The session's store, opened on first use (native callers read it directly).
-    pub async fn store(&mut self) -> Result<&H::Store, SessionError> {
+    pub async fn store(&mut self) -> Result<&H::Store, AppError> {
         self.parts.store(&self.host).await
     }
 
@@ -406,7 +344,7 @@ impl<H: Host> Session<H> {
     }
 
     /// The saved settings.
-    async fn settings(&mut self) -> Result<Settings, SessionError> {
+    async fn settings(&mut self) -> Result<Settings, AppError> {
         if let Some(settings) = self.settings {
             return Ok(settings);
         }
@@ -416,13 +354,13 @@ impl<H: Host> Session<H> {
     }
 
     /// The saved thresholds.
-    async fn policy(&mut self) -> Result<VerificationPolicy, SessionError> {
+    async fn policy(&mut self) -> Result<VerificationPolicy, AppError> {
         let settings = self.settings().await?;
         VerificationPolicy::from_values(
             settings.detection_threshold,
             settings.verification_threshold,
         )
-        .map_err(SessionError::SavedThresholds)
+        .map_err(AppError::SavedThresholds)
     }
 
     /// Photos or models changed: what was derived from them is rebuilt on next use.
@@ -445,11 +383,11 @@ impl<H: Host> Session<H> {
         }
     }
 
-    async fn check_training(&mut self, steps: usize) -> Result<WorkerResponse, SessionError> {
+    async fn check_training(&mut self, steps: usize) -> Result<WorkerResponse, AppError> {
         let selected = self.backend().await;
         let check = selfcheck::training_check(&selected.device, steps)
             .await
-            .map_err(|e| SessionError::SelfCheck {
+            .map_err(|e| AppError::SelfCheck {
                 backend: selected.report.kind.label(),
                 detail: e.to_string(),
             })?;
@@ -463,7 +401,7 @@ impl<H: Host> Session<H> {
         &mut self,
         bytes: &[u8],
         crop: CropMode,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         let backend = self.backend().await.report.clone();
         let analysis = self
             .parts
@@ -472,22 +410,22 @@ impl<H: Host> Session<H> {
             .pipeline
             .analyse_encoded(bytes, crop)
             .await
-            .map_err(SessionError::Analysis)?;
+            .map_err(AppError::Analysis)?;
         Ok(WorkerResponse::PhotoAnalysed { backend, analysis })
     }
 
     /// What the page shows of `profile` (or of the first profile).
-    async fn state(&mut self, profile: Option<&str>) -> Result<WorkerResponse, SessionError> {
+    async fn state(&mut self, profile: Option<&str>) -> Result<WorkerResponse, AppError> {
         let state = profile_state(self.store().await?, profile).await?;
         Ok(WorkerResponse::State {
             state: Box::new(state),
         })
     }
 
-    async fn save_profile(&mut self, profile: Profile) -> Result<WorkerResponse, SessionError> {
+    async fn save_profile(&mut self, profile: Profile) -> Result<WorkerResponse, AppError> {
         let length = profile.name.trim().chars().count();
         if length == 0 || length > MAX_PROFILE_NAME {
-            return Err(SessionError::ProfileName);
+            return Err(AppError::ProfileName);
         }
         self.store().await?.put_profile(&profile).await?;
         self.state(Some(&profile.id)).await
@@ -499,7 +437,7 @@ impl<H: Host> Session<H> {
         role: ImageRole,
         frame: &CameraFrame,
         quality: QualityGate,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         let frame = frame.to_frame()?;
         let photo = NewPhoto {
             id: self.host.new_id("img"),
@@ -528,7 +466,7 @@ impl<H: Host> Session<H> {
         profile: &str,
         role: ImageRole,
         files: Vec<NamedFile>,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         let Ready {
             host,
             store,
@@ -558,16 +496,16 @@ impl<H: Host> Session<H> {
         profile: &str,
         id: &str,
         role: ImageRole,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         let store = self.store().await?;
-        let mut image = store.get_image(id).await?.ok_or(SessionError::PhotoGone)?;
+        let mut image = store.get_image(id).await?.ok_or(AppError::PhotoGone)?;
         image.role = role;
         store.put_image(&image).await?;
         self.changed();
         self.state(Some(profile)).await
     }
 
-    async fn train(&mut self, request: &TrainRequest) -> Result<WorkerResponse, SessionError> {
+    async fn train(&mut self, request: &TrainRequest) -> Result<WorkerResponse, AppError> {
         let limits = self.device_limits().await;
         filled(&mut self.parts.impostors, load_impostors(&self.host)).await?;
         // A cancel sent while no run was active belongs to nothing.
@@ -617,7 +555,7 @@ impl<H: Host> Session<H> {
         &mut self,
         profile: ProfileId,
         frame: &CameraFrame,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         let frame = frame.to_frame()?;
         let settings = self.settings().await?;
         let policy = self.policy().await?;
@@ -671,7 +609,7 @@ impl<H: Host> Session<H> {
         &mut self,
         profile: ProfileId,
         actions: Option<Vec<Action>>,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         self.load_verifiers(std::slice::from_ref(&profile), Unenrolled::Refuse)
             .await?;
         let device = chosen(&mut self.parts.backend).await.device.clone();
@@ -691,17 +629,17 @@ impl<H: Host> Session<H> {
         &mut self,
         frame: &CameraFrame,
         t_ms: u64,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         let frame = frame.to_frame()?;
         let policy = self.policy().await?;
-        let mut check = self.live_check.take().ok_or(SessionError::NoLiveCheck)?;
+        let mut check = self.live_check.take().ok_or(AppError::NoLiveCheck)?;
         // Photos may have changed since the check started: the verifier is loaded again.
         let profile = check.profile.clone();
         self.load_verifiers(std::slice::from_ref(&profile), Unenrolled::Refuse)
             .await?;
         let verifier = &self.verifiers[&profile];
         let ready = self.parts.ready(&self.host).await?;
-        let mesh = ready.mesh.ok_or(SessionError::NoLiveCheck)?;
+        let mesh = ready.mesh.ok_or(AppError::NoLiveCheck)?;
         let outcome = check
             .frame(
                 ready.pipeline,
@@ -721,7 +659,7 @@ impl<H: Host> Session<H> {
     }
 
     /// "Who is this?": the frame against every profile that has photos to compare with.
-    async fn identify(&mut self, frame: &CameraFrame) -> Result<WorkerResponse, SessionError> {
+    async fn identify(&mut self, frame: &CameraFrame) -> Result<WorkerResponse, AppError> {
         let frame = frame.to_frame()?;
         let policy = self.policy().await?;
         let profiles = self.store().await?.list_profiles().await?;
@@ -748,7 +686,7 @@ impl<H: Host> Session<H> {
         &mut self,
         profiles: &[ProfileId],
         unenrolled: Unenrolled,
-    ) -> Result<(), SessionError> {
+    ) -> Result<(), AppError> {
         let missing: Vec<&ProfileId> = profiles
             .iter()
             .filter(|p| !self.verifiers.contains_key(*p))
@@ -785,13 +723,13 @@ impl<H: Host> Session<H> {
         &mut self,
         profile: Option<&str>,
         settings: &Settings,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         // Refused before anything is written: the thresholds must make a policy.
         VerificationPolicy::from_values(
             settings.detection_threshold,
             settings.verification_threshold,
         )
-        .map_err(SessionError::Thresholds)?;
+        .map_err(AppError::Thresholds)?;
         self.store().await?.put_settings(settings).await?;
         self.settings = Some(*settings);
         self.state(profile).await
@@ -801,7 +739,7 @@ impl<H: Host> Session<H> {
         &mut self,
         bytes: &[u8],
         mode: ImportMode,
-    ) -> Result<WorkerResponse, SessionError> {
+    ) -> Result<WorkerResponse, AppError> {
         let store = self.store().await?;
         let report = archive::import_archive(store, bytes, mode, &ArchiveLimits::default()).await?;
         self.changed();

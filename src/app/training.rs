@@ -61,8 +61,11 @@ pub struct TrainRequest {
     pub resume: bool,
 }
 
+/// The seed of a run whose request names none.
+pub const DEFAULT_SEED: u64 = 42;
+
 fn default_seed() -> u64 {
-    42
+    DEFAULT_SEED
 }
 
 /// Ids and times for the records a run writes.
@@ -336,9 +339,15 @@ pub async fn train<S: Store>(
     let photos = TrainingPhotos::load(parts.store, &request.profile).await?;
     let planned = plan_run(parts.store, request, &hooks.ids).await?;
     let ids = hooks.ids.clone();
+    let mode_run = ModeRun {
+        parts,
+        photos: &photos,
+        planned,
+        hooks,
+    };
     let trained = match request.mode {
-        TrainingMode::FineTune => train_fine_tune(parts, &photos, planned, hooks).await?,
-        TrainingMode::Classic => train_classic(parts, &photos, planned, hooks).await?,
+        TrainingMode::FineTune => mode_run.fine_tune().await?,
+        TrainingMode::Classic => mode_run.classic().await?,
     };
     let (stop, record, report, resumed_from, mut run) = trained.run;
     if stop == StopReason::Cancelled {
@@ -490,130 +499,179 @@ fn model_record(
     }
 }
 
-/// Fine-tune mode: the frozen tower's descriptors of every photo (read from the store when
-/// kept), negatives = imported faces + impostor samples, the head trained on the CPU backend.
-async fn train_fine_tune<S: Store>(
-    parts: &TrainingParts<'_, S>,
-    photos: &TrainingPhotos,
+/// What a run of either mode works with.
+struct ModeRun<'a, 'p, 'h, S: Store> {
+    parts: &'a TrainingParts<'p, S>,
+    photos: &'a TrainingPhotos,
     planned: PlannedRun,
-    hooks: RunHooks<'_>,
-) -> Result<ModeOutcome, AppError> {
-    let PlannedRun {
-        mut settings,
-        previous,
-        record,
-    } = planned;
-    let embed = async |images: &[StoredImage]| {
-        image_descriptors(parts.store, parts.pipeline, images, hooks.yield_now).await
-    };
-    let mut inputs = FineTuneInputs {
-        anchors: embed(&photos.anchors).await?,
-        positives: embed(&photos.positives).await?,
-        negatives: embed(&photos.negatives).await?,
-        impostors: Vec::new(),
-        // The personal model refines the default one rather than starting from nothing.
-        start: DefaultHead::bundled().ok(),
-    };
-    if let Some(model) = parts.impostors {
-        inputs.impostors = model.sample(IMPOSTOR_SAMPLES, settings.training.seed);
-    }
-    if inputs.negatives.len() + inputs.impostors.len() == 0 {
-        return Err(AppError::NotEnoughNegatives {
-            needed: 1,
-            found: 0,
-        });
-    }
-    if previous.is_none() && settings.training.pairs_per_class.is_none() {
-        settings.training.pairs_per_class =
-            Some((inputs.anchors.len() * inputs.positives.len()).clamp(1, FINE_TUNE_MAX_PAIRS));
-    }
-    let counts = [
-        inputs.anchors.len(),
-        inputs.positives.len(),
-        inputs.negatives.len() + inputs.impostors.len(),
-    ];
-    let fresh = fine_tune_trainer(&inputs, settings.clone())?;
-    let negatives = inputs.negatives.clone();
-    let table = [
-        inputs.anchors,
-        inputs.positives,
-        [inputs.negatives, inputs.impostors].concat(),
-    ]
-    .concat();
-    let seed = settings.training.seed;
-    let (trainer, resumed) = resume(fresh, previous.as_ref(), || HeadModel::new(&table, seed))?;
-    let test = trainer.split().test.clone();
-    let run = run_trainer(parts.store, trainer, resumed, record, hooks).await?;
-    // A comparison for the page: a failure here must not cost the trained model.
-    let default_model = default_model_rates(&table, &test, parts.device).await.ok();
-    Ok(ModeOutcome {
-        tower_kind: FINE_TUNE_TOWER_KIND,
-        counts,
-        run,
-        default_model,
-        negatives,
-    })
+    hooks: RunHooks<'h>,
 }
 
-/// Classic mode: the whole Koch network on the device, from the crops resized to 100×100.
-async fn train_classic<S: Store>(
-    parts: &TrainingParts<'_, S>,
-    photos: &TrainingPhotos,
-    planned: PlannedRun,
-    hooks: RunHooks<'_>,
-) -> Result<ModeOutcome, AppError> {
-    let PlannedRun {
-        settings,
-        previous,
-        record,
-    } = planned;
-    if photos.negatives.len() < MIN_CLASSIC_NEGATIVES {
-        return Err(AppError::NotEnoughNegatives {
-            needed: MIN_CLASSIC_NEGATIVES,
-            found: photos.negatives.len(),
-        });
-    }
-    // Both images of every pair go through the tower in one batch.
-    koch_fits(parts.device_limits, 2 * settings.training.batch_size)?;
-    let size = KOCH_INPUT.width as u32;
-    let table = |images: &[StoredImage]| -> Result<Vec<Vec<f32>>, AppError> {
-        Ok(ImageTable::from_frames(&crops(images, size)?, KOCH_INPUT)?.images)
-    };
-    let (a, p, n) = (
-        table(&photos.anchors)?,
-        table(&photos.positives)?,
-        table(&photos.negatives)?,
-    );
-    let counts = [a.len(), p.len(), n.len()];
-    let autodiff = parts.device.clone().autodiff();
-    let build = || Siamese::new(KochTowerConfig::new().init(&autodiff), &autodiff);
-    let fresh = classic_trainer(
-        build(),
-        autodiff.clone(),
-        KOCH_INPUT,
-        [&a, &p, &n],
-        settings.clone(),
-    )?;
-    let images = [a, p, n].concat();
-    let (trainer, resumed) = resume(fresh, previous.as_ref(), || {
-        Ok(SiameseModel::new(
-            build(),
-            ImageTable {
-                shape: KOCH_INPUT,
+impl<S: Store> ModeRun<'_, '_, '_, S> {
+    /// Fine-tune mode: the frozen tower's descriptors of every photo (read from the store when
+    /// kept), negatives = imported faces + impostor samples, the head trained on the CPU
+    /// backend.
+    async fn fine_tune(self) -> Result<ModeOutcome, AppError> {
+        let mut settings = self.planned.settings.clone();
+        let embed = async |images: &[StoredImage]| {
+            image_descriptors(
+                self.parts.store,
+                self.parts.pipeline,
                 images,
-            },
+                self.hooks.yield_now,
+            )
+            .await
+        };
+        let mut inputs = FineTuneInputs {
+            anchors: embed(&self.photos.anchors).await?,
+            positives: embed(&self.photos.positives).await?,
+            negatives: embed(&self.photos.negatives).await?,
+            impostors: Vec::new(),
+            // The personal model refines the default one rather than starting from nothing.
+            start: DefaultHead::bundled().ok(),
+        };
+        if let Some(model) = self.parts.impostors {
+            inputs.impostors = model.sample(IMPOSTOR_SAMPLES, settings.training.seed);
+        }
+        if inputs.negatives.len() + inputs.impostors.len() == 0 {
+            return Err(AppError::NotEnoughNegatives {
+                needed: 1,
+                found: 0,
+            });
+        }
+        if self.planned.previous.is_none() && settings.training.pairs_per_class.is_none() {
+            settings.training.pairs_per_class =
+                Some((inputs.anchors.len() * inputs.positives.len()).clamp(1, FINE_TUNE_MAX_PAIRS));
+        }
+        let counts = [
+            inputs.anchors.len(),
+            inputs.positives.len(),
+            inputs.negatives.len() + inputs.impostors.len(),
+        ];
+        let fresh = fine_tune_trainer(&inputs, settings.clone())?;
+        let negatives = inputs.negatives.clone();
+        let table = [
+            inputs.anchors,
+            inputs.positives,
+            [inputs.negatives, inputs.impostors].concat(),
+        ]
+        .concat();
+        let seed = settings.training.seed;
+        let (trainer, resumed) = resume(fresh, self.planned.previous.as_ref(), || {
+            HeadModel::new(&table, seed)
+        })?;
+        let test = trainer.split().test.clone();
+        let device = self.parts.device;
+        let run = self.run(trainer, resumed).await?;
+        // A comparison for the page: a failure here must not cost the trained model.
+        let default_model = default_model_rates(&table, &test, device).await.ok();
+        Ok(ModeOutcome {
+            tower_kind: FINE_TUNE_TOWER_KIND,
+            counts,
+            run,
+            default_model,
+            negatives,
+        })
+    }
+
+    /// Classic mode: the whole Koch network on the device, from the crops resized to 100×100.
+    async fn classic(self) -> Result<ModeOutcome, AppError> {
+        let settings = self.planned.settings.clone();
+        if self.photos.negatives.len() < MIN_CLASSIC_NEGATIVES {
+            return Err(AppError::NotEnoughNegatives {
+                needed: MIN_CLASSIC_NEGATIVES,
+                found: self.photos.negatives.len(),
+            });
+        }
+        // Both images of every pair go through the tower in one batch.
+        koch_fits(self.parts.device_limits, 2 * settings.training.batch_size)?;
+        let size = KOCH_INPUT.width as u32;
+        let table = |images: &[StoredImage]| -> Result<Vec<Vec<f32>>, AppError> {
+            Ok(ImageTable::from_frames(&crops(images, size)?, KOCH_INPUT)?.images)
+        };
+        let (a, p, n) = (
+            table(&self.photos.anchors)?,
+            table(&self.photos.positives)?,
+            table(&self.photos.negatives)?,
+        );
+        let counts = [a.len(), p.len(), n.len()];
+        let autodiff = self.parts.device.clone().autodiff();
+        let build = || Siamese::new(KochTowerConfig::new().init(&autodiff), &autodiff);
+        let fresh = classic_trainer(
+            build(),
             autodiff.clone(),
-            CLASSIC_TOWER_KIND,
-        ))
-    })?;
-    let run = run_trainer(parts.store, trainer, resumed, record, hooks).await?;
-    Ok(ModeOutcome {
-        tower_kind: CLASSIC_TOWER_KIND,
-        counts,
-        run,
-        default_model: None,
-        negatives: Vec::new(),
-    })
+            KOCH_INPUT,
+            [&a, &p, &n],
+            settings.clone(),
+        )?;
+        let images = [a, p, n].concat();
+        let (trainer, resumed) = resume(fresh, self.planned.previous.as_ref(), || {
+            Ok(SiameseModel::new(
+                build(),
+                ImageTable {
+                    shape: KOCH_INPUT,
+                    images,
+                },
+                autodiff.clone(),
+                CLASSIC_TOWER_KIND,
+            ))
+        })?;
+        let run = self.run(trainer, resumed).await?;
+        Ok(ModeOutcome {
+            tower_kind: CLASSIC_TOWER_KIND,
+            counts,
+            run,
+            default_model: None,
+            negatives: Vec::new(),
+        })
+    }
+
+    /// Runs `trainer` (resumed at `resumed`), keeping the run's record and checkpoints in the
+    /// store as it goes.
+    async fn run<M: PairModel>(
+        self,
+        mut trainer: Trainer<M>,
+        resumed: Option<(usize, usize)>,
+    ) -> Result<RunResult, AppError> {
+        let store = self.parts.store;
+        let mut run = self.planned.record;
+        let RunHooks {
+            ids,
+            control,
+            on_event,
+            yield_now,
+        } = self.hooks;
+        if resumed.is_none() {
+            run.id = ids.run_id.clone();
+            run.epochs.clear();
+        }
+        run.settings = serde_json::to_value(trainer.settings()).expect("settings serialise");
+        store.put_run(&run).await?;
+        let mut observer = StoreObserver {
+            store,
+            run,
+            now: ids.now,
+            on_event,
+            yield_now,
+        };
+        let stop = match trainer.run(control, &mut observer).await {
+            Ok(stop) => stop,
+            Err(error) => {
+                let mut run = observer.run;
+                run.status = RunStatus::Failed;
+                // Best effort: the error that stopped the run matters more than this write.
+                let _ = store.put_run(&run).await;
+                return Err(error.into());
+            }
+        };
+        let run = observer.run;
+        if stop == StopReason::Cancelled {
+            return Ok((stop, Vec::new(), None, resumed, run));
+        }
+        let report = trainer.final_report().await?;
+        let record = trainer.model().model_record().await?;
+        Ok((stop, record, Some(report), resumed, run))
+    }
 }
 
 /// The default model's rates on `test` (pairs of rows of `table`), at its own threshold.
@@ -663,49 +721,4 @@ fn resume<M: PairModel>(
         Err(RunError::CheckpointMismatch(_)) => Ok((fresh, None)),
         Err(e) => Err(e.into()),
     }
-}
-
-async fn run_trainer<S: Store, M: PairModel>(
-    store: &S,
-    mut trainer: Trainer<M>,
-    resumed: Option<(usize, usize)>,
-    mut run: TrainingRun,
-    hooks: RunHooks<'_>,
-) -> Result<RunResult, AppError> {
-    let RunHooks {
-        ids,
-        control,
-        on_event,
-        yield_now,
-    } = hooks;
-    if resumed.is_none() {
-        run.id = ids.run_id.clone();
-        run.epochs.clear();
-    }
-    run.settings = serde_json::to_value(trainer.settings()).expect("settings serialise");
-    store.put_run(&run).await?;
-    let mut observer = StoreObserver {
-        store,
-        run,
-        now: ids.now,
-        on_event,
-        yield_now,
-    };
-    let stop = match trainer.run(control, &mut observer).await {
-        Ok(stop) => stop,
-        Err(error) => {
-            let mut run = observer.run;
-            run.status = RunStatus::Failed;
-            // Best effort: the error that stopped the run matters more than this write.
-            let _ = store.put_run(&run).await;
-            return Err(error.into());
-        }
-    };
-    let run = observer.run;
-    if stop == StopReason::Cancelled {
-        return Ok((stop, Vec::new(), None, resumed, run));
-    }
-    let report = trainer.final_report().await?;
-    let record = trainer.model().model_record().await?;
-    Ok((stop, record, Some(report), resumed, run))
 }

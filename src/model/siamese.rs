@@ -106,23 +106,23 @@ impl<T: EmbeddingTower> Siamese<T> {
     }
 }
 
+/// A cheap siamese network for the tests of the modules that use one.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_tower {
     use super::*;
-    use crate::model::koch::KochTowerConfig;
     use crate::model::tower::ImageShape;
     use burn::nn::conv::{Conv2d, Conv2dConfig};
     use burn::tensor::Distribution;
 
-    /// A cheap tower for tests: one 3×3 convolution and a linear projection.
+    /// One 3×3 convolution and a linear projection to 5 dimensions, on 1×6×6 images.
     #[derive(Module, Debug)]
-    struct PoolTower {
+    pub struct PoolTower {
         conv: Conv2d,
         projection: Linear,
     }
 
     impl PoolTower {
-        fn new(device: &Device) -> Self {
+        pub fn new(device: &Device) -> Self {
             Self {
                 conv: Conv2dConfig::new([1, 2], [3, 3]).init(device),
                 projection: LinearConfig::new(2 * 4 * 4, 5).init(device),
@@ -143,6 +143,25 @@ mod tests {
         }
     }
 
+    /// A network of [`PoolTower`]s on the CPU, its weights drawn from `seed`.
+    pub fn seeded_pool_siamese(seed: u64) -> (Siamese<PoolTower>, Device) {
+        let device = Device::flex();
+        device.seed(seed);
+        (Siamese::new(PoolTower::new(&device), &device), device)
+    }
+
+    /// `count` random images of [`PoolTower`]'s input size.
+    pub fn random_images(count: usize, device: &Device) -> Tensor<4> {
+        Tensor::<4>::random([count, 1, 6, 6], Distribution::Default, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_tower::*;
+    use super::*;
+    use crate::model::koch::KochTowerConfig;
+
     #[test]
     fn koch_siamese_adds_one_weight_per_embedding_dimension_and_a_bias() {
         let device = Device::flex();
@@ -150,18 +169,6 @@ mod tests {
         assert_eq!(model.num_params(), 38_964_545);
         assert_eq!(model.head.num_params(), 4_097);
         assert_eq!(model.head.embedding_dim(), 4096);
-    }
-
-    /// A network of [`PoolTower`]s on the CPU, its weights drawn from `seed`.
-    fn seeded_pool_siamese(seed: u64) -> (Siamese<PoolTower>, Device) {
-        let device = Device::flex();
-        device.seed(seed);
-        (Siamese::new(PoolTower::new(&device), &device), device)
-    }
-
-    /// `count` random images of [`PoolTower`]'s input size.
-    fn random_images(count: usize, device: &Device) -> Tensor<4> {
-        Tensor::<4>::random([count, 1, 6, 6], Distribution::Default, device)
     }
 
     #[test]

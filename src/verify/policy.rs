@@ -246,9 +246,7 @@ pub async fn read_scores(scores: Tensor<1>) -> Result<Vec<f32>, VerificationErro
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::model::tower::ImageShape;
-    use burn::nn::{Linear, LinearConfig};
-    use burn::tensor::Distribution;
+    use crate::model::siamese::test_tower::{random_images, seeded_pool_siamese};
 
     /// The tutorial's example: 50 verification images, 32 scores above the detection
     /// threshold.
@@ -318,43 +316,20 @@ mod tests {
         );
     }
 
-    /// A tower that flattens a 1×2×2 image and projects it.
-    #[derive(Module, Debug)]
-    struct FlatTower {
-        projection: Linear,
-    }
-
-    impl EmbeddingTower for FlatTower {
-        fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-            self.projection.forward(images.flatten(1, 3))
-        }
-        fn embedding_dim(&self) -> usize {
-            3
-        }
-        fn input_size(&self) -> ImageShape {
-            ImageShape::new(1, 2, 2)
-        }
-    }
-
     #[test]
     fn a_probe_is_scored_against_cached_references_in_one_batch() {
-        let device = Device::flex();
-        device.seed(8);
-        let tower = FlatTower {
-            projection: LinearConfig::new(4, 3).init(&device),
-        };
-        let model = Siamese::new(tower, &device);
-        let references = Tensor::<4>::random([5, 1, 2, 2], Distribution::Default, &device);
+        let (model, device) = seeded_pool_siamese(8);
+        let references = random_images(5, &device);
         let cached = ReferenceEmbeddings::from_images(&model, references.clone()).unwrap();
         assert_eq!(cached.count(), 5);
-        let probe = Tensor::<4>::random([1, 1, 2, 2], Distribution::Default, &device);
+        let probe = random_images(1, &device);
 
         let policy = VerificationPolicy::from_values(0.0, 0.5).unwrap();
         let result =
             pollster::block_on(verify_probe(&model, probe.clone(), &cached, &policy)).unwrap();
         assert_eq!(result.reference_count, 5);
         let pairwise: Vec<f32> = model
-            .forward(probe.expand([5, 1, 2, 2]), references)
+            .forward(probe.expand([5, 1, 6, 6]), references)
             .into_data()
             .try_into_vec()
             .unwrap();

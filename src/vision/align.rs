@@ -44,18 +44,8 @@ pub enum CropMode {
     #[default]
     Detect,
     /// The tutorial's crop: the 250-pixel square at the frame's centre, resized.
+    #[serde(alias = "center")]
     Centre,
-}
-
-impl std::str::FromStr for CropMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "detect" => Ok(Self::Detect),
-            "centre" | "center" => Ok(Self::Centre),
-            other => Err(format!("unknown crop mode '{other}': use detect or centre")),
-        }
-    }
 }
 
 /// Where [`ALIGNMENT_KEYPOINTS`] land in a `size`×`size` output.
@@ -409,12 +399,5 @@ mod tests {
         let out = centre_crop(&frame, 100);
         assert_eq!((out.width(), out.height()), (100, 100));
         assert!(out.pixels().chunks(3).all(|p| p == [9, 99, 199]));
-    }
-
-    #[test]
-    fn crop_mode_parses() {
-        assert_eq!("detect".parse(), Ok(CropMode::Detect));
-        assert_eq!("Center".parse(), Ok(CropMode::Centre));
-        assert!("face".parse::<CropMode>().is_err());
     }
 }

@@ -10,6 +10,7 @@ mod worker;
 use wasm_bindgen::prelude::*;
 
 use crate::backend::{self, BackendPreference};
+use crate::protocol::choice_from_str;
 
 pub use worker::worker_main;
 
@@ -41,9 +42,8 @@ pub fn version() -> String {
 /// returns its report: `{ kind, reason, description, ... }`.
 #[wasm_bindgen(js_name = selectBackend)]
 pub async fn select_backend(preference: String) -> Result<JsValue, JsValue> {
-    let preference: BackendPreference = preference
-        .parse()
-        .map_err(|e: String| JsValue::from_str(&e))?;
+    let preference: BackendPreference =
+        choice_from_str("backend", &preference).map_err(|e| JsValue::from_str(&e))?;
     let selected = backend::select(preference).await;
     let value = to_js(&selected.report)?;
     js_sys::Reflect::set(
