@@ -75,12 +75,8 @@ struct Console;
 
 impl Sink for Console {
     fn figure(&mut self, record: Record) {
-        console_log!(
-            "{}",
-            figures::figure_line(&record.name, &record.summary, record.unit)
-        );
-        if let Some(flops) = record.flops {
-            console_log!("{}", figures::flops_line(&record.name, flops));
+        for line in figures::record_lines(&record, None) {
+            console_log!("{line}");
         }
     }
 

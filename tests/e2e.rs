@@ -6,8 +6,28 @@
 
 mod support;
 
-use support::app::{STARTUP, browser_args};
+use support::app::{STARTUP, browser_args, press};
 use support::{ChromeDriver, Site, StaticServer, dist_dir, shared_dir};
+
+/// The app as `server` serves it, open in a fresh browser; closed on drop (the session, then
+/// the browser, then the server).
+struct OpenApp {
+    session: support::Session,
+    _driver: ChromeDriver,
+    server: StaticServer,
+}
+
+/// Opens `page` (path and query) of what `server` serves in a fresh browser started with `args`.
+fn open(server: StaticServer, args: &[String], page: &str) -> OpenApp {
+    let driver = ChromeDriver::start();
+    let session = driver.session(args);
+    session.goto(&server.url(page));
+    OpenApp {
+        session,
+        _driver: driver,
+        server,
+    }
+}
 
 /// Grabs the current video frame and returns its size and pixel statistics.
 const FRAME_STATS: &str = r#"
@@ -55,12 +75,11 @@ fn threads_and_cores(session: &support::Session) -> (u64, u64) {
 
 /// Runs the page's training self-check and asserts that it passed; returns what it reports.
 fn run_passing_training_check(session: &support::Session) -> String {
-    session.wait_for(
-        "!document.getElementById('check-training').disabled",
+    press(
+        session,
+        "check-training",
         "the self-check button to be enabled",
-        STARTUP,
     );
-    session.click("check-training");
     let passed = session.wait_for(
         "document.getElementById('check-result').dataset.passed",
         "the training self-check result",
@@ -74,10 +93,12 @@ fn run_passing_training_check(session: &support::Session) -> String {
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn fake_camera_frames_reach_the_page_and_webgpu_is_chosen() {
-    let server = StaticServer::start(dist_dir());
-    let driver = ChromeDriver::start();
-    let session = driver.session(&browser_args("person-a.mjpeg", true));
-    session.goto(&server.url("/"));
+    let app = open(
+        StaticServer::start(dist_dir()),
+        &browser_args("person-a.mjpeg", true),
+        "/",
+    );
+    let session = &app.session;
 
     session.wait_for(
         "document.getElementById('camera-panel').dataset.camera === 'live'",
@@ -100,29 +121,31 @@ fn fake_camera_frames_reach_the_page_and_webgpu_is_chosen() {
     assert!(chroma < 8.0, "not the grayscale clip: {stats}");
 
     assert_eq!(
-        backend_of(&session),
+        backend_of(session),
         "WebGPU",
         "{}",
         session.text("backend-status")
     );
     assert!(session.text("webgpu-notice").is_empty());
-    let text = run_passing_training_check(&session);
+    let text = run_passing_training_check(session);
     assert!(text.contains("WebGPU"), "{text}");
 }
 
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
-    let server = StaticServer::start(dist_dir());
-    let driver = ChromeDriver::start();
-    let session = driver.session(&browser_args("person-a.mjpeg", false));
-    session.goto(&server.url("/"));
+    let app = open(
+        StaticServer::start(dist_dir()),
+        &browser_args("person-a.mjpeg", false),
+        "/",
+    );
+    let session = &app.session;
 
-    assert_eq!(backend_of(&session), "CPU");
+    assert_eq!(backend_of(session), "CPU");
     let status = session.text("backend-status");
     assert!(status.contains("no WebGPU"), "{status}");
     // The server sends the isolation headers: the multithreaded build runs, on every core.
-    let (threads, cores) = threads_and_cores(&session);
+    let (threads, cores) = threads_and_cores(session);
     assert_eq!(threads, cores.max(1), "{status}");
     assert!(
         status.contains(&format!("on {threads} threads")) || cores == 1,
@@ -130,27 +153,29 @@ fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
     );
     let notice = session.text("webgpu-notice");
     assert!(notice.contains("WebGPU is missing"), "{notice}");
-    let text = run_passing_training_check(&session);
+    let text = run_passing_training_check(session);
     assert!(text.contains("CPU"), "{text}");
 }
 
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn a_host_without_isolation_headers_gets_the_single_thread_build() {
-    let server = StaticServer::start_without_isolation(dist_dir());
-    let driver = ChromeDriver::start();
-    let session = driver.session(&browser_args("person-a.mjpeg", false));
-    session.goto(&server.url("/?backend=cpu"));
+    let app = open(
+        StaticServer::start_without_isolation(dist_dir()),
+        &browser_args("person-a.mjpeg", false),
+        "/?backend=cpu",
+    );
+    let session = &app.session;
 
-    assert_eq!(backend_of(&session), "CPU");
+    assert_eq!(backend_of(session), "CPU");
     let isolated = session.eval("return self.crossOriginIsolated;");
     assert_eq!(isolated, false);
-    let (threads, _) = threads_and_cores(&session);
+    let (threads, _) = threads_and_cores(session);
     let status = session.text("backend-status");
     assert_eq!(threads, 1, "{status}");
     assert!(status.contains("on one thread"), "{status}");
-    run_passing_training_check(&session);
-    let requests = server.requests.lock().unwrap().clone();
+    run_passing_training_check(session);
+    let requests = app.server.requests.lock().unwrap().clone();
     assert!(
         !requests.iter().any(|path| path.starts_with("/threads/")),
         "the multithreaded build was fetched: {requests:?}"
@@ -160,14 +185,16 @@ fn a_host_without_isolation_headers_gets_the_single_thread_build() {
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn a_denied_camera_shows_what_to_do_and_the_page_still_works() {
-    let server = StaticServer::start(dist_dir());
-    let driver = ChromeDriver::start();
     // A fake device exists but the permission prompt is denied.
-    let session = driver.session(&[
-        "--use-fake-device-for-media-stream".into(),
-        "--deny-permission-prompts".into(),
-    ]);
-    session.goto(&server.url("/?backend=cpu"));
+    let app = open(
+        StaticServer::start(dist_dir()),
+        &[
+            "--use-fake-device-for-media-stream".into(),
+            "--deny-permission-prompts".into(),
+        ],
+        "/?backend=cpu",
+    );
+    let session = &app.session;
 
     session.wait_for(
         "document.getElementById('camera-panel').dataset.camera === 'error'",
@@ -185,8 +212,8 @@ fn a_denied_camera_shows_what_to_do_and_the_page_still_works() {
         "the Retry button is offered"
     );
     // The rest of the app is unaffected: capturing waits for a camera, importing works.
-    assert_eq!(backend_of(&session), "CPU");
-    run_passing_training_check(&session);
+    assert_eq!(backend_of(session), "CPU");
+    run_passing_training_check(session);
     assert_eq!(
         session.eval("return document.getElementById('capture-anchor').disabled;"),
         serde_json::json!(true)
@@ -253,11 +280,13 @@ const ANALYSE_IN_WORKER: &str = r#"
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn the_face_pipeline_runs_in_the_worker_on_webgpu_and_cpu_and_agrees_with_native() {
-    let server = StaticServer::start_with_shared(dist_dir());
-    let driver = ChromeDriver::start();
-    let session = driver.session(&["--enable-unsafe-webgpu".to_string()]);
-    session.goto(&server.url("/?backend=cpu"));
-    backend_of(&session);
+    let app = open(
+        StaticServer::start_with_shared(dist_dir()),
+        &["--enable-unsafe-webgpu".to_string()],
+        "/?backend=cpu",
+    );
+    let session = &app.session;
+    backend_of(session);
 
     let photos = ["obama.jpg", "two_people.jpg"];
     let native = support::data::pipeline();
@@ -377,10 +406,9 @@ fn a_failed_model_download_is_tried_again_on_the_next_request() {
         ],
         ..Site::isolated(dist_dir())
     });
-    let driver = ChromeDriver::start();
-    let session = driver.session(&[]);
-    session.goto(&server.url("/?backend=cpu"));
-    backend_of(&session);
+    let app = open(server, &[], "/?backend=cpu");
+    let session = &app.session;
+    backend_of(session);
 
     let first = session.eval_async(ANALYSE_WITH_SPARE_MODELS);
     let message = first["failed"].as_str().unwrap_or_default().to_string();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::app::{
     STARTUP, ServedApp, TRAINING, browser_args, burst, count, export_archive, identify,
-    identity_only, open_app, temp_profile, thumbnails, train, verify,
+    identity_only, open_app, press, temp_profile, thumbnails, train, until_trained, verify,
 };
 use support::data::sorted_entries;
 use support::{ChromeDriver, Session, Site, StaticServer, dist_dir, shared_dir};
@@ -333,17 +333,7 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
     );
     session.eval("document.getElementById('train-epochs').value = 40;");
     session.click("train-resume");
-    session.wait_for(
-        "document.getElementById('train-cancel').disabled === false",
-        "the resumed run to start",
-        STARTUP,
-    );
-    session.wait_for(
-        "document.getElementById('train-cancel').disabled",
-        "the resumed run to finish",
-        TRAINING,
-    );
-    let status = session.text("train-status");
+    let status = until_trained(&session, "the resumed run");
     assert!(status.contains("Resumed from epoch"), "{status}");
 
     // "Delete all my data", confirmed, empties the store and the caches, also after a reload.
@@ -430,12 +420,7 @@ fn the_example_page_enrols_trains_and_verifies_with_the_built_package() {
 fn capture_one_anchor(session: &Session) {
     for _ in 0..10 {
         session.eval("document.getElementById('capture-status').textContent = '';");
-        session.wait_for(
-            "!document.getElementById('capture-anchor').disabled",
-            "the capture button",
-            STARTUP,
-        );
-        session.click("capture-anchor");
+        press(session, "capture-anchor", "the capture button");
         session.wait_for(
             "document.getElementById('capture-status').textContent !== ''",
             "the capture's outcome",

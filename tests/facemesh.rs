@@ -122,12 +122,7 @@ fn landmarks_match_tensorflow_js_within_a_pixel() {
             "{name}: the crop differs from the one the fixture was made from"
         );
         let out = pollster::block_on(mesh.run(input_from_rgb8(crop.pixels(), &device))).unwrap();
-        let expected: Vec<f32> = reference["mesh"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let expected = mesh_values(reference);
         assert_eq!(expected.len(), NUM_LANDMARKS * 3);
         for (i, (a, b)) in out.landmarks.iter().zip(&expected).enumerate() {
             let diff = (a - b).abs();
@@ -158,6 +153,16 @@ fn landmarks_match_tensorflow_js_within_a_pixel() {
 // ---------------------------------------------------------------------------------------------
 // Face state
 
+/// The landmark coordinates of one output of the fixture, flat (x, y, z of each landmark).
+fn mesh_values(output: &Value) -> Vec<f32> {
+    output["mesh"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
 /// The reference meshes of the fixture (crop pixels), by input name.
 fn reference_meshes() -> Vec<(String, Vec<[f32; 3]>)> {
     let fixture: Value = json(FIXTURE);
@@ -166,12 +171,7 @@ fn reference_meshes() -> Vec<(String, Vec<[f32; 3]>)> {
         .unwrap()
         .iter()
         .map(|o| {
-            let values: Vec<f32> = o["mesh"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
+            let values = mesh_values(o);
             let mesh = values.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
             (o["name"].as_str().unwrap().to_string(), mesh)
         })

@@ -191,15 +191,8 @@ struct Console {
 
 impl Sink for Console {
     fn figure(&mut self, record: Record) {
-        println!(
-            "{}",
-            figures::figure_line(&record.name, &record.summary, record.unit)
-        );
-        if let Some(flops) = record.flops {
-            println!(
-                "{}",
-                figures::floor_line(&record.name, flops, self.peak_gflops, record.summary.median)
-            );
+        for line in figures::record_lines(&record, Some(self.peak_gflops)) {
+            println!("{line}");
         }
         let _ = std::io::stdout().flush();
     }

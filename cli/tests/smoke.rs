@@ -54,6 +54,15 @@ fn faceverify_ok(args: &[&str]) -> String {
     stdout
 }
 
+/// Runs `faceverify` with `args`, which must succeed and print `count` lines; its standard
+/// output and those lines.
+fn faceverify_lines(args: &[&str], count: usize) -> (String, Vec<String>) {
+    let stdout = faceverify_ok(args);
+    let lines: Vec<String> = stdout.lines().map(String::from).collect();
+    assert_eq!(lines.len(), count, "{stdout}");
+    (stdout, lines)
+}
+
 /// An empty folder `name` in Cargo's temporary folder for tests.
 fn fresh_work_dir(name: &str) -> PathBuf {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -120,17 +129,18 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
 
     let genuine = &user[40];
     let impostor = &photos(&lfw.join("Luiz_Inacio_Lula_da_Silva"))[0];
-    let stdout = faceverify_ok(&[
-        "verify",
-        "--model",
-        model.to_str().unwrap(),
-        "--refs",
-        refs.to_str().unwrap(),
-        genuine.to_str().unwrap(),
-        impostor.to_str().unwrap(),
-    ]);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    let (stdout, lines) = faceverify_lines(
+        &[
+            "verify",
+            "--model",
+            model.to_str().unwrap(),
+            "--refs",
+            refs.to_str().unwrap(),
+            genuine.to_str().unwrap(),
+            impostor.to_str().unwrap(),
+        ],
+        5,
+    );
     assert!(
         lines[4].starts_with("1 of 2 images verified") && lines[4].contains("identity only"),
         "{stdout}"
@@ -199,15 +209,16 @@ fn identify_names_an_enrolled_person_and_nobody_for_a_stranger() {
     }
     let genuine = photos(&lfw.join("Colin_Powell"))[10].clone();
     let stranger = photos(&lfw.join("Hugo_Chavez"))[0].clone();
-    let stdout = faceverify_ok(&[
-        "identify",
-        "--people",
-        people.to_str().unwrap(),
-        genuine.to_str().unwrap(),
-        stranger.to_str().unwrap(),
-    ]);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    let (stdout, lines) = faceverify_lines(
+        &[
+            "identify",
+            "--people",
+            people.to_str().unwrap(),
+            genuine.to_str().unwrap(),
+            stranger.to_str().unwrap(),
+        ],
+        2,
+    );
     assert!(lines[0].contains(": Colin_Powell ("), "{stdout}");
     assert!(lines[1].contains(": nobody enrolled here"), "{stdout}");
 }

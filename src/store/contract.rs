@@ -211,36 +211,39 @@ pub mod samples {
         }
     }
 
+    /// Writes each of `records`, in order, with the store's call `put`, which must succeed.
+    async fn put_each<S: Store, T>(
+        store: &S,
+        put: impl AsyncFn(&S, &T) -> Result<(), StoreError>,
+        records: &[T],
+    ) {
+        for record in records {
+            put(store, record).await.unwrap();
+        }
+    }
+
     /// Two profiles with photos of every role, models (one active), a checkpoint, runs and
     /// settings.
-    pub async fn populate(store: &impl Store) {
-        for p in ["alice", "bob"] {
-            store.put_profile(&profile(p)).await.unwrap();
-        }
+    pub async fn populate<S: Store>(store: &S) {
+        put_each(store, S::put_profile, &["alice", "bob"].map(profile)).await;
         let mut batch = Vec::new();
         for (n, role) in ImageRole::ALL.iter().enumerate() {
             batch.push(image(&format!("alice-{n}"), "alice", *role, 100 + n as u64));
         }
         store.put_images(&batch).await.unwrap();
-        store
-            .put_image(&image("bob-0", "bob", ImageRole::Anchor, 5))
-            .await
-            .unwrap();
-        store
-            .save_and_activate_model(&model("alice-m1", "alice", 10))
-            .await
-            .unwrap();
-        store
-            .put_model(&model("alice-m2", "alice", 20))
-            .await
-            .unwrap();
-        store
-            .put_checkpoint(&checkpoint("alice", "run-1", 2))
-            .await
-            .unwrap();
-        store.put_run(&run("run-1", "alice", 50, 3)).await.unwrap();
-        store.put_run(&run("run-2", "bob", 60, 1)).await.unwrap();
-        store.put_settings(&settings()).await.unwrap();
+        let bob_anchor = image("bob-0", "bob", ImageRole::Anchor, 5);
+        put_each(store, S::put_image, &[bob_anchor]).await;
+        put_each(
+            store,
+            S::save_and_activate_model,
+            &[model("alice-m1", "alice", 10)],
+        )
+        .await;
+        put_each(store, S::put_model, &[model("alice-m2", "alice", 20)]).await;
+        put_each(store, S::put_checkpoint, &[checkpoint("alice", "run-1", 2)]).await;
+        let runs = [run("run-1", "alice", 50, 3), run("run-2", "bob", 60, 1)];
+        put_each(store, S::put_run, &runs).await;
+        put_each(store, S::put_settings, &[settings()]).await;
     }
 }
 

@@ -416,6 +416,12 @@ mod tests {
         Frame::new(width, height, pixels).unwrap()
     }
 
+    /// `count` draws in a row from one generator seeded with `seed`.
+    fn draws<D>(seed: u64, count: usize, mut draw: impl FnMut(&mut SeededRng) -> D) -> Vec<D> {
+        let mut rng = SeededRng::new(seed);
+        (0..count).map(|_| draw(&mut rng)).collect()
+    }
+
     fn mean_abs_diff(a: &Frame, b: &Frame) -> f64 {
         a.pixels()
             .iter()
@@ -428,16 +434,14 @@ mod tests {
     #[test]
     fn draws_stay_in_the_tutorials_ranges_and_repeat_for_a_seed() {
         let augmentation = PhotometricAugmentation::default();
-        let mut rng = SeededRng::new(3);
-        let mut flips = 0;
-        for _ in 0..500 {
-            let draw = augmentation.draw(&mut rng);
+        let draws = draws(3, 500, |rng| augmentation.draw(rng));
+        for draw in &draws {
             assert!(draw.brightness_delta.abs() <= 0.02 * 255.0);
             assert!((0.6..=1.0).contains(&draw.contrast));
             assert!((90..=100).contains(&draw.jpeg_quality));
             assert!((0.9..=1.0).contains(&draw.saturation));
-            flips += usize::from(draw.flipped);
         }
+        let flips = draws.iter().filter(|draw| draw.flipped).count();
         assert!((200..300).contains(&flips), "{flips} flips of 500");
         let first = augmentation.draw(&mut SeededRng::new(8));
         assert_eq!(first, augmentation.draw(&mut SeededRng::new(8)));
@@ -510,18 +514,16 @@ mod tests {
     #[test]
     fn affine_draws_stay_in_kochs_ranges() {
         let augmentation = AffineAugmentation::default();
-        let mut rng = SeededRng::new(5);
-        let mut kept_rotations = 0;
-        for _ in 0..400 {
-            let draw = augmentation.draw(&mut rng);
+        let draws = draws(5, 400, |rng| augmentation.draw(rng));
+        for draw in &draws {
             assert!(draw.rotation.abs() <= 10f64.to_radians() + 1e-12);
             assert!(draw.shear.0.abs() <= 0.3 && draw.shear.1.abs() <= 0.3);
             for s in [draw.scale.0, draw.scale.1] {
                 assert!((0.8..=1.2).contains(&s));
             }
             assert!(draw.translation.0.abs() <= 2.0 && draw.translation.1.abs() <= 2.0);
-            kept_rotations += usize::from(draw.rotation != 0.0);
         }
+        let kept_rotations = draws.iter().filter(|draw| draw.rotation != 0.0).count();
         assert!((150..250).contains(&kept_rotations), "{kept_rotations}");
     }
 

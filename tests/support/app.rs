@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::{ChromeDriver, Session, StaticServer, dist_dir, shared_dir};
 
 pub const STARTUP: Duration = Duration::from_secs(180);
@@ -120,12 +122,7 @@ pub fn burst(session: &Session, role: &str, photos: u32, seconds: u32) -> u64 {
          document.getElementById('burst-seconds').value = {seconds};
          document.getElementById('burst-role').value = '{role}';"
     ));
-    session.wait_for(
-        "!document.getElementById('burst-start').disabled",
-        "the burst button",
-        STARTUP,
-    );
-    session.click("burst-start");
+    press(session, "burst-start", "the burst button");
     session.wait_for(
         "document.getElementById('burst-stop').hidden === false",
         "the burst to start",
@@ -146,39 +143,51 @@ pub fn train(session: &Session, mode: &str, epochs: Option<u32>) -> String {
          mode.value = '{mode}'; mode.dispatchEvent(new Event('change'));
          document.getElementById('train-epochs').value = {epochs};"
     ));
+    press(session, "train-start", "the train button");
+    until_trained(session, "training")
+}
+
+/// Waits until the button `id` (`what`, in a timeout) is enabled, then clicks it.
+pub fn press(session: &Session, id: &str, what: &str) {
     session.wait_for(
-        "!document.getElementById('train-start').disabled",
-        "the train button",
+        &format!("!document.getElementById('{id}').disabled"),
+        what,
         STARTUP,
     );
-    session.click("train-start");
+    session.click(id);
+}
+
+/// Waits until the training run just asked for (`run`, in a timeout: "training", "the resumed
+/// run") starts and finishes; returns the training status it ends with.
+pub fn until_trained(session: &Session, run: &str) -> String {
     session.wait_for(
         "document.getElementById('train-cancel').disabled === false",
-        "training to start",
+        &format!("{run} to start"),
         STARTUP,
     );
     session.wait_for(
         "document.getElementById('train-cancel').disabled",
-        "training to finish",
+        &format!("{run} to finish"),
         TRAINING,
     );
     session.text("train-status")
 }
 
+/// Marks the verdict pending, presses `button` (`what`, in a timeout) and waits for the next
+/// verdict (`answer`, in a timeout): its `data-verdict`.
+fn verdict_after(session: &Session, button: &str, what: &str, answer: &str) -> Value {
+    session.eval("document.getElementById('verdict').dataset.verdict = 'pending';");
+    press(session, button, what);
+    session.wait_for(
+        "(v => v !== 'pending' && v)(document.getElementById('verdict').dataset.verdict)",
+        answer,
+        STARTUP,
+    )
+}
+
 /// Clicks Verify and returns the verdict (`verified`, `not-verified`, `no-face`, `error`).
 pub fn verify(session: &Session) -> (String, String) {
-    session.eval("document.getElementById('verdict').dataset.verdict = 'pending';");
-    session.wait_for(
-        "!document.getElementById('verify-once').disabled",
-        "the verify button",
-        STARTUP,
-    );
-    session.click("verify-once");
-    let verdict = session.wait_for(
-        "(v => v !== 'pending' && v)(document.getElementById('verdict').dataset.verdict)",
-        "a verdict",
-        STARTUP,
-    );
+    let verdict = verdict_after(session, "verify-once", "the verify button", "a verdict");
     (
         verdict.as_str().unwrap().to_string(),
         format!(
@@ -227,18 +236,7 @@ pub fn export_archive(session: &Session) -> Vec<u8> {
 /// Clicks "Who is this?" and returns the answer (`identified`, `nobody`, `no-face`, `error`)
 /// and the name identified, if any.
 pub fn identify(session: &Session) -> (String, String) {
-    session.eval("document.getElementById('verdict').dataset.verdict = 'pending';");
-    session.wait_for(
-        "!document.getElementById('identify-once').disabled",
-        "the identify button",
-        STARTUP,
-    );
-    session.click("identify-once");
-    let answer = session.wait_for(
-        "(v => v !== 'pending' && v)(document.getElementById('verdict').dataset.verdict)",
-        "an answer",
-        STARTUP,
-    );
+    let answer = verdict_after(session, "identify-once", "the identify button", "an answer");
     let name = session.eval("return document.getElementById('verdict').dataset.identified || '';");
     (
         answer.as_str().unwrap_or_default().to_string(),

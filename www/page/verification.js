@@ -13,6 +13,14 @@ export function updateVerifyButtons() {
   if (!enabled && app.continuous) { app.continuous = false; $('verify-continuous').checked = false; }
 }
 
+/// Shows a verdict that is no decision (`no-face`, `error`): its kind, headline and detail.
+function showUndecided(kind, text, detail) {
+  const verdict = $('verdict');
+  verdict.dataset.verdict = kind;
+  verdict.textContent = text;
+  $('verdict-detail').textContent = detail;
+}
+
 export async function verifyOnce() {
   if ($('liveness-required').checked) return verifyLive();
   const frame = await grabFrame().catch(() => null);
@@ -26,9 +34,7 @@ export async function verifyOnce() {
     }
     drawCheck(outcome.check);
     if (outcome.outcome === 'no_face') {
-      verdict.dataset.verdict = 'no-face';
-      verdict.textContent = 'No face: nothing to verify.';
-      $('verdict-detail').textContent = hintText(outcome.check.hints);
+      showUndecided('no-face', 'No face: nothing to verify.', hintText(outcome.check.hints));
       return;
     }
     const r = outcome.result;
@@ -45,9 +51,7 @@ export async function verifyOnce() {
     $('verdict-detail').textContent = `${r.detections} of ${r.reference_count} verification photos matched (${pct(r.fraction)}; needs more than ${pct(r.policy.verification)}). Detection threshold ${r.policy.detection.toFixed(2)}, best score ${best.toFixed(3)}.${model}${learned}`;
     if (adaptation === 'learned') await loadState(app.profile);
   } catch (error) {
-    verdict.dataset.verdict = 'error';
-    verdict.textContent = 'Could not verify.';
-    $('verdict-detail').textContent = errorText(error);
+    showUndecided('error', 'Could not verify.', errorText(error));
   }
 }
 
@@ -60,9 +64,7 @@ export async function identifyOnce() {
     const outcome = await app.verifier.identify(frame.bitmap);
     drawCheck(outcome.check);
     if (outcome.outcome === 'no_face') {
-      verdict.dataset.verdict = 'no-face';
-      verdict.textContent = 'No face: nobody to identify.';
-      $('verdict-detail').textContent = hintText(outcome.check.hints);
+      showUndecided('no-face', 'No face: nobody to identify.', hintText(outcome.check.hints));
       return;
     }
     const [best] = outcome.candidates;
@@ -75,9 +77,7 @@ export async function identifyOnce() {
       : 'Nobody has photos to compare with yet.';
     announce(verdict.textContent);
   } catch (error) {
-    verdict.dataset.verdict = 'error';
-    verdict.textContent = 'Could not identify.';
-    $('verdict-detail').textContent = errorText(error);
+    showUndecided('error', 'Could not identify.', errorText(error));
   }
 }
 

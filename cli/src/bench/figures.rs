@@ -85,6 +85,20 @@ pub fn floor_line(name: &str, flops: f64, peak_gflops: f64, median_ms: f64) -> S
     )
 }
 
+/// The lines a driver prints for `record`: its `figure_line` and, for a compute-bound figure,
+/// its `floor_line` at `peak_gflops` where the driver knows its machine's peak, else its
+/// `flops_line`.
+pub fn record_lines(record: &super::Record, peak_gflops: Option<f64>) -> Vec<String> {
+    let mut lines = vec![figure_line(&record.name, &record.summary, record.unit)];
+    if let Some(flops) = record.flops {
+        lines.push(match peak_gflops {
+            Some(peak) => floor_line(&record.name, flops, peak, record.summary.median),
+            None => flops_line(&record.name, flops),
+        });
+    }
+    lines
+}
+
 /// FLOPs of a dense 2-D convolution producing `out_h × out_w × c_out` from `c_in` channels
 /// with a square `kernel`.
 pub fn conv_flops(c_in: usize, c_out: usize, kernel: usize, out_h: usize, out_w: usize) -> f64 {
@@ -268,6 +282,27 @@ mod tests {
         // two heads, the landmark head's 3×3 convolution to 1,404 outputs the largest part.
         assert_eq!(facemesh_flops(1), 69_958_080.0);
         assert_eq!(facemesh_flops(2), 2.0 * facemesh_flops(1));
+    }
+
+    #[test]
+    fn a_record_prints_its_figure_then_its_floor_or_its_flops() {
+        let record = |flops| super::super::Record {
+            name: "x".into(),
+            summary: Summary::single(40.0),
+            unit: "ms",
+            flops,
+        };
+        let figure = "figure=x median=40.000 min=40.000 max=40.000 runs=1 unit=ms";
+        assert_eq!(record_lines(&record(None), Some(100.0)), [figure]);
+        assert_eq!(record_lines(&record(None), None), [figure]);
+        assert_eq!(
+            record_lines(&record(Some(2e9)), Some(100.0)),
+            [figure, &floor_line("x", 2e9, 100.0, 40.0)]
+        );
+        assert_eq!(
+            record_lines(&record(Some(2e9)), None),
+            [figure, "flops=x value=2000000000"]
+        );
     }
 
     #[test]

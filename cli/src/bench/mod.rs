@@ -185,6 +185,22 @@ pub async fn run(
         })
     };
     let (warmup, runs) = (plan.warmup, plan.runs);
+    // One timed figure, when the plan wants it: the untimed `$setup`, then `$body` measured
+    // over the quick runs (or the given warm-up and runs), reported with its arithmetic.
+    macro_rules! figure {
+        ($figure:expr, $flops:expr, $body:expr) => {
+            figure!($figure, $flops, (warmup, runs), {}, $body)
+        };
+        (
+            $figure:expr, $flops:expr, ($warmup:expr, $runs:expr), { $($setup:stmt;)* }, $body:expr
+        ) => {
+            if wanted(plan, $figure) {
+                $($setup)*
+                let summary = measure!(clock, $warmup, $runs, $body);
+                report(sink, $figure, summary, $flops);
+            }
+        };
+    }
 
     // ---- The networks built from their files: what a start-up pays once, after the download.
     let load_detector = || {
@@ -192,14 +208,8 @@ pub async fn run(
     };
     let load_tower =
         || FaceResNet::from_bytes(&data.tower_weights, device).map_err(err("loading the ResNet"));
-    if wanted(plan, names::LOAD_DETECTOR) {
-        let summary = measure!(clock, warmup, runs, load_detector()?);
-        report(sink, names::LOAD_DETECTOR, summary, None);
-    }
-    if wanted(plan, names::LOAD_TOWER) {
-        let summary = measure!(clock, warmup, runs, load_tower()?);
-        report(sink, names::LOAD_TOWER, summary, None);
-    }
+    figure!(names::LOAD_DETECTOR, None, load_detector()?);
+    figure!(names::LOAD_TOWER, None, load_tower()?);
     let detector = load_detector()?;
     let pipeline = FacePipeline::from_bytes(&data.detector_weights, &data.tower_weights, device)
         .map_err(err("loading the face pipeline"))?;
@@ -225,52 +235,44 @@ pub async fn run(
                 .map_err(err("detecting"))?
                 .face
                 .ok_or("the benchmark photo shows no face the detector finds")?;
-            if wanted(plan, names::DETECT) {
-                let summary = measure!(clock, warmup, runs, {
-                    detector.detect(frame).await.map_err(err("detecting"))?
-                });
-                report(
-                    sink,
-                    names::DETECT,
-                    summary,
-                    Some(figures::blazeface_flops(1)),
-                );
-            }
+            figure!(names::DETECT, Some(figures::blazeface_flops(1)), {
+                detector.detect(frame).await.map_err(err("detecting"))?
+            });
             let crop = align_face(frame, &face, &template).map_err(err("aligning"))?;
-            if plan.align && wanted(plan, names::ALIGN) {
-                let summary = measure!(clock, warmup, runs, {
+            if plan.align {
+                figure!(names::ALIGN, None, {
                     align_face(frame, &face, &template).map_err(err("aligning"))?
                 });
-                report(sink, names::ALIGN, summary, None);
             }
-            if wanted(plan, names::EMBED) {
-                let summary = measure!(clock, warmup, runs, {
-                    pipeline
-                        .embed_aligned(std::slice::from_ref(&crop))
-                        .await
-                        .map_err(err("embedding"))?
-                });
-                report(
-                    sink,
-                    names::EMBED,
-                    summary,
-                    Some(figures::face_resnet_flops(1)),
-                );
-            }
+            figure!(names::EMBED, Some(figures::face_resnet_flops(1)), {
+                pipeline
+                    .embed_aligned(std::slice::from_ref(&crop))
+                    .await
+                    .map_err(err("embedding"))?
+            });
             if wanted(plan, names::MESH) {
                 mesh_figure(frame, &face, device, data, plan, clock, sink, &name).await?;
             }
-            if wanted(plan, names::FRAME_TO_DECISION) {
-                // Fine-tune mode's verification: the tower on the device, the 129-parameter
-                // head and the 50 cached references on the CPU (where the head trains).
-                let cpu = Device::flex();
-                let head = seeded_head(EMBEDDING_DIM, 7, &cpu);
-                let references = impostors.sample(REFERENCES, 11);
-                let references = Tensor::<2>::from_data(
-                    TensorData::new(references.concat(), [REFERENCES, EMBEDDING_DIM]),
-                    &cpu,
-                );
-                let summary = measure!(clock, warmup, runs, {
+            // Fine-tune mode's verification: the tower on the device, the 129-parameter head
+            // and the 50 cached references on the CPU (where the head trains).
+            figure!(
+                names::FRAME_TO_DECISION,
+                Some(
+                    figures::blazeface_flops(1)
+                        + figures::face_resnet_flops(1)
+                        + figures::head_flops(REFERENCES),
+                ),
+                (warmup, runs),
+                {
+                    let cpu = Device::flex();
+                    let head = seeded_head(EMBEDDING_DIM, 7, &cpu);
+                    let references = impostors.sample(REFERENCES, 11);
+                    let references = Tensor::<2>::from_data(
+                        TensorData::new(references.concat(), [REFERENCES, EMBEDDING_DIM]),
+                        &cpu,
+                    );
+                },
+                {
                     let analysis = pipeline
                         .analyse(frame, CropMode::Detect)
                         .await
@@ -283,18 +285,8 @@ pub async fn run(
                     let scores =
                         read(head.score_against_references(probe, references.clone())).await?;
                     policy.decide(scores).map_err(err("deciding"))?
-                });
-                report(
-                    sink,
-                    names::FRAME_TO_DECISION,
-                    summary,
-                    Some(
-                        figures::blazeface_flops(1)
-                            + figures::face_resnet_flops(1)
-                            + figures::head_flops(REFERENCES),
-                    ),
-                );
-            }
+                }
+            );
             koch_probe =
                 Some(align_face(frame, &face, &FaceTemplate::koch_100()).map_err(err("aligning"))?);
         }
@@ -314,54 +306,50 @@ pub async fn run(
             Some(crop) => koch_input(crop, device),
             None => pattern_images(1, 0.5, device),
         };
-        if wanted(plan, names::KOCH_EMBED) {
-            let summary = measure!(clock, warmup, runs, {
-                read(model.embed(probe.clone()).reshape([KOCH_EMBEDDING_DIM])).await?
-            });
-            report(
-                sink,
-                names::KOCH_EMBED,
-                summary,
-                Some(figures::koch_forward_flops(1)),
-            );
-        }
-        if wanted(plan, names::KOCH_VERIFY) {
-            // Cached reference embeddings: sigmoid outputs in (0, 1); their values do not
-            // change the cost.
-            let mut rng = SeededRng::new(5);
-            let cached: Vec<f32> = (0..REFERENCES * KOCH_EMBEDDING_DIM)
-                .map(|_| rng.uniform(0.0, 1.0) as f32)
-                .collect();
-            let references = ReferenceEmbeddings::new(Tensor::from_data(
-                TensorData::new(cached, [REFERENCES, KOCH_EMBEDDING_DIM]),
-                device,
-            ))
-            .map_err(err("references"))?;
-            let summary = measure!(clock, warmup, runs, {
+        figure!(names::KOCH_EMBED, Some(figures::koch_forward_flops(1)), {
+            read(model.embed(probe.clone()).reshape([KOCH_EMBEDDING_DIM])).await?
+        });
+        // Cached reference embeddings: sigmoid outputs in (0, 1); their values do not change
+        // the cost.
+        figure!(
+            names::KOCH_VERIFY,
+            Some(figures::koch_verify_flops(REFERENCES)),
+            (warmup, runs),
+            {
+                let mut rng = SeededRng::new(5);
+                let cached: Vec<f32> = (0..REFERENCES * KOCH_EMBEDDING_DIM)
+                    .map(|_| rng.uniform(0.0, 1.0) as f32)
+                    .collect();
+                let references = ReferenceEmbeddings::new(Tensor::from_data(
+                    TensorData::new(cached, [REFERENCES, KOCH_EMBEDDING_DIM]),
+                    device,
+                ))
+                .map_err(err("references"))?;
+            },
+            {
                 verify_probe(&model, probe.clone(), &references, &policy)
                     .await
                     .map_err(err("verifying"))?
-            });
-            report(
-                sink,
-                names::KOCH_VERIFY,
-                summary,
-                Some(figures::koch_verify_flops(REFERENCES)),
-            );
-        }
+            }
+        );
         drop(model);
-        if wanted(plan, &koch_step) {
-            let autodiff = device.clone().autodiff();
-            let mut model = Some(Siamese::new(
-                KochTowerConfig::new().init(&autodiff),
-                &autodiff,
-            ));
-            let mut optimizer = adam_optimizer();
-            let pairs = plan.koch_pairs;
-            let labels = PairLabel::alternating(pairs);
-            let first = pattern_images(pairs, 0.0, &autodiff);
-            let second = pattern_images(pairs, 1.3, &autodiff);
-            let summary = measure!(clock, plan.koch_step_warmup, plan.koch_step_runs, {
+        figure!(
+            &koch_step,
+            Some(figures::koch_train_step_flops(pairs)),
+            (plan.koch_step_warmup, plan.koch_step_runs),
+            {
+                let autodiff = device.clone().autodiff();
+                let mut model = Some(Siamese::new(
+                    KochTowerConfig::new().init(&autodiff),
+                    &autodiff,
+                ));
+                let mut optimizer = adam_optimizer();
+                let pairs = plan.koch_pairs;
+                let labels = PairLabel::alternating(pairs);
+                let first = pattern_images(pairs, 0.0, &autodiff);
+                let second = pattern_images(pairs, 1.3, &autodiff);
+            },
+            {
                 let batch = PairBatch::new(first.clone(), second.clone(), &labels, &autodiff);
                 let current = model.take().expect("the model is back after each step");
                 let (updated, outcome) = train_step(current, &mut optimizer, batch, 1e-4).await;
@@ -370,14 +358,8 @@ pub async fn run(
                 if !outcome.loss.is_finite() {
                     return Err(format!("the Koch training loss is {}", outcome.loss));
                 }
-            });
-            report(
-                sink,
-                &koch_step,
-                summary,
-                Some(figures::koch_train_step_flops(pairs)),
-            );
-        }
+            }
+        );
     }
 
     // ---- Fine-tune time-to-ready.
