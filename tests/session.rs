@@ -430,10 +430,13 @@ fn model_file_verifies_in_another_session(archive: &[u8]) {
             bytes: model.bytes.clone(),
         },
     );
-    assert!(
-        matches!(&imported, WorkerResponse::State { state } if state.model.is_some()),
-        "{imported:?}"
-    );
+    let WorkerResponse::State { state } = &imported else {
+        panic!("{imported:?}");
+    };
+    let active = state.model.as_ref().expect("the imported model is active");
+    // The file carries the run's settings, figures and thresholds.
+    assert_eq!(active.training_settings, model.training_settings);
+    assert_eq!(active.metrics, model.metrics);
     assert!(
         verify(&mut other, &lfw("George_W_Bush", 11)),
         "with the imported model"

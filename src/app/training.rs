@@ -121,6 +121,35 @@ impl ModelMetrics {
     }
 }
 
+/// What a model file says about its run beside the weights and the policy
+/// ([`TrainedModel::summary`]): read back when the file is imported.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelFileSummary {
+    pub mode: TrainingMode,
+    /// The run's settings, as its record keeps them.
+    pub settings: serde_json::Value,
+    /// Photos the run trained on, by role.
+    pub images: PhotoCounts,
+    pub metrics: Option<ModelMetrics>,
+}
+
+/// Photos by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PhotoCounts {
+    pub anchor: usize,
+    pub positive: usize,
+    pub negative: usize,
+}
+
+impl ModelFileSummary {
+    /// The summary of a model file; an unreadable one reads as empty (no settings, default
+    /// metrics), as a file made elsewhere may carry none.
+    pub fn of(file: &TrainedModel) -> Self {
+        serde_json::from_value(file.summary.clone()).unwrap_or_default()
+    }
+}
+
 /// The end of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOutcome {
@@ -474,18 +503,22 @@ fn model_record(
         calibration_problem: report.calibration_problem.clone(),
         attempts,
         attempts_problem,
-    }
-    .to_value();
+    };
+    let summary = ModelFileSummary {
+        mode: request.mode,
+        settings: run.settings.clone(),
+        images: PhotoCounts {
+            anchor: counts[0],
+            positive: counts[1],
+            negative: counts[2],
+        },
+        metrics: Some(metrics.clone()),
+    };
     let model = TrainedModel {
         tower_kind: tower_kind.into(),
         record,
         policy,
-        summary: serde_json::json!({
-            "mode": request.mode,
-            "settings": run.settings,
-            "images": {"anchor": counts[0], "positive": counts[1], "negative": counts[2]},
-            "metrics": metrics,
-        }),
+        summary: serde_json::to_value(summary).expect("numbers and strings always serialise"),
     };
     StoredModel {
         id: ids.model_id.clone(),
@@ -494,7 +527,7 @@ fn model_record(
         format_version: validate::MODEL_FILE_FORMAT_VERSION,
         created: ids.now,
         training_settings: run.settings.clone(),
-        metrics,
+        metrics: metrics.to_value(),
         bytes: model.to_bytes(),
     }
 }

@@ -28,7 +28,9 @@ use super::adaptation::Adaptation;
 use super::capture::examine_frame;
 use super::descriptors::image_descriptors;
 use super::training::crops;
-use super::{AppError, MAX_ADAPTIVE_REFERENCES, MAX_REFERENCES, ModelMetrics, YieldFn};
+use super::{
+    AppError, MAX_ADAPTIVE_REFERENCES, MAX_REFERENCES, ModelFileSummary, ModelMetrics, YieldFn,
+};
 
 /// The model a profile verifies with, loaded, with its references embedded once: its active
 /// model, or, before it has one, the default model (so one photo is enough to verify).
@@ -341,16 +343,11 @@ pub async fn import_model<S: Store>(
     now: Millis,
 ) -> Result<ModelSummary, AppError> {
     let model = TrainedModel::from_bytes(&bytes).map_err(|e| AppError::NotAModel(e.to_string()))?;
+    let summary = ModelFileSummary::of(&model);
     // The thresholds in the file are the ones it verifies with.
-    let metrics = match ModelMetrics::of(&model.summary["metrics"]) {
-        Some(metrics) => ModelMetrics {
-            policy: model.policy,
-            ..metrics
-        },
-        None => ModelMetrics {
-            policy: model.policy,
-            ..ModelMetrics::default()
-        },
+    let metrics = ModelMetrics {
+        policy: model.policy,
+        ..summary.metrics.unwrap_or_default()
     }
     .to_value();
     let stored = StoredModel {
@@ -359,7 +356,7 @@ pub async fn import_model<S: Store>(
         tower_kind: model.tower_kind,
         format_version: validate::MODEL_FILE_FORMAT_VERSION,
         created: now,
-        training_settings: model.summary["settings"].clone(),
+        training_settings: summary.settings,
         metrics,
         bytes,
     };
