@@ -713,7 +713,7 @@ impl<H: Host> Session<H> {
                 }
                 Err(AppError::Verification(VerificationError::NoReferences))
                     if unenrolled == Unenrolled::Skip => {}
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             }
         }
         Ok(())
