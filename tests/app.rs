@@ -814,7 +814,7 @@ fn turned_away_faces_are_told_apart_from_frontal_ones() {
         &frame(&lfw("George_W_Bush", 1)),
     ))
     .unwrap();
-    let frontal = detected.faces[detected.chosen.unwrap()].clone();
+    let frontal = detected.faces[detected.chosen.unwrap()];
     assert!(yaw_ratio(&frontal) < MAX_YAW_RATIO);
     // The same face with the nose tip moved sideways by half the eyes' distance.
     let mut keypoints: [Point; NUM_KEYPOINTS] = frontal.keypoints;

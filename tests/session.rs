@@ -258,7 +258,7 @@ fn enrol(session: &mut Session<TestHost>) {
     };
     assert_eq!(report.added.len(), 5, "{report:?}");
     assert!(
-        posted(&session, |m| matches!(
+        posted(session, |m| matches!(
             m,
             WorkerResponse::ImportProgress { done: 5, total: 5 }
         )),

@@ -144,7 +144,11 @@ fn embeddings(count: usize, person: usize, seed: u64) -> Vec<Vec<f32>> {
         .map(|_| {
             (0..16)
                 .map(|d| {
-                    let centre = if (d + person) % 3 == 0 { 0.9 } else { 0.1 };
+                    let centre = if (d + person).is_multiple_of(3) {
+                        0.9
+                    } else {
+                        0.1
+                    };
                     centre + rng.uniform(-0.15, 0.15) as f32
                 })
                 .collect()

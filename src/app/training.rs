@@ -157,8 +157,8 @@ pub struct TrainOutcome {
     pub model: Option<ModelSummary>,
     pub stop: StopReason,
     pub report: Option<FinalReport>,
-    /// Where a resumed run picked up: (epoch, batch), 0-based.
-    pub resumed_from: Option<(usize, usize)>,
+    /// Where a resumed run picked up.
+    pub resumed_from: Option<ResumePoint>,
     /// Photos per role that went into the pairs (impostor samples counted as negatives).
     pub counts: [usize; 3],
     /// The default model on the same test pairs at its own threshold (fine-tune mode): what
@@ -664,7 +664,7 @@ impl<S: Store> ModeRun<'_, '_, '_, S> {
     async fn run<M: PairModel>(
         self,
         mut trainer: Trainer<M>,
-        resumed: Option<(usize, usize)>,
+        resumed: Option<ResumePoint>,
     ) -> Result<RunResult, AppError> {
         let store = self.parts.store;
         let mut run = self.planned.record;
@@ -728,11 +728,14 @@ async fn default_model_rates(
     Ok(rates_at(&scores, &same, default.policy.detection.value()))
 }
 
+/// Where a resumed run picks up: (epoch, batch), 0-based.
+pub type ResumePoint = (usize, usize);
+
 type RunResult = (
     StopReason,
     Vec<u8>,
     Option<FinalReport>,
-    Option<(usize, usize)>,
+    Option<ResumePoint>,
     TrainingRun,
 );
 
@@ -740,7 +743,7 @@ fn resume<M: PairModel>(
     fresh: Trainer<M>,
     checkpoint: Option<&TrainingCheckpoint>,
     rebuild: impl FnOnce() -> Result<M, RunError>,
-) -> Result<(Trainer<M>, Option<(usize, usize)>), AppError> {
+) -> Result<(Trainer<M>, Option<ResumePoint>), AppError> {
     let Some(checkpoint) = checkpoint else {
         return Ok((fresh, None));
     };

@@ -47,7 +47,7 @@ pub struct Verifier {
 
 enum VerifierNetwork {
     FineTune(SiameseHead),
-    Classic(Siamese<KochTower>),
+    Classic(Box<Siamese<KochTower>>),
 }
 
 /// The photos a probe is compared with: the enrolled ones first (the profile's verification
@@ -125,7 +125,7 @@ impl Verifier {
                 .map_err(|e| AppError::IncompatibleModel(e.to_string()))?;
                 let images = koch_batch(&crops(&references, KOCH_INPUT.width as u32)?, device)?;
                 let embeddings = network.embed(images);
-                (VerifierNetwork::Classic(network), embeddings)
+                (VerifierNetwork::Classic(Box::new(network)), embeddings)
             }
             other => {
                 return Err(AppError::IncompatibleModel(format!("a '{other}' network")));

@@ -361,7 +361,7 @@ impl ImpostorModel {
         let mut clusters = cluster_statistics(embeddings, &assignment, &centroids);
         let correlation_cholesky =
             pooled_correlation_cholesky(embeddings, &assignment, &clusters, dim);
-        clusters.sort_by(|a, b| b.members.cmp(&a.members));
+        clusters.sort_by_key(|cluster| std::cmp::Reverse(cluster.members));
         Ok(Self {
             format: IMPOSTOR_FORMAT.into(),
             version: IMPOSTOR_VERSION,

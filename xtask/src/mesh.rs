@@ -85,7 +85,7 @@ fn tensor_table() -> Vec<TableRow> {
         conv(&mut table, k + 2, &format!("trunk.{k}.pointwise"), true);
     }
     // (first conv of each block, then the rest): the heads' graph numbering.
-    let heads: [(&str, &[(u32, u32, u32)], (u32, u32), (u32, u32, u32), u32); 2] = [
+    let heads: [HeadNumbering; 2] = [
         (
             "mesh",
             &[(15, 16, 16), (16, 17, 17), (17, 18, 18)],
@@ -137,8 +137,21 @@ fn tensor_table() -> Vec<TableRow> {
     table
 }
 
-/// The graph's weights as raw float16 bit patterns, by name (without the prefix), with shapes.
-fn read_weights(graph: &[u8], bin: &[u8]) -> Result<Vec<(String, Vec<usize>, Vec<u16>)>, String> {
+/// A head's graph numbering: its name, its blocks' conv numbers, the projection's conv and
+/// PReLU, the refinement block's, and the output conv.
+type HeadNumbering = (
+    &'static str,
+    &'static [(u32, u32, u32)],
+    (u32, u32),
+    (u32, u32, u32),
+    u32,
+);
+
+/// A weight as raw float16 bit patterns: its name (without the prefix), shape and values.
+type Float16Weight = (String, Vec<usize>, Vec<u16>);
+
+/// The graph's weights, in the graph's order.
+fn read_weights(graph: &[u8], bin: &[u8]) -> Result<Vec<Float16Weight>, String> {
     let graph: Value = serde_json::from_slice(graph).map_err(|e| format!("{}: {e}", GRAPH.path))?;
     let groups = graph["weightsManifest"]
         .as_array()
