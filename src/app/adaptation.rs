@@ -70,7 +70,7 @@ fn clear_margin_policy(policy: &VerificationPolicy) -> VerificationPolicy {
 }
 
 /// Whether a decision is a clear match: verified, a faultless frame, and the first `enrolled`
-/// scores (the enrolled references) verifying it under [`clear_margin_policy`].
+/// scores (the enrolled references) verifying it under `clear_margin_policy`.
 pub fn clear_match(
     result: &VerificationResult,
     check: &FrameCheck,

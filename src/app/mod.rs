@@ -1,6 +1,7 @@
-//! The app's use cases over any [`Store`]: check a camera frame, capture or import photos,
-//! train a profile's model and verify a probe. The browser worker (`web::worker`) is thin glue
-//! around these functions, and the same code is tested natively on [`MemoryStore`](crate::store::MemoryStore).
+//! The app's use cases over any [`Store`](crate::store::Store): check a camera frame, capture
+//! or import photos, train a profile's model and verify a probe. One [`Session`] answers the
+//! worker's requests with them, and the same code is tested natively on
+//! [`MemoryStore`](crate::store::MemoryStore).
 //!
 //! Photos are kept twice: the photo as JPEG (what the person took, exported and re-analysable)
 //! and the aligned 150×150 face crop (what every network reads). Classic mode resizes that crop

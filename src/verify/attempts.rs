@@ -12,7 +12,7 @@
 //! impostors out of 50,000 attempts bound the FAR by about 6e-5, out of 10,000 only by 3e-4.
 //! Among the rules that meet it (for each detection threshold, the lowest verification
 //! threshold that does), the one rejecting the fewest genuine attempts wins, and among those the
-//! one whose genuine attempts pass with the most room (see [`lenient_rule`]).
+//! one whose genuine attempts pass with the most room (see `lenient_rule`).
 
 use serde::{Deserialize, Serialize};
 

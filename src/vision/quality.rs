@@ -8,8 +8,8 @@ use crate::vision::detect::{Face, Keypoint};
 use crate::vision::frame::Frame;
 
 /// Advice for the person in front of the camera (the page words it). Every hint also refuses
-/// a capture ([`QualityGate::Enforce`]) unless the person insists. `EyesClosed` needs the face
-/// mesh, which the app runs on captures only.
+/// a capture ([`QualityGate::Enforce`](crate::app::QualityGate::Enforce)) unless the person
+/// insists. `EyesClosed` needs the face mesh, which the app runs on captures only.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "hint", rename_all = "snake_case")]
 pub enum FrameHint {
