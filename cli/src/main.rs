@@ -120,11 +120,18 @@ impl Args {
         }
     }
 
+    /// The named choice `--name` gives, if any (`protocol::choice_from_str`).
+    fn choice<T: serde::de::DeserializeOwned>(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<T>, CliError> {
+        self.take(name)
+            .map(|value| choice_from_str(name, &value).map_err(CliError::Usage))
+            .transpose()
+    }
+
     fn backend(&mut self) -> Result<BackendChoice, CliError> {
-        let Some(name) = self.take("backend") else {
-            return Ok(BackendChoice::default());
-        };
-        choice_from_str("backend", &name).map_err(CliError::Usage)
+        Ok(self.choice("backend")?.unwrap_or_default())
     }
 
     fn weights(&mut self) -> PathBuf {
@@ -134,15 +141,7 @@ impl Args {
 }
 
 fn train_command(mut args: Args) -> Result<(), CliError> {
-    let mode = match args.take("mode").as_deref() {
-        None | Some("fine-tune" | "finetune" | "fine_tune") => TrainingMode::FineTune,
-        Some("classic") => TrainingMode::Classic,
-        Some(other) => {
-            return Err(CliError::Usage(format!(
-                "unknown mode '{other}': use fine-tune or classic"
-            )));
-        }
-    };
+    let mode: TrainingMode = args.choice("mode")?.unwrap_or_default();
     let options = TrainOptions {
         data: PathBuf::from(args.required("data")?),
         request: TrainRequest {

@@ -160,6 +160,23 @@ fn usage_errors_exit_with_2_and_say_what_is_wrong() {
     let unknown = faceverify(&["verify", "--model", "m", "--refs", "r", "--bogus", "1", "x"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown flag --bogus"));
+    for (flag, value, hint) in [
+        (
+            "--mode",
+            "quick",
+            "unknown mode 'quick': use fine-tune, fine_tune, finetune or classic",
+        ),
+        (
+            "--backend",
+            "cuda",
+            "unknown backend 'cuda': use cpu, flex, gpu or wgpu",
+        ),
+    ] {
+        let refused = faceverify(&["train", "--data", "d", flag, value]);
+        assert_eq!(refused.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(hint), "{stderr}");
+    }
     let absent = faceverify(&[
         "verify",
         "--model",

@@ -160,7 +160,7 @@ pub struct TrainOutcome {
     /// Where a resumed run picked up.
     pub resumed_from: Option<ResumePoint>,
     /// Photos per role that went into the pairs (impostor samples counted as negatives).
-    pub counts: [usize; 3],
+    pub counts: PhotoCounts,
     /// The default model on the same test pairs at its own threshold (fine-tune mode): what
     /// training changed.
     pub default_model: Option<PairRates>,
@@ -347,7 +347,7 @@ async fn plan_run<S: Store>(
 /// What a finished or cancelled run of either mode hands back.
 struct ModeOutcome {
     tower_kind: &'static str,
-    counts: [usize; 3],
+    counts: PhotoCounts,
     run: RunResult,
     default_model: Option<PairRates>,
     /// Fine-tune mode's descriptors of the imported negatives: real other people, added to
@@ -473,7 +473,7 @@ fn model_record(
     request: &TrainRequest,
     ids: &RunIds,
     run: &TrainingRun,
-    (tower_kind, counts): (&str, [usize; 3]),
+    (tower_kind, counts): (&str, PhotoCounts),
     record: Vec<u8>,
     report: &FinalReport,
     attempts: Option<Result<AttemptCalibration, String>>,
@@ -507,11 +507,7 @@ fn model_record(
     let summary = ModelFileSummary {
         mode: request.mode,
         settings: run.settings.clone(),
-        images: PhotoCounts {
-            anchor: counts[0],
-            positive: counts[1],
-            negative: counts[2],
-        },
+        images: counts,
         metrics: Some(metrics.clone()),
     };
     let model = TrainedModel {
@@ -576,11 +572,11 @@ impl<S: Store> ModeRun<'_, '_, '_, S> {
             settings.training.pairs_per_class =
                 Some((inputs.anchors.len() * inputs.positives.len()).clamp(1, FINE_TUNE_MAX_PAIRS));
         }
-        let counts = [
-            inputs.anchors.len(),
-            inputs.positives.len(),
-            inputs.negatives.len() + inputs.impostors.len(),
-        ];
+        let counts = PhotoCounts {
+            anchor: inputs.anchors.len(),
+            positive: inputs.positives.len(),
+            negative: inputs.negatives.len() + inputs.impostors.len(),
+        };
         let fresh = fine_tune_trainer(&inputs, settings.clone())?;
         let negatives = inputs.negatives.clone();
         let table = [
@@ -627,7 +623,11 @@ impl<S: Store> ModeRun<'_, '_, '_, S> {
             table(&self.photos.positives)?,
             table(&self.photos.negatives)?,
         );
-        let counts = [a.len(), p.len(), n.len()];
+        let counts = PhotoCounts {
+            anchor: a.len(),
+            positive: p.len(),
+            negative: n.len(),
+        };
         let autodiff = self.parts.device.clone().autodiff();
         let build = || Siamese::new(KochTowerConfig::new().init(&autodiff), &autodiff);
         let fresh = classic_trainer(

@@ -150,7 +150,10 @@ impl DirStore {
             contents = directory.load_contents()?;
         }
         directory.remove_unreferenced_blobs(None);
-        Ok(Self::with_contents(contents, directory))
+        Ok(HeldStore {
+            contents: RefCell::new(contents),
+            persistence: directory,
+        })
     }
 
     pub fn root(&self) -> &Path {

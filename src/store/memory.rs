@@ -32,17 +32,8 @@ pub trait Persistence {
 /// The records in memory, kept by `P`.
 #[derive(Debug, Default)]
 pub struct HeldStore<P> {
-    contents: RefCell<StoreContents>,
+    pub(super) contents: RefCell<StoreContents>,
     pub(super) persistence: P,
-}
-
-impl<P> HeldStore<P> {
-    pub(super) fn with_contents(contents: StoreContents, persistence: P) -> Self {
-        HeldStore {
-            contents: RefCell::new(contents),
-            persistence,
-        }
-    }
 }
 
 impl<P: Persistence> Store for HeldStore<P> {
@@ -95,14 +86,9 @@ impl MemoryStore {
     /// A store that refuses to grow past `bytes` (as `StorageUsage::total` counts them),
     /// with `StoreError::QuotaExceeded`, like a browser whose quota is used up.
     pub fn with_quota(bytes: u64) -> Self {
-        let quota = Some(bytes);
-        Self::with_contents(
-            StoreContents::default(),
-            Volatile {
-                quota,
-                ..<_>::default()
-            },
-        )
+        let mut store = Self::default();
+        store.persistence.quota = Some(bytes);
+        store
     }
 
     /// Routes every write through `faults`, so a test can make the Nth one fail.

@@ -252,6 +252,7 @@ impl Checkpoint {
 #[serde(rename_all = "snake_case")]
 pub enum TrainingMode {
     #[default]
+    #[serde(alias = "fine-tune", alias = "finetune")]
     FineTune,
     Classic,
 }

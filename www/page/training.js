@@ -74,7 +74,7 @@ export function onTrainingEvent(event) {
 export function renderReport(report, counts, defaultModel = null, attempts = null) {
   const ev = report.evaluation;
   const rows = [
-    ['Pairs from', `${counts[0]} anchors, ${counts[1]} positives, ${counts[2]} negatives (with impostor samples)`],
+    ['Pairs from', `${counts.anchor} anchors, ${counts.positive} positives, ${counts.negative} negatives (with impostor samples)`],
     ['Test loss', report.test_loss.toFixed(4)],
     ['Precision', pct(ev.precision)],
     ['Recall', pct(ev.recall)],
