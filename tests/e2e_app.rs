@@ -164,6 +164,9 @@ fn enrol_train_verify(webgpu: bool) {
         screenshot(&session, &format!("{label}-trained.png"));
         let report = session.text("metrics-table");
         assert!(report.contains("Precision"), "{report}");
+        // The photos the pairs came from, as the run counted them.
+        let pairs_from = format!("{anchors} anchors, {positives} positives");
+        assert!(report.contains(&pairs_from), "{report}");
         // What training changed against the default model, on the run's test pairs.
         assert!(report.contains("Default model on these pairs"), "{report}");
         exported_archive_holds_the_profile(&session, anchors + positives);
