@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::app::{STARTUP, browser_args, press};
+use support::app::{STARTUP, browser_args, press, until_count};
 use support::{ChromeDriver, Site, StaticServer, dist_dir, shared_dir};
 
 /// The app as `server` serves it, open in a fresh browser; closed on drop (the session, then
@@ -27,6 +27,12 @@ fn open(server: StaticServer, args: &[String], page: &str) -> OpenApp {
         _driver: driver,
         server,
     }
+}
+
+/// Opens `page` of what `server` serves in a fresh browser whose fake camera plays
+/// person-a.mjpeg, with WebGPU or without.
+fn open_person_a(server: StaticServer, webgpu: bool, page: &str) -> OpenApp {
+    open(server, &browser_args("person-a.mjpeg", webgpu), page)
 }
 
 /// Grabs the current video frame and returns its size and pixel statistics.
@@ -65,12 +71,15 @@ fn backend_of(session: &support::Session) -> String {
         .to_string()
 }
 
-/// Threads the CPU backend computes on, as the page shows it, and the cores the browser has.
-fn threads_and_cores(session: &support::Session) -> (u64, u64) {
+/// Asserts that the worker reports the CPU backend; returns the page's backend status line, the
+/// threads the backend computes on, as the page shows them, and the cores the browser has.
+fn cpu_status(session: &support::Session) -> (String, u64, u64) {
+    assert_eq!(backend_of(session), "CPU");
+    let status = session.text("backend-status");
     let threads =
         session.eval("return Number(document.getElementById('backend-status').dataset.threads);");
     let cores = session.eval("return navigator.hardwareConcurrency;");
-    (threads.as_u64().unwrap(), cores.as_u64().unwrap())
+    (status, threads.as_u64().unwrap(), cores.as_u64().unwrap())
 }
 
 /// Runs the page's training self-check and asserts that it passed; returns what it reports.
@@ -93,11 +102,7 @@ fn run_passing_training_check(session: &support::Session) -> String {
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn fake_camera_frames_reach_the_page_and_webgpu_is_chosen() {
-    let app = open(
-        StaticServer::start(dist_dir()),
-        &browser_args("person-a.mjpeg", true),
-        "/",
-    );
+    let app = open_person_a(StaticServer::start(dist_dir()), true, "/");
     let session = &app.session;
 
     session.wait_for(
@@ -134,18 +139,12 @@ fn fake_camera_frames_reach_the_page_and_webgpu_is_chosen() {
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
-    let app = open(
-        StaticServer::start(dist_dir()),
-        &browser_args("person-a.mjpeg", false),
-        "/",
-    );
+    let app = open_person_a(StaticServer::start(dist_dir()), false, "/");
     let session = &app.session;
 
-    assert_eq!(backend_of(session), "CPU");
-    let status = session.text("backend-status");
+    let (status, threads, cores) = cpu_status(session);
     assert!(status.contains("no WebGPU"), "{status}");
     // The server sends the isolation headers: the multithreaded build runs, on every core.
-    let (threads, cores) = threads_and_cores(session);
     assert_eq!(threads, cores.max(1), "{status}");
     assert!(
         status.contains(&format!("on {threads} threads")) || cores == 1,
@@ -160,18 +159,16 @@ fn without_webgpu_the_cpu_backend_runs_and_the_page_says_why() {
 #[test]
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn a_host_without_isolation_headers_gets_the_single_thread_build() {
-    let app = open(
+    let app = open_person_a(
         StaticServer::start_without_isolation(dist_dir()),
-        &browser_args("person-a.mjpeg", false),
+        false,
         "/?backend=cpu",
     );
     let session = &app.session;
 
-    assert_eq!(backend_of(session), "CPU");
+    let (status, threads, _) = cpu_status(session);
     let isolated = session.eval("return self.crossOriginIsolated;");
     assert_eq!(isolated, false);
-    let (threads, _) = threads_and_cores(session);
-    let status = session.text("backend-status");
     assert_eq!(threads, 1, "{status}");
     assert!(status.contains("on one thread"), "{status}");
     run_passing_training_check(session);
@@ -226,11 +223,7 @@ fn a_denied_camera_shows_what_to_do_and_the_page_still_works() {
     .map(|p| shared_dir().join("data/lfw").join(p))
     .collect();
     session.upload("negative-files", &photos);
-    session.wait_for(
-        "Number(document.getElementById('counts').dataset.negative) === 2",
-        "two imported negatives",
-        STARTUP,
-    );
+    until_count(session, "negative", "=== 2", "two imported negatives");
     let status = session.text("import-status");
     assert!(status.contains("Added 2 negatives"), "{status}");
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::app::{
-    STARTUP, ServedApp, TRAINING, browser_args, burst, count, export_archive, identify,
-    identity_only, open_app, press, temp_profile, thumbnails, train, until_trained, verify,
+    STARTUP, ServedApp, TRAINING, browser_args, burst, count, export_archive, identify, open_app,
+    press, temp_profile, thumbnails, train, until_count, until_trained, verify,
 };
 use support::data::sorted_entries;
 use support::{ChromeDriver, Session, Site, StaticServer, dist_dir, shared_dir};
@@ -117,6 +117,15 @@ fn exported_archive_holds_the_profile(session: &Session, captured: u64) {
     );
 }
 
+/// Enrols from the camera: a burst of anchors, then one of positives, each `photos` captures
+/// over `seconds` seconds; how many of each were stored.
+fn enrol_in_bursts(session: &Session, photos: u32, seconds: u32) -> (u64, u64) {
+    (
+        burst(session, "anchor", photos, seconds),
+        burst(session, "positive", photos, seconds),
+    )
+}
+
 fn enrol_train_verify(webgpu: bool) {
     let label = if webgpu { "webgpu" } else { "cpu" };
     let backend = if webgpu { "WebGPU" } else { "CPU" };
@@ -124,10 +133,8 @@ fn enrol_train_verify(webgpu: bool) {
     let app = ServedApp::start_on(StaticServer::start_with_shared(dist_dir()), "/", label);
 
     {
-        let session = app.open("person-a.mjpeg", webgpu);
-        identity_only(&session);
-        let anchors = burst(&session, "anchor", 6, 3);
-        let positives = burst(&session, "positive", 6, 3);
+        let session = app.open_identity_only("person-a.mjpeg", webgpu);
+        let (anchors, positives) = enrol_in_bursts(&session, 6, 3);
         assert!(
             anchors >= 4 && positives >= 4,
             "{anchors} anchors, {positives} positives: {}",
@@ -140,11 +147,7 @@ fn enrol_train_verify(webgpu: bool) {
             "{broken} of {shown} thumbnails do not decode after the captures"
         );
         session.upload("negative-files", &negative_photos(8));
-        session.wait_for(
-            "Number(document.getElementById('counts').dataset.negative) >= 6",
-            "the negatives to be imported",
-            STARTUP,
-        );
+        until_count(&session, "negative", ">= 6", "the negatives to be imported");
         eprintln!(
             "[{label}] enrolled in {:.0?}: {anchors} anchors, {positives} positives, {} negatives",
             started.elapsed(),
@@ -224,8 +227,7 @@ const CACHED_FILES: &str = "
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn offline_after_the_first_load_with_no_request_after_load() {
     let app = ServedApp::start("/", "offline");
-    let session = app.open("person-a.mjpeg", false);
-    identity_only(&session);
+    let session = app.open_identity_only("person-a.mjpeg", false);
     // The service worker takes the page over and caches the shell, the wasm and the models.
     let deadline = Instant::now() + STARTUP;
     loop {
@@ -242,8 +244,9 @@ fn offline_after_the_first_load_with_no_request_after_load() {
     // The clip shows 16 photos, half a second each; thresholds calibrated for a false-accept
     // rate of 1e-4 per attempt refuse some of those photos against a few references, so the
     // enrolment spans most of the clip and any later frame has a near neighbour.
-    assert!(burst(&session, "anchor", 6, 3) >= 4);
-    assert!(burst(&session, "positive", 6, 3) >= 4);
+    let (anchors, positives) = enrol_in_bursts(&session, 6, 3);
+    assert!(anchors >= 4);
+    assert!(positives >= 4);
     let status = train(&session, "fine_tune", None);
     assert!(status.starts_with("Done"), "{status}");
 
@@ -284,16 +287,10 @@ fn offline_after_the_first_load_with_no_request_after_load() {
 #[ignore = "end-to-end: needs the built app, Chromium and ../shared; run by `cargo xtask test`"]
 fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_store() {
     let app = ServedApp::start("/", "classic");
-    let session = app.open("person-a.mjpeg", false);
-    identity_only(&session);
-    burst(&session, "anchor", 4, 2);
-    burst(&session, "positive", 4, 2);
+    let session = app.open_identity_only("person-a.mjpeg", false);
+    enrol_in_bursts(&session, 4, 2);
     session.upload("negative-files", &negative_photos(6));
-    session.wait_for(
-        "Number(document.getElementById('counts').dataset.negative) >= 4",
-        "the negatives to be imported",
-        STARTUP,
-    );
+    until_count(&session, "negative", ">= 4", "the negatives to be imported");
     let started = Instant::now();
     let status = train(&session, "classic", Some(1));
     eprintln!("[classic] {status} ({:.1?})", started.elapsed());
@@ -533,16 +530,18 @@ fn learns_a_clear_match_and_forgets_it(session: &Session) {
         outcomes.iter().any(|(_, a)| a == "learned"),
         "no clear match was learned in 20 frames: {outcomes:?}"
     );
-    session.wait_for(
-        "Number(document.getElementById('counts').dataset.adaptive) >= 1",
+    until_count(
+        session,
+        "adaptive",
+        ">= 1",
         "the learned photo in the gallery",
-        STARTUP,
     );
     session.click("forget-adaptive");
-    session.wait_for(
-        "Number(document.getElementById('counts').dataset.adaptive) === 0",
+    until_count(
+        session,
+        "adaptive",
+        "=== 0",
         "the learned photos to be forgotten",
-        STARTUP,
     );
     assert_eq!(
         count(session, "anchor"),
@@ -558,8 +557,7 @@ fn learns_a_clear_match_and_forgets_it(session: &Session) {
 fn one_photo_is_enough_to_verify_with_the_default_model() {
     let app = ServedApp::start("/?backend=cpu", "one-photo");
     {
-        let session = app.open("person-a.mjpeg", false);
-        identity_only(&session);
+        let session = app.open_identity_only("person-a.mjpeg", false);
         capture_one_anchor(&session);
         // One reference: each frame is one pair, which the default model rejects about one
         // time in five for the same man (models/DEFAULT_HEAD.md), so the slideshow gets a few

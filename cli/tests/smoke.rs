@@ -18,8 +18,9 @@ fn lfw() -> PathBuf {
     dir
 }
 
-fn photos(person: &Path) -> Vec<PathBuf> {
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(person)
+/// The LFW photos of `person`, sorted.
+fn photos_of(person: &str) -> Vec<PathBuf> {
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(lfw().join(person))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -72,9 +73,8 @@ fn fresh_work_dir(name: &str) -> PathBuf {
 
 #[test]
 fn train_then_verify_a_genuine_and_an_impostor_probe() {
-    let lfw = lfw();
     let work = fresh_work_dir("faceverify-cli-smoke");
-    let user = photos(&lfw.join("George_W_Bush"));
+    let user = photos_of("George_W_Bush");
     let data = work.join("data");
     copy_into(&data.join("anchor"), &user[..10]);
     copy_into(&data.join("positive"), &user[10..20]);
@@ -97,7 +97,7 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
         "Lleyton_Hewitt",
     ]
     .iter()
-    .map(|name| photos(&lfw.join(name))[0].clone())
+    .map(|name| photos_of(name)[0].clone())
     .collect();
     copy_into(&data.join("negative"), &negatives);
     let refs = work.join("refs");
@@ -128,7 +128,7 @@ fn train_then_verify_a_genuine_and_an_impostor_probe() {
     assert!(model.is_file());
 
     let genuine = &user[40];
-    let impostor = &photos(&lfw.join("Luiz_Inacio_Lula_da_Silva"))[0];
+    let impostor = &photos_of("Luiz_Inacio_Lula_da_Silva")[0];
     let (stdout, lines) = faceverify_lines(
         &[
             "verify",
@@ -218,14 +218,13 @@ fn eval_reports_lfw_accuracy_on_a_few_pairs() {
 
 #[test]
 fn identify_names_an_enrolled_person_and_nobody_for_a_stranger() {
-    let lfw = lfw();
     let work = fresh_work_dir("faceverify-cli-identify");
     let people = work.join("people");
     for person in ["George_W_Bush", "Colin_Powell", "Gerhard_Schroeder"] {
-        copy_into(&people.join(person), &photos(&lfw.join(person))[..4]);
+        copy_into(&people.join(person), &photos_of(person)[..4]);
     }
-    let genuine = photos(&lfw.join("Colin_Powell"))[10].clone();
-    let stranger = photos(&lfw.join("Hugo_Chavez"))[0].clone();
+    let genuine = photos_of("Colin_Powell")[10].clone();
+    let stranger = photos_of("Hugo_Chavez")[0].clone();
     let (stdout, lines) = faceverify_lines(
         &[
             "identify",
@@ -242,13 +241,12 @@ fn identify_names_an_enrolled_person_and_nobody_for_a_stranger() {
 
 #[test]
 fn verify_keeps_clear_matches_as_adaptive_references_but_never_a_stranger() {
-    let lfw = lfw();
     let work = fresh_work_dir("faceverify-cli-adaptive");
-    let user = photos(&lfw.join("George_W_Bush"));
+    let user = photos_of("George_W_Bush");
     let refs = work.join("refs");
     copy_into(&refs, &user[..3]);
     let store = work.join("store");
-    let stranger = photos(&lfw.join("Luiz_Inacio_Lula_da_Silva"))[0].clone();
+    let stranger = photos_of("Luiz_Inacio_Lula_da_Silva")[0].clone();
     let mut args: Vec<String> = ["verify", "--store", store.to_str().unwrap(), "--refs"]
         .map(String::from)
         .to_vec();

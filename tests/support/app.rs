@@ -72,6 +72,13 @@ impl ServedApp {
         open_app(&session, &self.url, if webgpu { "WebGPU" } else { "CPU" });
         session
     }
+
+    /// `open`, then "Require liveness" turned off: identity only (see `identity_only`).
+    pub fn open_identity_only(&self, clip: &str, webgpu: bool) -> Session {
+        let session = self.open(clip, webgpu);
+        identity_only(&session);
+        session
+    }
 }
 
 /// Turns "Require liveness" off (identity only, as the tutorial verified): the fake cameras'
@@ -105,13 +112,26 @@ pub fn open_app(session: &Session, url: &str, backend: &str) {
     );
 }
 
+/// The page's count of `role` photos, as a JavaScript expression.
+fn count_expression(role: &str) -> String {
+    format!("Number(document.getElementById('counts').dataset.{role})")
+}
+
 pub fn count(session: &Session, role: &str) -> u64 {
     session
-        .eval(&format!(
-            "return Number(document.getElementById('counts').dataset.{role});"
-        ))
+        .eval(&format!("return {};", count_expression(role)))
         .as_u64()
         .unwrap_or(0)
+}
+
+/// Waits until the page's count of `role` photos meets `condition`, a JavaScript comparison
+/// such as `>= 6` (`what`, in a timeout).
+pub fn until_count(session: &Session, role: &str, condition: &str, what: &str) {
+    session.wait_for(
+        &format!("{} {condition}", count_expression(role)),
+        what,
+        STARTUP,
+    );
 }
 
 /// A burst of `photos` captures over `seconds` seconds as `role`, through the page's controls.
