@@ -98,7 +98,7 @@ impl fmt::Display for ChoiceError {
 impl std::error::Error for ChoiceError {}
 
 /// From the page to the worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum_macros::IntoStaticStr)]
 #[serde(tag = "type")]
 pub enum WorkerRequest {
     /// Choose the device (WebGPU after a self-test, or the CPU). Answered by `Ready`.
@@ -199,32 +199,7 @@ pub enum WorkerRequest {
 impl WorkerRequest {
     /// The request's type, as `Failed.request` names it.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Init { .. } => "Init",
-            Self::CheckTraining { .. } => "CheckTraining",
-            Self::AnalysePhoto { .. } => "AnalysePhoto",
-            Self::CheckFrame { .. } => "CheckFrame",
-            Self::LoadState { .. } => "LoadState",
-            Self::MeasureUsage => "MeasureUsage",
-            Self::SaveProfile { .. } => "SaveProfile",
-            Self::DeleteProfile { .. } => "DeleteProfile",
-            Self::Capture { .. } => "Capture",
-            Self::ImportPhotos { .. } => "ImportPhotos",
-            Self::ImportModel { .. } => "ImportModel",
-            Self::DeletePhoto { .. } => "DeletePhoto",
-            Self::ForgetAdaptive { .. } => "ForgetAdaptive",
-            Self::SetPhotoRole { .. } => "SetPhotoRole",
-            Self::Train { .. } => "Train",
-            Self::CancelTraining => "CancelTraining",
-            Self::Verify { .. } => "Verify",
-            Self::Identify { .. } => "Identify",
-            Self::StartLiveness { .. } => "StartLiveness",
-            Self::LivenessFrame { .. } => "LivenessFrame",
-            Self::SaveSettings { .. } => "SaveSettings",
-            Self::Export => "Export",
-            Self::ImportArchive { .. } => "ImportArchive",
-            Self::DeleteAll => "DeleteAll",
-        }
+        self.into()
     }
 }
 

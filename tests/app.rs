@@ -235,7 +235,10 @@ fn capture_train_and_verify_on_a_memory_store() {
 
     // Saved, activated, the run closed with its history, the checkpoint gone.
     let model = outcome.model.unwrap();
-    assert_eq!(block(store.active_model_id("me")).unwrap(), Some(model.id));
+    assert_eq!(
+        block(store.active_model_id("me")).unwrap(),
+        Some(model.meta.id)
+    );
     let run = block(store.get_run("run-1")).unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Finished);
     assert_eq!(run.epochs.len(), report.history.len());
@@ -363,9 +366,9 @@ fn descriptors_are_computed_once_stored_with_their_photos_and_renewed_for_anothe
 
     // A photo deleted while its descriptor was computed stays deleted.
     let stale = with_descriptor(&again, None);
-    assert!(block(store.delete_image(&stale[0].id)).unwrap());
+    assert!(block(store.delete_image(&stale[0].meta.id)).unwrap());
     descriptors(&store, &pipeline, &stale);
-    assert!(block(store.get_image(&stale[0].id)).unwrap().is_none());
+    assert!(block(store.get_image(&stale[0].meta.id)).unwrap().is_none());
     assert_eq!(
         block(store.list_images("me", None)).unwrap().len(),
         stale.len() - 1
@@ -423,7 +426,7 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
     let checkpoint = block(store.latest_checkpoint("me"))
         .unwrap()
         .expect("a checkpoint");
-    assert_eq!(checkpoint.run_id, "run-1");
+    assert_eq!(checkpoint.meta.run_id, "run-1");
     assert_eq!(
         block(store.get_run("run-1")).unwrap().unwrap().status,
         RunStatus::Cancelled
@@ -435,7 +438,7 @@ fn a_cancelled_run_keeps_its_checkpoint_and_resumes_from_it() {
     let (epoch, batch) = resumed.resumed_from.expect("resumed");
     assert_eq!(
         (epoch as u32, batch as u64),
-        (checkpoint.epoch, checkpoint.position)
+        (checkpoint.meta.epoch, checkpoint.meta.position)
     );
     assert!(resumed.model.is_some());
     // The resumed run continues the same run record.
@@ -522,7 +525,7 @@ fn a_poor_capture_is_refused_with_its_reasons_unless_the_person_insists() {
         "the hints still come back as advice: {insisted:?}"
     );
     let stored = block(store.list_images("me", None)).unwrap();
-    let mut ids: Vec<_> = stored.iter().map(|image| image.id.as_str()).collect();
+    let mut ids: Vec<_> = stored.iter().map(|image| image.meta.id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["good", "insisted"]);
 }

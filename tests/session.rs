@@ -3,9 +3,7 @@
 //! memory store with the real networks and LFW photos, as the page sends them.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
 use faceverify::app::{
     self, AppError, CaptureOutcome, FrameHint, Host, NamedFile, QualityGate, Session, TrainRequest,
@@ -66,18 +64,6 @@ struct TestHost {
 
 impl Host for TestHost {
     type Store = MemoryStore;
-
-    fn now_ms() -> f64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-            * 1000.0
-    }
-
-    fn yield_now() -> Pin<Box<dyn Future<Output = ()>>> {
-        app::no_yield()
-    }
 
     fn new_id(&self, prefix: &str) -> String {
         self.next_id.set(self.next_id.get() + 1);
@@ -339,7 +325,7 @@ fn a_session_enrols_trains_verifies_exports_and_deletes_everything() {
         "training reports its epochs"
     );
     // The calibrated thresholds became the saved ones.
-    let calibrated = app::ModelMetrics::of(&model.metrics).unwrap().policy;
+    let calibrated = app::ModelMetrics::of(&model.meta.metrics).unwrap().policy;
     let settings = state(&mut session).settings;
     assert_eq!(settings.detection_threshold, calibrated.detection.value());
     assert_eq!(
@@ -435,8 +421,8 @@ fn model_file_verifies_in_another_session(archive: &[u8]) {
     };
     let active = state.model.as_ref().expect("the imported model is active");
     // The file carries the run's settings, figures and thresholds.
-    assert_eq!(active.training_settings, model.training_settings);
-    assert_eq!(active.metrics, model.metrics);
+    assert_eq!(active.meta.training_settings, model.meta.training_settings);
+    assert_eq!(active.meta.metrics, model.meta.metrics);
     assert!(
         verify(&mut other, &lfw("George_W_Bush", 11)),
         "with the imported model"
@@ -468,19 +454,19 @@ fn photos_and_profiles_change_through_the_session() {
         &mut session,
         WorkerRequest::SetPhotoRole {
             profile: app::DEFAULT_PROFILE_ID.into(),
-            id: image.id.clone(),
+            id: image.meta.id.clone(),
             role: ImageRole::Verification,
         },
     );
     let WorkerResponse::State { state } = moved else {
         panic!("{moved:?}");
     };
-    assert_eq!(state.images[0].role, ImageRole::Verification);
+    assert_eq!(state.images[0].meta.role, ImageRole::Verification);
     let deleted = send(
         &mut session,
         WorkerRequest::DeletePhoto {
             profile: app::DEFAULT_PROFILE_ID.into(),
-            id: image.id.clone(),
+            id: image.meta.id.clone(),
         },
     );
     assert!(matches!(deleted, WorkerResponse::State { state } if state.images.is_empty()));
@@ -488,7 +474,7 @@ fn photos_and_profiles_change_through_the_session() {
         &mut session,
         WorkerRequest::SetPhotoRole {
             profile: app::DEFAULT_PROFILE_ID.into(),
-            id: image.id,
+            id: image.meta.id,
             role: ImageRole::Anchor,
         },
     );
@@ -779,7 +765,7 @@ fn attempt_figures(strangers: &[String], photos_each: usize) -> AttemptFigures {
         panic!("training failed");
     };
     let model = outcome.model.expect("a model");
-    let metrics = app::ModelMetrics::of(&model.metrics).expect("figures");
+    let metrics = app::ModelMetrics::of(&model.meta.metrics).expect("figures");
     let calibration = metrics.attempts.expect("a calibration per attempt");
     assert_eq!(
         metrics.policy, calibration.policy,
@@ -966,7 +952,7 @@ fn adaptive_references_follow_the_person_and_never_let_an_impostor_in() {
     let kept = state(&mut session)
         .images
         .iter()
-        .filter(|i| i.role == ImageRole::Adaptive)
+        .filter(|i| i.meta.role == ImageRole::Adaptive)
         .count();
     let (after, verified_after) = match_fraction(&mut session, &probes);
 
@@ -1003,7 +989,12 @@ fn adaptive_references_follow_the_person_and_never_let_an_impostor_in() {
         panic!("no state");
     };
     assert_eq!(state.images.len(), photos - kept);
-    assert!(state.images.iter().all(|i| i.role != ImageRole::Adaptive));
+    assert!(
+        state
+            .images
+            .iter()
+            .all(|i| i.meta.role != ImageRole::Adaptive)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ contract_cases!(
     invalid_images_change_nothing,
     bad_batch_writes_nothing,
     delete_image,
-    active_model_switches_only_when_asked,
+    a_saved_model_replaces_the_profiles_earlier_ones,
     bad_model_changes_nothing,
     checkpoint_keeps_latest_per_profile,
     runs_round_trip,
@@ -327,7 +327,10 @@ fn quota_exceeded_is_a_clear_error_and_writes_nothing() {
     assert!(needed > 500);
     let message = err.user_message();
     assert!(message.contains("Nothing was saved"), "{message}");
-    assert!(message.contains("models you no longer use"), "{message}");
+    assert!(
+        message.contains("photos or profiles you no longer need"),
+        "{message}"
+    );
     assert_eq!(block_on(store.export_contents()).unwrap(), before);
     // Deleting still works on a full store, and frees room.
     assert!(block_on(store.delete_image("alice-0")).unwrap());

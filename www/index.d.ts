@@ -24,7 +24,9 @@ export interface Engine {
 
 export interface ImageSummary {
   id: string;
+  profile_id: string;
   role: Role;
+  source: 'camera' | 'import';
   created: number;
   width: number;
   height: number;

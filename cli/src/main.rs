@@ -199,7 +199,7 @@ fn print_report(outcome: &faceverify::app::TrainOutcome) {
         println!("training stopped ({:?}); no model was stored", outcome.stop);
         return;
     };
-    let Some(metrics) = faceverify::app::ModelMetrics::of(&model.metrics) else {
+    let Some(metrics) = faceverify::app::ModelMetrics::of(&model.meta.metrics) else {
         println!("the stored model has no figures");
         return;
     };

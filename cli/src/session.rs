@@ -4,9 +4,7 @@
 //! page.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
 use faceverify::app::{
     self, AppError, Host, IdentifyOutcome, ImportReport, NamedFile, Session, TrainOutcome,
@@ -34,16 +32,6 @@ pub struct CliHost {
 
 impl Host for CliHost {
     type Store = DirStore;
-
-    fn now_ms() -> f64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    }
-
-    fn yield_now() -> Pin<Box<dyn Future<Output = ()>>> {
-        app::no_yield()
-    }
 
     fn new_id(&self, prefix: &str) -> String {
         self.next_id.set(self.next_id.get() + 1);

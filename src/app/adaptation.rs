@@ -113,9 +113,9 @@ pub async fn keep_adaptive<S: Store>(
     let mut kept = store
         .list_images(profile, Some(ImageRole::Adaptive))
         .await?;
-    kept.sort_by_key(|i| std::cmp::Reverse((i.created, i.id.clone())));
+    kept.sort_by_key(|i| std::cmp::Reverse((i.meta.created, i.meta.id.clone())));
     for old in kept.iter().skip(MAX_ADAPTIVE_REFERENCES) {
-        store.delete_image(&old.id).await?;
+        store.delete_image(&old.meta.id).await?;
     }
     Ok(id)
 }
@@ -126,7 +126,7 @@ pub async fn forget_adaptive<S: Store>(store: &S, profile: &str) -> Result<usize
         .list_images(profile, Some(ImageRole::Adaptive))
         .await?;
     for image in &kept {
-        store.delete_image(&image.id).await?;
+        store.delete_image(&image.meta.id).await?;
     }
     Ok(kept.len())
 }

@@ -45,7 +45,7 @@ pub async fn calibrate_profile<S: Store>(
         .iter()
         .zip(&enrolled_rows)
         .map(|(photo, row)| {
-            let itself = references.iter().position(|r| r.id == photo.id);
+            let itself = references.iter().position(|r| r.meta.id == photo.meta.id);
             head.attempt(row, &reference_rows, itself)
         })
         // A photo that is the only reference has nothing to be compared with.

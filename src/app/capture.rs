@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::facemesh::FaceMesh;
 use crate::pipeline::{FacePipeline, PipelineError};
 use crate::store::validate::{self, ImageLimits};
-use crate::store::{ImageId, ImageRole, ImageSource, Millis, ProfileId, Store, StoredImage};
+use crate::store::{
+    ImageId, ImageMeta, ImageRole, ImageSource, Millis, ProfileId, Store, StoredImage,
+};
 use crate::vision::align::{FaceTemplate, align_face};
 use crate::vision::frame::Frame;
 use crate::vision::mesh::mesh_face;
@@ -51,12 +53,8 @@ pub async fn check_frame(pipeline: &FacePipeline, frame: &Frame) -> Result<Frame
 /// A stored photo as the page lists it: no full photo, only the small aligned crop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageSummary {
-    pub id: ImageId,
-    pub role: ImageRole,
-    pub source: ImageSource,
-    pub created: Millis,
-    pub width: u32,
-    pub height: u32,
+    #[serde(flatten)]
+    pub meta: ImageMeta,
     /// The aligned face crop (JPEG), for thumbnails.
     #[serde(with = "serde_bytes")]
     pub crop: Vec<u8>,
@@ -65,12 +63,7 @@ pub struct ImageSummary {
 impl ImageSummary {
     pub fn of(image: &StoredImage) -> Self {
         Self {
-            id: image.id.clone(),
-            role: image.role,
-            source: image.source,
-            created: image.created,
-            width: image.width,
-            height: image.height,
+            meta: image.meta.clone(),
             crop: image.aligned_crop.clone().unwrap_or_default(),
         }
     }
@@ -162,13 +155,15 @@ pub(super) fn stored_image(
     photo: NewPhoto,
 ) -> Result<StoredImage, AppError> {
     Ok(StoredImage {
-        id: photo.id,
-        profile_id: photo.profile,
-        role: photo.role,
-        source: photo.source,
-        created: photo.created,
-        width: frame.width(),
-        height: frame.height(),
+        meta: ImageMeta {
+            id: photo.id,
+            profile_id: photo.profile,
+            role: photo.role,
+            source: photo.source,
+            created: photo.created,
+            width: frame.width(),
+            height: frame.height(),
+        },
         encoded: encode_jpeg(frame)?,
         aligned_crop: Some(encode_jpeg(aligned)?),
         descriptor: None,

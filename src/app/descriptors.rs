@@ -56,7 +56,7 @@ async fn store_descriptors<S: Store>(
 ) {
     let mut updated = Vec::with_capacity(computed.len());
     for (i, descriptor) in computed {
-        if let Ok(Some(current)) = store.get_image(&images[i].id).await
+        if let Ok(Some(current)) = store.get_image(&images[i].meta.id).await
             && current.aligned_crop == images[i].aligned_crop
         {
             updated.push(StoredImage {

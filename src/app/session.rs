@@ -45,10 +45,21 @@ pub const MAX_PROFILE_NAME: usize = 60;
 pub trait Host {
     type Store: Store;
 
-    /// Milliseconds since the epoch: records' times, and the training loop's clock.
+    /// Milliseconds since the epoch: records' times, and the training loop's clock. Natively
+    /// the system's clock; wasm has none, so the browser's host reads its own.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn now_ms() -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+    #[cfg(target_arch = "wasm32")]
     fn now_ms() -> f64;
     /// Lets the platform's event loop run (queued messages, a cancel) during long work.
-    fn yield_now() -> Pin<Box<dyn Future<Output = ()>>>;
+    /// Natively there is no event loop to yield to.
+    fn yield_now() -> Pin<Box<dyn Future<Output = ()>>> {
+        super::no_yield()
+    }
     /// A fresh record id beginning with `prefix`, unique across profiles and devices.
     fn new_id(&self, prefix: &str) -> String;
     /// Sends a message that is not the answer to a request (progress) to the page.
@@ -168,7 +179,7 @@ async fn adopt_calibrated_thresholds(
     store: &impl Store,
     model: &ModelSummary,
 ) -> Result<(), StoreError> {
-    let Some(ModelMetrics { policy, .. }) = ModelMetrics::of(&model.metrics) else {
+    let Some(ModelMetrics { policy, .. }) = ModelMetrics::of(&model.meta.metrics) else {
         return Ok(());
     };
     let mut settings = store.settings().await?;
@@ -499,7 +510,7 @@ impl<H: Host> Session<H> {
     ) -> Result<WorkerResponse, AppError> {
         let store = self.store().await?;
         let mut image = store.get_image(id).await?.ok_or(AppError::PhotoGone)?;
-        image.role = role;
+        image.meta.role = role;
         store.put_image(&image).await?;
         self.changed();
         self.state(Some(profile)).await

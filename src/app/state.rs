@@ -63,20 +63,20 @@ pub async fn profile_state<S: Store>(
             .list_models(&profile.id)
             .await?
             .into_iter()
-            .find(|m| m.id == id),
+            .find(|m| m.meta.id == id),
         None => None,
     };
     let runs = store.list_runs(&profile.id).await?;
     let latest_run = runs.into_iter().max_by_key(|r| r.started);
     let checkpoint = match store.latest_checkpoint(&profile.id).await? {
         Some(c) => {
-            let mode = store.get_run(&c.run_id).await?.map(|r| r.mode);
+            let mode = store.get_run(&c.meta.run_id).await?.map(|r| r.mode);
             Some(CheckpointSummary {
-                run_id: c.run_id,
+                run_id: c.meta.run_id,
                 mode,
-                epoch: c.epoch,
-                position: c.position,
-                created: c.created,
+                epoch: c.meta.epoch,
+                position: c.meta.position,
+                created: c.meta.created,
             })
         }
         None => None,

@@ -15,8 +15,8 @@ use crate::model::siamese::SiameseHead;
 use crate::pipeline::FacePipeline;
 use crate::store::validate::{self};
 use crate::store::{
-    ImageRole, Millis, ModelSummary, ProfileId, RunStatus, Store, StoredImage, StoredModel,
-    TrainingMode, TrainingRun,
+    ImageRole, Millis, ModelMeta, ModelSummary, ProfileId, RunStatus, Store, StoredImage,
+    StoredModel, TrainingMode, TrainingRun,
 };
 use crate::train::default_head::{DefaultHead, EmbeddedPair, PairRates, rates_at, score_pairs};
 use crate::train::impostors::ImpostorModel;
@@ -202,12 +202,11 @@ impl<S: Store> TrainingObserver for StoreObserver<'_, S> {
 }
 
 pub(super) fn decode_crop(image: &StoredImage, size: u32) -> Result<Frame, AppError> {
-    let bytes = image
-        .aligned_crop
-        .as_ref()
-        .ok_or_else(|| AppError::Image(format!("photo {} has no aligned face crop", image.id)))?;
+    let bytes = image.aligned_crop.as_ref().ok_or_else(|| {
+        AppError::Image(format!("photo {} has no aligned face crop", image.meta.id))
+    })?;
     let decoded = image::load_from_memory(bytes)
-        .map_err(|e| AppError::Image(format!("photo {}: {e}", image.id)))?;
+        .map_err(|e| AppError::Image(format!("photo {}: {e}", image.meta.id)))?;
     let decoded = if decoded.width() != size || decoded.height() != size {
         decoded.resize_exact(size, size, image::imageops::FilterType::Triangle)
     } else {
@@ -314,7 +313,7 @@ async fn plan_run<S: Store>(
     if request.resume
         && let Some(checkpoint) = store.latest_checkpoint(profile).await?
     {
-        let run = store.get_run(&checkpoint.run_id).await?;
+        let run = store.get_run(&checkpoint.meta.run_id).await?;
         if let (Ok(saved), Some(run)) =
             (TrainingCheckpoint::from_store_checkpoint(&checkpoint), run)
             && run.mode == request.mode
@@ -411,7 +410,7 @@ pub async fn train<S: Store>(
     );
     // The new model is written whole before the pointer moves; then the run is closed and its
     // checkpoint (no longer needed) removed.
-    parts.store.save_and_activate_model(&stored).await?;
+    parts.store.replace_active_model(&stored).await?;
     run.status = RunStatus::Finished;
     run.epochs = report.history.clone();
     parts.store.put_run(&run).await?;
@@ -517,13 +516,15 @@ fn model_record(
         summary: serde_json::to_value(summary).expect("numbers and strings always serialise"),
     };
     StoredModel {
-        id: ids.model_id.clone(),
-        profile_id: request.profile.clone(),
-        tower_kind: tower_kind.into(),
-        format_version: validate::MODEL_FILE_FORMAT_VERSION,
-        created: ids.now,
-        training_settings: run.settings.clone(),
-        metrics: metrics.to_value(),
+        meta: ModelMeta {
+            id: ids.model_id.clone(),
+            profile_id: request.profile.clone(),
+            tower_kind: tower_kind.into(),
+            format_version: validate::MODEL_FILE_FORMAT_VERSION,
+            created: ids.now,
+            training_settings: run.settings.clone(),
+            metrics: metrics.to_value(),
+        },
         bytes: model.to_bytes(),
     }
 }

@@ -12,7 +12,7 @@ use crate::model::siamese::{Siamese, SiameseHead};
 use crate::pipeline::FacePipeline;
 use crate::store::validate;
 use crate::store::{
-    ImageId, ImageRole, Millis, ModelId, ModelSummary, Store, StoredImage, StoredModel,
+    ImageId, ImageRole, Millis, ModelId, ModelMeta, ModelSummary, Store, StoredImage, StoredModel,
 };
 use crate::train::default_head::{DEFAULT_MODEL_ID, DefaultHead};
 use crate::train::run::{
@@ -65,7 +65,7 @@ pub async fn reference_images<S: Store>(
             .list_images(profile, Some(ImageRole::Positive))
             .await?;
         chosen.extend(store.list_images(profile, Some(ImageRole::Anchor)).await?);
-        chosen.sort_by_key(|i| std::cmp::Reverse(i.created));
+        chosen.sort_by_key(|i| std::cmp::Reverse(i.meta.created));
     }
     chosen.truncate(MAX_REFERENCES);
     if chosen.is_empty() {
@@ -75,7 +75,7 @@ pub async fn reference_images<S: Store>(
     let mut adaptive = store
         .list_images(profile, Some(ImageRole::Adaptive))
         .await?;
-    adaptive.sort_by_key(|i| std::cmp::Reverse(i.created));
+    adaptive.sort_by_key(|i| std::cmp::Reverse(i.meta.created));
     adaptive.truncate(MAX_ADAPTIVE_REFERENCES);
     chosen.extend(adaptive);
     Ok(chosen)
@@ -102,7 +102,7 @@ impl Verifier {
         };
         let model = TrainedModel::from_bytes(&stored.bytes)
             .map_err(|e| AppError::IncompatibleModel(e.to_string()))?;
-        let reference_ids = references.iter().map(|i| i.id.clone()).collect();
+        let reference_ids = references.iter().map(|i| i.meta.id.clone()).collect();
         let (network, embeddings) = match model.tower_kind.as_str() {
             FINE_TUNE_TOWER_KIND => {
                 let head =
@@ -132,7 +132,7 @@ impl Verifier {
             }
         };
         Ok(Self {
-            model_id: stored.id,
+            model_id: stored.meta.id,
             calibrated: model.policy,
             network,
             references: embeddings,
@@ -162,7 +162,7 @@ impl Verifier {
                 TensorData::new(rows.concat(), [count, EMBEDDING_DIM]),
                 device,
             ),
-            reference_ids: references.iter().map(|i| i.id.clone()).collect(),
+            reference_ids: references.iter().map(|i| i.meta.id.clone()).collect(),
             enrolled_references: enrolled_count(references),
         })
     }
@@ -222,7 +222,7 @@ impl Verifier {
 fn enrolled_count(references: &[StoredImage]) -> usize {
     references
         .iter()
-        .filter(|i| i.role != ImageRole::Adaptive)
+        .filter(|i| i.meta.role != ImageRole::Adaptive)
         .count()
 }
 
@@ -351,15 +351,17 @@ pub async fn import_model<S: Store>(
     }
     .to_value();
     let stored = StoredModel {
-        id: model_id,
-        profile_id: profile.into(),
-        tower_kind: model.tower_kind,
-        format_version: validate::MODEL_FILE_FORMAT_VERSION,
-        created: now,
-        training_settings: summary.settings,
-        metrics,
+        meta: ModelMeta {
+            id: model_id,
+            profile_id: profile.into(),
+            tower_kind: model.tower_kind,
+            format_version: validate::MODEL_FILE_FORMAT_VERSION,
+            created: now,
+            training_settings: summary.settings,
+            metrics,
+        },
         bytes,
     };
-    store.save_and_activate_model(&stored).await?;
+    store.replace_active_model(&stored).await?;
     Ok(stored.summary())
 }

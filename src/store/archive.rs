@@ -727,35 +727,35 @@ impl ContentsBuilder<'_> {
     }
 
     fn add_image(&mut self, record: ImageRecord) {
-        self.require_profile(&record.profile_id);
+        self.require_profile(&record.meta.profile_id);
         let mut complete = true;
         let Ok(mut image) =
-            record.attach(|entry| self.payload("photo", &record.id, entry, &mut complete));
+            record.attach(|entry| self.payload("photo", &record.meta.id, entry, &mut complete));
         if !complete {
             return;
         }
         // Archives carry no descriptors (derived data): they are computed again on use.
         image.descriptor = None;
         self.check(dataset::check_image_record(&image, self.image_limits));
-        self.insert(|c| &mut c.images, "photo", image.id.clone(), image);
+        self.insert(|c| &mut c.images, "photo", image.meta.id.clone(), image);
     }
 
     fn add_model(&mut self, record: ModelRecord) {
-        self.require_profile(&record.profile_id);
+        self.require_profile(&record.meta.profile_id);
         let mut complete = true;
         let Ok(model) =
-            record.attach(|entry| self.payload("model", &record.id, entry, &mut complete));
+            record.attach(|entry| self.payload("model", &record.meta.id, entry, &mut complete));
         if !complete {
             return;
         }
         self.check(dataset::check_model_record(&model));
-        self.insert(|c| &mut c.models, "model", model.id.clone(), model);
+        self.insert(|c| &mut c.models, "model", model.meta.id.clone(), model);
     }
 
     fn add_active_model(&mut self, pointer: ActiveModelEntry) {
         self.require_profile(&pointer.profile_id);
         match self.contents.models.get(&pointer.model_id) {
-            Some(model) if model.profile_id == pointer.profile_id => {}
+            Some(model) if model.meta.profile_id == pointer.profile_id => {}
             _ => self.problems.push(ArchiveProblem::InvalidRecord {
                 error: StoreError::NotFound {
                     kind: "active model",
@@ -772,10 +772,11 @@ impl ContentsBuilder<'_> {
     }
 
     fn add_checkpoint(&mut self, record: CheckpointRecord) {
-        self.require_profile(&record.profile_id);
+        self.require_profile(&record.meta.profile_id);
         let mut complete = true;
-        let Ok(checkpoint) = record
-            .attach(|entry| self.payload("checkpoint", &record.profile_id, entry, &mut complete));
+        let Ok(checkpoint) = record.attach(|entry| {
+            self.payload("checkpoint", &record.meta.profile_id, entry, &mut complete)
+        });
         if !complete {
             return;
         }
@@ -783,7 +784,7 @@ impl ContentsBuilder<'_> {
         self.insert(
             |c| &mut c.checkpoints,
             "checkpoint of profile",
-            checkpoint.profile_id.clone(),
+            checkpoint.meta.profile_id.clone(),
             checkpoint,
         );
     }

@@ -8,9 +8,9 @@ use std::future::Future;
 use super::archive::{self, ArchiveError};
 use super::validate::{ArchiveLimits, ModelFile, TensorDType, TensorSpec};
 use super::{
-    Checkpoint, EpochStats, FaultInjector, ImageDescriptor, ImageRole, ImageSource, ImportMode,
-    Profile, RunStatus, Settings, Store, StoreContents, StoreError, StoredImage, StoredModel,
-    TrainingMode, TrainingRun,
+    Checkpoint, CheckpointMeta, EpochStats, FaultInjector, ImageDescriptor, ImageMeta, ImageRole,
+    ImageSource, ImportMode, ModelMeta, Profile, RunStatus, Settings, Store, StoreContents,
+    StoreError, StoredImage, StoredModel, TrainingMode, TrainingRun,
 };
 
 /// Small, valid records for tests (encoded in memory with the `image` crate).
@@ -118,13 +118,15 @@ pub mod samples {
             .bytes()
             .fold(0u8, |a, b| a.wrapping_mul(7).wrapping_add(b));
         StoredImage {
-            id: id.into(),
-            profile_id: profile.into(),
-            role,
-            source: ImageSource::Camera,
-            created,
-            width: 16,
-            height: 12,
+            meta: ImageMeta {
+                id: id.into(),
+                profile_id: profile.into(),
+                role,
+                source: ImageSource::Camera,
+                created,
+                width: 16,
+                height: 12,
+            },
             encoded: jpeg(16, 12, seed),
             aligned_crop: Some(png(8, 8, seed)),
             descriptor: None,
@@ -155,27 +157,31 @@ pub mod samples {
 
     pub fn model(id: &str, profile: &str, created: u64) -> StoredModel {
         StoredModel {
-            id: id.into(),
-            profile_id: profile.into(),
-            tower_kind: TOWER.into(),
-            format_version: 1,
-            created,
-            training_settings: serde_json::json!({ "epochs": 3, "batch": 16 }),
-            metrics: serde_json::json!({ "precision": 0.9, "recall": 0.8 }),
+            meta: ModelMeta {
+                id: id.into(),
+                profile_id: profile.into(),
+                tower_kind: TOWER.into(),
+                format_version: 1,
+                created,
+                training_settings: serde_json::json!({ "epochs": 3, "batch": 16 }),
+                metrics: serde_json::json!({ "precision": 0.9, "recall": 0.8 }),
+            },
             bytes: model_bytes(created as u8),
         }
     }
 
     pub fn checkpoint(profile: &str, run: &str, epoch: u32) -> Checkpoint {
         Checkpoint {
-            profile_id: profile.into(),
-            run_id: run.into(),
-            epoch,
-            position: 7,
-            created: 1_000 + u64::from(epoch),
+            meta: CheckpointMeta {
+                profile_id: profile.into(),
+                run_id: run.into(),
+                epoch,
+                position: 7,
+                created: 1_000 + u64::from(epoch),
+                trainer_state: serde_json::json!({ "seed": 42 }),
+            },
             model_bytes: model_bytes(epoch as u8),
             optimiser_bytes: vec![epoch as u8; 20],
-            trainer_state: serde_json::json!({ "seed": 42 }),
         }
     }
 
@@ -235,7 +241,7 @@ pub mod samples {
         put_each(store, S::put_image, &[bob_anchor]).await;
         put_each(
             store,
-            S::save_and_activate_model,
+            S::replace_active_model,
             &[model("alice-m1", "alice", 10)],
         )
         .await;
@@ -281,7 +287,7 @@ where
     invalid_images_change_nothing(&fresh().await).await;
     bad_batch_writes_nothing(&fresh().await).await;
     delete_image(&fresh().await).await;
-    active_model_switches_only_when_asked(&fresh().await).await;
+    a_saved_model_replaces_the_profiles_earlier_ones(&fresh().await).await;
     bad_model_changes_nothing(&fresh().await).await;
     checkpoint_keeps_latest_per_profile(&fresh().await).await;
     runs_round_trip(&fresh().await).await;
@@ -339,7 +345,7 @@ pub async fn images_round_trip_in_order(store: &impl Store) {
     let negative = image("neg", "p", ImageRole::Negative, 50);
     let other = image("other", "q", ImageRole::Anchor, 1);
     let mut imported = image("imported", "p", ImageRole::Verification, 400);
-    imported.source = ImageSource::Import;
+    imported.meta.source = ImageSource::Import;
     imported.aligned_crop = None;
     for i in [&late, &early, &tie_b, &tie_a, &negative, &other, &imported] {
         store.put_image(i).await.unwrap();
@@ -362,7 +368,7 @@ pub async fn images_round_trip_in_order(store: &impl Store) {
     assert_eq!(store.list_images("q", None).await.unwrap(), vec![other]);
     // Same id replaces.
     let mut moved = imported.clone();
-    moved.role = ImageRole::Positive;
+    moved.meta.role = ImageRole::Positive;
     store.put_image(&moved).await.unwrap();
     assert_eq!(store.get_image("imported").await.unwrap(), Some(moved));
     assert_eq!(store.list_images("p", None).await.unwrap().len(), 6);
@@ -395,18 +401,18 @@ pub async fn invalid_images_change_nothing(store: &impl Store) {
     truncated.encoded.truncate(truncated.encoded.len() * 2 / 3);
     cases.push(("truncated", truncated));
     let mut wrong_size = good.clone();
-    wrong_size.width = 17;
+    wrong_size.meta.width = 17;
     cases.push(("wrong size", wrong_size));
     let mut huge = good.clone();
     huge.encoded = png_claiming(20_000, 20_000);
-    huge.width = 20_000;
-    huge.height = 20_000;
+    huge.meta.width = 20_000;
+    huge.meta.height = 20_000;
     cases.push(("20000x20000", huge));
     let mut bad_crop = good.clone();
     bad_crop.aligned_crop = Some(vec![0xFF, 0xD8, 0xFF, 0x00]);
     cases.push(("bad crop", bad_crop));
     let mut empty_id = good.clone();
-    empty_id.id = String::new();
+    empty_id.meta.id = String::new();
     cases.push(("empty id", empty_id));
     for (what, bad) in cases {
         let err = store.put_image(&bad).await.unwrap_err();
@@ -465,48 +471,49 @@ pub async fn delete_image(store: &impl Store) {
     );
 }
 
-/// Write the new model, then switch the pointer: until the switch the old model stays active.
-pub async fn active_model_switches_only_when_asked(store: &impl Store) {
+/// Saving a model activates it and deletes the profile's earlier models: only the active
+/// one is ever used, and retraining must not fill the storage. Other profiles keep theirs.
+pub async fn a_saved_model_replaces_the_profiles_earlier_ones(store: &impl Store) {
     populate(store).await;
-    assert_eq!(
-        store.active_model_id("alice").await.unwrap().as_deref(),
-        Some("alice-m1")
-    );
     assert_eq!(
         store.active_model("alice").await.unwrap(),
         Some(model("alice-m1", "alice", 10))
     );
-    let listed = ids(store.list_models("alice").await.unwrap(), |m| m.id);
+    // An archive may bring models that are not active: they are listed, oldest first.
+    let listed = ids(store.list_models("alice").await.unwrap(), |m| m.meta.id);
     assert_eq!(listed, ["alice-m1", "alice-m2"]);
     assert_eq!(
         store.list_models("alice").await.unwrap()[0],
         model("alice-m1", "alice", 10).summary()
     );
-    store.set_active_model("alice", "alice-m2").await.unwrap();
+    let bobs = model("bob-m", "bob", 5);
+    store.replace_active_model(&bobs).await.unwrap();
+
+    let newer = model("alice-m3", "alice", 30);
+    store.replace_active_model(&newer).await.unwrap();
     assert_eq!(
         store.active_model("alice").await.unwrap(),
-        Some(model("alice-m2", "alice", 20))
+        Some(newer.clone())
     );
-    // Pointing at a model that does not exist, or belongs to someone else, is refused.
-    assert!(matches!(
-        store.set_active_model("alice", "nope").await,
-        Err(StoreError::NotFound { .. })
-    ));
-    store.put_model(&model("bob-m", "bob", 5)).await.unwrap();
-    assert!(store.set_active_model("alice", "bob-m").await.is_err());
-    assert_eq!(
-        store.active_model_id("alice").await.unwrap().as_deref(),
-        Some("alice-m2")
-    );
-    assert_eq!(store.active_model_id("bob").await.unwrap(), None);
-    // The active model cannot be deleted; another can.
-    let err = store.delete_model("alice-m2").await.unwrap_err();
+    assert_eq!(store.list_models("alice").await.unwrap(), [newer.summary()]);
+    assert_eq!(store.list_models("bob").await.unwrap(), [bobs.summary()]);
+    let stored = store.usage().await.unwrap().models;
+    assert_eq!(stored, (newer.bytes.len() + bobs.bytes.len()) as u64);
+
+    // Saving the active model again keeps it.
+    store.replace_active_model(&newer).await.unwrap();
+    assert_eq!(store.list_models("alice").await.unwrap(), [newer.summary()]);
+    // Another profile's active model cannot be taken over by reusing its id.
+    let err = store
+        .replace_active_model(&model("bob-m", "alice", 40))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::ActiveModelInUse { .. }),
         "{err:?}"
     );
-    assert!(store.delete_model("alice-m1").await.unwrap());
-    assert_eq!(store.list_models("alice").await.unwrap().len(), 1);
+    assert_eq!(store.active_model("bob").await.unwrap(), Some(bobs));
+    assert_eq!(store.active_model("alice").await.unwrap(), Some(newer));
 }
 
 /// A model whose bytes do not fit its header is refused; the active model is untouched.
@@ -518,9 +525,9 @@ pub async fn bad_model_changes_nothing(store: &impl Store) {
     let mut not_a_model = model("m-bad", "alice", 30);
     not_a_model.bytes = b"GIF89a garbage".to_vec();
     let mut wrong_tower = model("m-bad", "alice", 30);
-    wrong_tower.tower_kind = "other-tower".into();
+    wrong_tower.meta.tower_kind = "other-tower".into();
     for bad in [truncated, not_a_model, wrong_tower] {
-        let err = store.save_and_activate_model(&bad).await.unwrap_err();
+        let err = store.replace_active_model(&bad).await.unwrap_err();
         assert!(matches!(err, StoreError::InvalidModel { .. }), "{err:?}");
         assert_eq!(snapshot(store).await, before);
     }
@@ -541,7 +548,7 @@ pub async fn checkpoint_keeps_latest_per_profile(store: &impl Store) {
     }
     for c in latest {
         assert_eq!(
-            store.latest_checkpoint(&c.profile_id).await.unwrap(),
+            store.latest_checkpoint(&c.meta.profile_id).await.unwrap(),
             Some(c)
         );
     }
@@ -570,8 +577,6 @@ pub async fn runs_round_trip(store: &impl Store) {
         Err(StoreError::InvalidRecord { .. })
     ));
     assert_eq!(store.get_run("run-1").await.unwrap(), Some(grown));
-    assert!(store.delete_run("run-0").await.unwrap());
-    assert_eq!(store.list_runs("alice").await.unwrap().len(), 1);
 }
 
 pub async fn settings_round_trip(store: &impl Store) {
@@ -648,11 +653,11 @@ pub async fn import_contents_replace_and_merge(store: &impl Store) {
     let mut incoming = StoreContents::default();
     incoming.profiles.insert("carol".into(), profile("carol"));
     let carol = image("carol-0", "carol", ImageRole::Anchor, 1);
-    incoming.images.insert(carol.id.clone(), carol.clone());
+    incoming.images.insert(carol.meta.id.clone(), carol.clone());
     let other_alice_model = model("alice-m3", "alice", 30);
     incoming
         .models
-        .insert(other_alice_model.id.clone(), other_alice_model);
+        .insert(other_alice_model.meta.id.clone(), other_alice_model);
     incoming
         .active_models
         .insert("alice".into(), "alice-m3".into());
@@ -712,7 +717,7 @@ pub async fn descriptors_round_trip_and_stay_out_of_archives(store: &impl Store)
     let mut photo = image("with-descriptor", "p", ImageRole::Anchor, 1);
     photo.descriptor = Some(ImageDescriptor::new("tower-a", &values));
     store.put_image(&photo).await.unwrap();
-    let read = store.get_image(&photo.id).await.unwrap().unwrap();
+    let read = store.get_image(&photo.meta.id).await.unwrap().unwrap();
     assert_eq!(read, photo);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let descriptor = read.descriptor.as_ref().unwrap();
@@ -732,7 +737,7 @@ pub async fn descriptors_round_trip_and_stay_out_of_archives(store: &impl Store)
     import_archive(store, &archive_bytes, ImportMode::Replace)
         .await
         .unwrap();
-    let imported = store.get_image(&photo.id).await.unwrap().unwrap();
+    let imported = store.get_image(&photo.meta.id).await.unwrap().unwrap();
     assert_eq!(imported.descriptor, None);
     assert_eq!(
         StoredImage {
@@ -803,7 +808,7 @@ pub async fn injected_failures_change_nothing(store: &impl Store, faults: &Fault
             faults.fail_write(failures + 1);
             let result = match op {
                 "batch" => store.put_images(&batch).await,
-                "model" => store.save_and_activate_model(&new_model).await,
+                "model" => store.replace_active_model(&new_model).await,
                 "import" => import_archive(store, &archive_bytes, ImportMode::Replace)
                     .await
                     .map(|_| ())
@@ -818,19 +823,12 @@ pub async fn injected_failures_change_nothing(store: &impl Store, faults: &Fault
                 Err(StoreError::WriteFailed { detail }) => {
                     assert!(detail.contains("injected"), "{op}: {detail}");
                     let now = snapshot(store).await;
-                    if op == "model" && now != before {
-                        // The model was written, the pointer switch failed: the old model
-                        // must still be active and the new one whole.
-                        assert_eq!(now.active_models, before.active_models, "{op}");
-                        assert_eq!(now.models.get("bob-m"), Some(&new_model));
-                    } else {
-                        assert_eq!(
-                            now,
-                            before,
-                            "{op}: failure {} changed the store",
-                            failures + 1
-                        );
-                    }
+                    assert_eq!(
+                        now,
+                        before,
+                        "{op}: failure {} changed the store",
+                        failures + 1
+                    );
                     failures += 1;
                     assert!(failures < 1000, "{op} never completed");
                 }

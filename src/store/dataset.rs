@@ -139,8 +139,8 @@ impl StoreContents {
         }
         Catalog {
             profiles: self.profiles.keys().cloned().collect(),
-            images: owners(&self.images, |i| &i.profile_id),
-            models: owners(&self.models, |m| &m.profile_id),
+            images: owners(&self.images, |i| &i.meta.profile_id),
+            models: owners(&self.models, |m| &m.meta.profile_id),
             active_models: self.active_models.clone(),
             checkpoints: self.checkpoints.keys().cloned().collect(),
             runs: owners(&self.runs, |r| &r.profile_id),
@@ -159,13 +159,13 @@ impl StoreContents {
                 self.profiles.remove(&id);
             }
             Change::PutImage(i) => {
-                self.images.insert(i.id.clone(), i);
+                self.images.insert(i.meta.id.clone(), i);
             }
             Change::DeleteImage(id) => {
                 self.images.remove(&id);
             }
             Change::PutModel(m) => {
-                self.models.insert(m.id.clone(), m);
+                self.models.insert(m.meta.id.clone(), m);
             }
             Change::DeleteModel(id) => {
                 self.models.remove(&id);
@@ -180,7 +180,7 @@ impl StoreContents {
                 self.active_models.remove(&profile);
             }
             Change::PutCheckpoint(c) => {
-                self.checkpoints.insert(c.profile_id.clone(), c);
+                self.checkpoints.insert(c.meta.profile_id.clone(), c);
             }
             Change::DeleteCheckpoint(profile) => {
                 self.checkpoints.remove(&profile);
@@ -217,10 +217,10 @@ impl StoreContents {
         let mut images: Vec<StoredImage> = self
             .images
             .values()
-            .filter(|i| i.profile_id == profile && role.is_none_or(|r| i.role == r))
+            .filter(|i| i.meta.profile_id == profile && role.is_none_or(|r| i.meta.role == r))
             .cloned()
             .collect();
-        images.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        images.sort_by(|a, b| (a.meta.created, &a.meta.id).cmp(&(b.meta.created, &b.meta.id)));
         images
     }
 }
@@ -261,12 +261,12 @@ pub fn check_profile_record(profile: &Profile) -> Result<(), StoreError> {
 
 /// A photo must be a complete JPEG or PNG of the size its record claims; so must its crop.
 pub fn check_image_record(image: &StoredImage, limits: &ImageLimits) -> Result<(), StoreError> {
-    check_id("photo", &image.id)?;
+    check_id("photo", &image.meta.id)?;
     let reject = |reason| StoreError::InvalidImage {
-        image_id: image.id.clone(),
+        image_id: image.meta.id.clone(),
         reason,
     };
-    validate::validate_image_with_size(&image.encoded, image.width, image.height, limits)
+    validate::validate_image_with_size(&image.encoded, image.meta.width, image.meta.height, limits)
         .map_err(reject)?;
     if let Some(crop) = &image.aligned_crop {
         validate::validate_image(crop, limits).map_err(reject)?;
@@ -275,22 +275,25 @@ pub fn check_image_record(image: &StoredImage, limits: &ImageLimits) -> Result<(
 }
 
 pub fn check_model_record(model: &StoredModel) -> Result<(), StoreError> {
-    check_id("model", &model.id)?;
-    validate::check_model_bytes(&model.bytes, &model.tower_kind, model.format_version).map_err(
-        |reason| StoreError::InvalidModel {
-            model_id: model.id.clone(),
-            reason,
-        },
-    )?;
+    check_id("model", &model.meta.id)?;
+    validate::check_model_bytes(
+        &model.bytes,
+        &model.meta.tower_kind,
+        model.meta.format_version,
+    )
+    .map_err(|reason| StoreError::InvalidModel {
+        model_id: model.meta.id.clone(),
+        reason,
+    })?;
     Ok(())
 }
 
 pub fn check_checkpoint_record(checkpoint: &Checkpoint) -> Result<(), StoreError> {
-    check_id("training run", &checkpoint.run_id)?;
+    check_id("training run", &checkpoint.meta.run_id)?;
     validate::parse_model_header(&checkpoint.model_bytes).map_err(|reason| {
         invalid(
             "checkpoint",
-            &checkpoint.profile_id,
+            &checkpoint.meta.profile_id,
             format!("its model is not valid: {reason}"),
         )
     })?;
@@ -393,105 +396,83 @@ pub fn plan_put_images(
     images: &[StoredImage],
     limits: &ImageLimits,
 ) -> Result<Vec<Change>, StoreError> {
-    if let Some(id) = first_duplicate(images.iter().map(|i| i.id.as_str())) {
+    if let Some(id) = first_duplicate(images.iter().map(|i| i.meta.id.as_str())) {
         return Err(invalid("photo", id, "the batch holds it twice"));
     }
     for image in images {
-        require_profile(catalog, &image.profile_id)?;
+        require_profile(catalog, &image.meta.profile_id)?;
         check_image_record(image, limits)?;
     }
     Ok(images.iter().cloned().map(Change::PutImage).collect())
 }
 
+/// `change` when there is something to delete; deleting what is not there changes nothing.
+fn deletion(present: bool, change: Change) -> Vec<Change> {
+    present.then_some(change).into_iter().collect()
+}
+
 pub fn plan_delete_image(catalog: &Catalog, id: &str) -> Vec<Change> {
-    if catalog.images.contains_key(id) {
-        vec![Change::DeleteImage(id.to_owned())]
-    } else {
-        Vec::new()
-    }
+    deletion(
+        catalog.images.contains_key(id),
+        Change::DeleteImage(id.to_owned()),
+    )
 }
 
 pub fn plan_put_model(catalog: &Catalog, model: &StoredModel) -> Result<Vec<Change>, StoreError> {
-    require_profile(catalog, &model.profile_id)?;
+    require_profile(catalog, &model.meta.profile_id)?;
     check_model_record(model)?;
-    if let Some(owner) = catalog.model_profile(&model.id)
-        && owner != model.profile_id
-        && catalog.active_model(owner) == Some(model.id.as_str())
+    if let Some(owner) = catalog.model_profile(&model.meta.id)
+        && owner != model.meta.profile_id
+        && catalog.active_model(owner) == Some(model.meta.id.as_str())
     {
         return Err(StoreError::ActiveModelInUse {
-            model_id: model.id.clone(),
+            model_id: model.meta.id.clone(),
             profile: owner.to_owned(),
         });
     }
     Ok(vec![Change::PutModel(model.clone())])
 }
 
-pub fn plan_set_active_model(
+/// The model, its activation, and the deletion of the profile's other models.
+pub fn plan_replace_active_model(
     catalog: &Catalog,
-    profile: &str,
-    model_id: &str,
+    model: &StoredModel,
 ) -> Result<Vec<Change>, StoreError> {
-    require_profile(catalog, profile)?;
-    match catalog.model_profile(model_id) {
-        None => Err(StoreError::NotFound {
-            kind: "model",
-            id: model_id.to_owned(),
-        }),
-        Some(owner) if owner != profile => Err(invalid(
-            "model",
-            model_id,
-            format!("it belongs to profile '{owner}', not '{profile}'"),
-        )),
-        Some(_) => Ok(vec![Change::SetActiveModel {
-            profile_id: profile.to_owned(),
-            model_id: model_id.to_owned(),
-        }]),
-    }
-}
-
-/// The active model cannot be deleted: verification would silently have no model.
-pub fn plan_delete_model(catalog: &Catalog, model_id: &str) -> Result<Vec<Change>, StoreError> {
-    let Some(owner) = catalog.model_profile(model_id) else {
-        return Ok(Vec::new());
-    };
-    if catalog.active_model(owner) == Some(model_id) {
-        return Err(StoreError::ActiveModelInUse {
-            model_id: model_id.to_owned(),
-            profile: owner.to_owned(),
-        });
-    }
-    Ok(vec![Change::DeleteModel(model_id.to_owned())])
+    let profile = &model.meta.profile_id;
+    let mut changes = plan_put_model(catalog, model)?;
+    changes.push(Change::SetActiveModel {
+        profile_id: profile.clone(),
+        model_id: model.meta.id.clone(),
+    });
+    let earlier = owned_by(&catalog.models, profile).into_iter();
+    changes.extend(
+        earlier
+            .filter(|id| *id != model.meta.id)
+            .map(Change::DeleteModel),
+    );
+    Ok(changes)
 }
 
 pub fn plan_put_checkpoint(
     catalog: &Catalog,
     checkpoint: &Checkpoint,
 ) -> Result<Vec<Change>, StoreError> {
-    require_profile(catalog, &checkpoint.profile_id)?;
+    require_profile(catalog, &checkpoint.meta.profile_id)?;
     check_checkpoint_record(checkpoint)?;
     Ok(vec![Change::PutCheckpoint(checkpoint.clone())])
 }
 
 pub fn plan_delete_checkpoint(catalog: &Catalog, profile: &str) -> Vec<Change> {
-    if catalog.checkpoints.contains(profile) {
-        vec![Change::DeleteCheckpoint(profile.to_owned())]
-    } else {
-        Vec::new()
-    }
+    deletion(
+        catalog.checkpoints.contains(profile),
+        Change::DeleteCheckpoint(profile.to_owned()),
+    )
 }
 
 pub fn plan_put_run(catalog: &Catalog, run: &TrainingRun) -> Result<Vec<Change>, StoreError> {
     require_profile(catalog, &run.profile_id)?;
     check_run_record(run)?;
     Ok(vec![Change::PutRun(run.clone())])
-}
-
-pub fn plan_delete_run(catalog: &Catalog, id: &str) -> Vec<Change> {
-    if catalog.runs.contains_key(id) {
-        vec![Change::DeleteRun(id.to_owned())]
-    } else {
-        Vec::new()
-    }
 }
 
 pub fn plan_put_settings(settings: &Settings) -> Result<Vec<Change>, StoreError> {
@@ -521,19 +502,19 @@ pub fn check_contents(
         check_profile_record(profile)?;
     }
     for (key, image) in &incoming.images {
-        check_key("photo", key, &image.id)?;
-        require(&image.profile_id)?;
+        check_key("photo", key, &image.meta.id)?;
+        require(&image.meta.profile_id)?;
         check_image_record(image, limits)?;
     }
     for (key, model) in &incoming.models {
-        check_key("model", key, &model.id)?;
-        require(&model.profile_id)?;
+        check_key("model", key, &model.meta.id)?;
+        require(&model.meta.profile_id)?;
         check_model_record(model)?;
     }
     for (profile, model_id) in &incoming.active_models {
         require(profile)?;
         match incoming.models.get(model_id) {
-            Some(m) if &m.profile_id == profile => {}
+            Some(m) if &m.meta.profile_id == profile => {}
             _ => {
                 return Err(invalid(
                     "active model",
@@ -544,7 +525,7 @@ pub fn check_contents(
         }
     }
     for (profile, checkpoint) in &incoming.checkpoints {
-        check_key("checkpoint", profile, &checkpoint.profile_id)?;
+        check_key("checkpoint", profile, &checkpoint.meta.profile_id)?;
         require(profile)?;
         check_checkpoint_record(checkpoint)?;
     }

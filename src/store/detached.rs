@@ -7,19 +7,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Checkpoint, ImageDescriptor, ImageRole, ImageSource, Millis, Record, StoredImage, StoredModel,
+    Checkpoint, CheckpointMeta, ImageDescriptor, ImageMeta, ModelMeta, Record, StoredImage,
+    StoredModel,
 };
 
 /// A photo's record with its photo and crop held as `P`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageEntry<P> {
-    pub id: String,
-    pub profile_id: String,
-    pub role: ImageRole,
-    pub source: ImageSource,
-    pub created: Millis,
-    pub width: u32,
-    pub height: u32,
+    #[serde(flatten)]
+    pub meta: ImageMeta,
     pub encoded: P,
     pub aligned_crop: Option<P>,
     /// Small (512 bytes) and derived: kept with the metadata rather than as a payload.
@@ -30,27 +26,18 @@ pub struct ImageEntry<P> {
 /// A model's record with its weights held as `P`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelEntry<P> {
-    pub id: String,
-    pub profile_id: String,
-    pub tower_kind: String,
-    pub format_version: u32,
-    pub created: Millis,
-    pub training_settings: serde_json::Value,
-    pub metrics: serde_json::Value,
+    #[serde(flatten)]
+    pub meta: ModelMeta,
     pub bytes: P,
 }
 
 /// A checkpoint's record with its weights and optimiser state held as `P`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointEntry<P> {
-    pub profile_id: String,
-    pub run_id: String,
-    pub epoch: u32,
-    pub position: u64,
-    pub created: Millis,
+    #[serde(flatten)]
+    pub meta: CheckpointMeta,
     pub model: P,
     pub optimiser: P,
-    pub trainer_state: serde_json::Value,
 }
 
 /// The `active_models` pointer: which model a profile verifies with.
@@ -76,13 +63,7 @@ impl<P> ImageEntry<P> {
         mut put: impl FnMut(&'a [u8]) -> Result<P, E>,
     ) -> Result<Self, E> {
         Ok(ImageEntry {
-            id: image.id.clone(),
-            profile_id: image.profile_id.clone(),
-            role: image.role,
-            source: image.source,
-            created: image.created,
-            width: image.width,
-            height: image.height,
+            meta: image.meta.clone(),
             encoded: put(&image.encoded)?,
             aligned_crop: image.aligned_crop.as_deref().map(&mut put).transpose()?,
             descriptor: image.descriptor.clone(),
@@ -95,13 +76,7 @@ impl<P> ImageEntry<P> {
         mut get: impl FnMut(&P) -> Result<Vec<u8>, E>,
     ) -> Result<StoredImage, E> {
         Ok(StoredImage {
-            id: self.id.clone(),
-            profile_id: self.profile_id.clone(),
-            role: self.role,
-            source: self.source,
-            created: self.created,
-            width: self.width,
-            height: self.height,
+            meta: self.meta.clone(),
             encoded: get(&self.encoded)?,
             aligned_crop: self.aligned_crop.as_ref().map(&mut get).transpose()?,
             descriptor: self.descriptor.clone(),
@@ -115,26 +90,14 @@ impl<P> ModelEntry<P> {
         put: impl FnOnce(&'a [u8]) -> Result<P, E>,
     ) -> Result<Self, E> {
         Ok(ModelEntry {
-            id: model.id.clone(),
-            profile_id: model.profile_id.clone(),
-            tower_kind: model.tower_kind.clone(),
-            format_version: model.format_version,
-            created: model.created,
-            training_settings: model.training_settings.clone(),
-            metrics: model.metrics.clone(),
+            meta: model.meta.clone(),
             bytes: put(&model.bytes)?,
         })
     }
 
     pub fn attach<E>(&self, get: impl FnOnce(&P) -> Result<Vec<u8>, E>) -> Result<StoredModel, E> {
         Ok(StoredModel {
-            id: self.id.clone(),
-            profile_id: self.profile_id.clone(),
-            tower_kind: self.tower_kind.clone(),
-            format_version: self.format_version,
-            created: self.created,
-            training_settings: self.training_settings.clone(),
-            metrics: self.metrics.clone(),
+            meta: self.meta.clone(),
             bytes: get(&self.bytes)?,
         })
     }
@@ -146,14 +109,9 @@ impl<P> CheckpointEntry<P> {
         mut put: impl FnMut(&'a [u8]) -> Result<P, E>,
     ) -> Result<Self, E> {
         Ok(CheckpointEntry {
-            profile_id: checkpoint.profile_id.clone(),
-            run_id: checkpoint.run_id.clone(),
-            epoch: checkpoint.epoch,
-            position: checkpoint.position,
-            created: checkpoint.created,
+            meta: checkpoint.meta.clone(),
             model: put(&checkpoint.model_bytes)?,
             optimiser: put(&checkpoint.optimiser_bytes)?,
-            trainer_state: checkpoint.trainer_state.clone(),
         })
     }
 
@@ -162,14 +120,9 @@ impl<P> CheckpointEntry<P> {
         mut get: impl FnMut(&P) -> Result<Vec<u8>, E>,
     ) -> Result<Checkpoint, E> {
         Ok(Checkpoint {
-            profile_id: self.profile_id.clone(),
-            run_id: self.run_id.clone(),
-            epoch: self.epoch,
-            position: self.position,
-            created: self.created,
+            meta: self.meta.clone(),
             model_bytes: get(&self.model)?,
             optimiser_bytes: get(&self.optimiser)?,
-            trainer_state: self.trainer_state.clone(),
         })
     }
 }

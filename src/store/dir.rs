@@ -237,15 +237,15 @@ impl Directory {
         match change {
             Change::PutImage(i) => {
                 let entry = ImageEntry::detach(i, put)?;
-                next.images.insert(i.id.clone(), entry);
+                next.images.insert(i.meta.id.clone(), entry);
             }
             Change::PutModel(m) => {
                 let entry = ModelEntry::detach(m, put)?;
-                next.models.insert(m.id.clone(), entry);
+                next.models.insert(m.meta.id.clone(), entry);
             }
             Change::PutCheckpoint(c) => {
                 let entry = CheckpointEntry::detach(c, put)?;
-                next.checkpoints.insert(c.profile_id.clone(), entry);
+                next.checkpoints.insert(c.meta.profile_id.clone(), entry);
             }
             _ => {}
         }

@@ -37,15 +37,15 @@ pub enum StoreError {
     },
 
     #[error(
-        "Model '{model_id}' is the active model of profile '{profile}'. Activate another model \
-         first, or delete the whole profile."
+        "Model '{model_id}' is the active model of profile '{profile}', so it cannot be saved \
+         for another profile. Nothing was changed."
     )]
     ActiveModelInUse { model_id: String, profile: String },
 
     #[error(
         "Not enough storage space: this needs {} but only {} is free. Nothing was saved. Free \
-         space by deleting the checkpoint of a finished training run, models you no longer use, \
-         or extra photos (export your data first if you want to keep a copy), then try again.",
+         space by deleting photos or profiles you no longer need (export your data first if you \
+         want to keep a copy), then try again.",
         format_bytes(*needed),
         format_bytes(*available)
     )]
@@ -272,7 +272,7 @@ mod tests {
         .user_message();
         assert!(message.contains("3.0 MB"), "{message}");
         assert!(message.contains("1.0 KB"), "{message}");
-        assert!(message.contains("checkpoint"), "{message}");
+        assert!(message.contains("deleting photos or profiles"), "{message}");
         assert!(message.contains("Nothing was saved"), "{message}");
     }
 }

@@ -114,7 +114,7 @@ pub trait Store {
         role: Option<ImageRole>,
     ) -> Result<Vec<StoredImage>, StoreError> {
         let mut images: Vec<StoredImage> = self.read_all(Query::Images { profile, role }).await?;
-        images.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        images.sort_by(|a, b| (a.meta.created, &a.meta.id).cmp(&(b.meta.created, &b.meta.id)));
         Ok(images)
     }
     async fn delete_image(&self, id: &str) -> Result<bool, StoreError> {
@@ -124,26 +124,17 @@ pub trait Store {
 
     // Models --------------------------------------------------------------------------------
 
-    /// Stores a model without activating it.
+    /// Stores a model without activating it (as an archive may hold them).
     async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError> {
         self.write(|catalog| dataset::plan_put_model(catalog, model))
             .await
             .map(drop)
     }
-    async fn get_model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        self.read_one(Query::Model(id)).await
-    }
     /// Models of a profile without their weights, oldest first.
     async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError> {
         let mut models: Vec<ModelSummary> = self.read_all(Query::ModelSummaries(profile)).await?;
-        models.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        models.sort_by(|a, b| (a.meta.created, &a.meta.id).cmp(&(b.meta.created, &b.meta.id)));
         Ok(models)
-    }
-    /// Points the profile at a stored model of that profile.
-    async fn set_active_model(&self, profile: &str, model_id: &str) -> Result<(), StoreError> {
-        self.write(|catalog| dataset::plan_set_active_model(catalog, profile, model_id))
-            .await
-            .map(drop)
     }
     async fn active_model_id(&self, profile: &str) -> Result<Option<ModelId>, StoreError> {
         let records = self.read(Query::ActiveModelId(profile)).await?;
@@ -152,28 +143,18 @@ pub trait Store {
             _ => None,
         }))
     }
-    /// Deletes a model; refused for a profile's active model.
-    async fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
-        self.write(|catalog| dataset::plan_delete_model(catalog, id))
-            .await
-    }
     /// The profile's active model with its weights.
     async fn active_model(&self, profile: &str) -> Result<Option<StoredModel>, StoreError> {
         self.read_one(Query::ActiveModel(profile)).await
     }
-    /// Saves a freshly trained model and makes it the active one in one transaction: either
-    /// both happen or neither, and the previous model stays active and whole on any failure.
-    async fn save_and_activate_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        self.write(|catalog| {
-            let mut changes = dataset::plan_put_model(catalog, model)?;
-            changes.push(Change::SetActiveModel {
-                profile_id: model.profile_id.clone(),
-                model_id: model.id.clone(),
-            });
-            Ok(changes)
-        })
-        .await
-        .map(drop)
+    /// Saves a freshly trained or imported model, makes it the profile's active one and
+    /// deletes the profile's earlier models, in one transaction: on any failure the previous
+    /// model stays active and whole. Only the active model is ever used, so retraining does
+    /// not fill the storage.
+    async fn replace_active_model(&self, model: &StoredModel) -> Result<(), StoreError> {
+        self.write(|catalog| dataset::plan_replace_active_model(catalog, model))
+            .await
+            .map(drop)
     }
 
     // Checkpoints ---------------------------------------------------------------------------
@@ -208,11 +189,6 @@ pub trait Store {
         runs.sort_by(|a, b| (a.started, &a.id).cmp(&(b.started, &b.id)));
         Ok(runs)
     }
-    async fn delete_run(&self, id: &str) -> Result<bool, StoreError> {
-        self.write(|catalog| Ok(dataset::plan_delete_run(catalog, id)))
-            .await
-    }
-
     // Settings ------------------------------------------------------------------------------
 
     /// The saved settings, or the defaults when none were saved.

@@ -107,16 +107,16 @@ impl StoreContents {
             Query::Profiles => every(self.profiles.values(), Record::Profile),
             Query::Image(id) => keyed(&self.images, id, Record::Image),
             Query::Images { profile, role } => every(
-                self.images
-                    .values()
-                    .filter(|i| i.profile_id == profile && role.is_none_or(|r| i.role == r)),
+                self.images.values().filter(|i| {
+                    i.meta.profile_id == profile && role.is_none_or(|r| i.meta.role == r)
+                }),
                 Record::Image,
             ),
             Query::Model(id) => keyed(&self.models, id, Record::Model),
             Query::ModelSummaries(profile) => self
                 .models
                 .values()
-                .filter(|m| m.profile_id == profile)
+                .filter(|m| m.meta.profile_id == profile)
                 .map(|m| Record::ModelSummary(m.summary()))
                 .collect(),
             Query::ActiveModelId(profile) => self.active_pointer(profile).into_iter().collect(),

@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::dataset::Change;
 use super::detached::ActiveModelEntry;
 use super::{
-    Checkpoint, ImageRole, Profile, Query, Record, Settings, StoreError, StoredImage, StoredModel,
-    TrainingRun,
+    Checkpoint, ImageRole, ModelSummary, Profile, Query, Record, Settings, StoreError, StoredImage,
+    StoredModel, TrainingRun,
 };
 
 /// Version of the stored records' shapes (the IndexedDB database version).
@@ -290,9 +290,9 @@ impl Change {
             Change::ClearAll => return ALL.map(|store| StoreWrite::Clear { store }).into(),
             Change::PutProfile(p) => put(PROFILES, R::Profile(p), "profile", &p.id),
             Change::DeleteProfile(id) => delete(PROFILES, id),
-            Change::PutImage(i) => put(IMAGES, R::Image(i), "photo", &i.id),
+            Change::PutImage(i) => put(IMAGES, R::Image(i), "photo", &i.meta.id),
             Change::DeleteImage(id) => delete(IMAGES, id),
-            Change::PutModel(m) => put(MODELS, R::Model(m), "model", &m.id),
+            Change::PutModel(m) => put(MODELS, R::Model(m), "model", &m.meta.id),
             Change::DeleteModel(id) => delete(MODELS, id),
             Change::SetActiveModel {
                 profile_id,
@@ -310,9 +310,12 @@ impl Change {
                 )
             }
             Change::ClearActiveModel(profile) => delete(ACTIVE_MODELS, profile),
-            Change::PutCheckpoint(c) => {
-                put(CHECKPOINTS, R::Checkpoint(c), "checkpoint", &c.profile_id)
-            }
+            Change::PutCheckpoint(c) => put(
+                CHECKPOINTS,
+                R::Checkpoint(c),
+                "checkpoint",
+                &c.meta.profile_id,
+            ),
             Change::DeleteCheckpoint(profile) => delete(CHECKPOINTS, profile),
             Change::PutRun(r) => put(RUNS, R::Run(r), "training run", &r.id),
             Change::DeleteRun(id) => delete(RUNS, id),
@@ -336,7 +339,8 @@ pub enum RecordKind {
     Profile,
     Image,
     Model,
-    /// A model record read without its weights.
+    /// A model record read without its weights: its metadata, and a `byte_len` the backend
+    /// fills in from the weights it leaves unread.
     ModelSummary,
     ActiveModel,
     Checkpoint,
@@ -351,7 +355,10 @@ impl RecordKind {
             Self::Profile => Record::Profile(Deserialize::deserialize(record)?),
             Self::Image => Record::Image(Deserialize::deserialize(record)?),
             Self::Model => Record::Model(Deserialize::deserialize(record)?),
-            Self::ModelSummary => Record::ModelSummary(Deserialize::deserialize(record)?),
+            Self::ModelSummary => Record::ModelSummary(ModelSummary {
+                meta: Deserialize::deserialize(record)?,
+                byte_len: 0,
+            }),
             Self::ActiveModel => Record::from_pointer(Deserialize::deserialize(record)?),
             Self::Checkpoint => Record::Checkpoint(Deserialize::deserialize(record)?),
             Self::Run => Record::Run(Deserialize::deserialize(record)?),

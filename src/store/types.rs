@@ -59,18 +59,26 @@ pub enum ImageSource {
     Import,
 }
 
-/// A photo with its aligned face crop.
+/// What is known of a photo besides its pixels: the part that lists show and that every store
+/// keeps beside the payloads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredImage {
+pub struct ImageMeta {
     pub id: ImageId,
     pub profile_id: ProfileId,
     pub role: ImageRole,
     pub source: ImageSource,
     pub created: Millis,
-    /// Width of `encoded` in pixels; checked against the image header when stored.
+    /// Width of the photo in pixels; checked against the image header when stored.
     pub width: u32,
-    /// Height of `encoded` in pixels; checked against the image header when stored.
+    /// Height of the photo in pixels; checked against the image header when stored.
     pub height: u32,
+}
+
+/// A photo with its aligned face crop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredImage {
+    #[serde(flatten)]
+    pub meta: ImageMeta,
     /// The photo as JPEG or PNG. Byte fields are serde bytes: a `Uint8Array` across the JS
     /// boundary (one copy), a number array in JSON.
     #[serde(with = "serde_bytes")]
@@ -171,9 +179,10 @@ impl StoredImage {
     }
 }
 
-/// A trained model. `bytes` is a model file (`validate::ModelFile`), checked when stored.
+/// What is known of a trained model besides its weights (models can be megabytes; lists do
+/// not load them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredModel {
+pub struct ModelMeta {
     pub id: ModelId,
     pub profile_id: ProfileId,
     /// Which network the weights belong to (e.g. "siamese-l1"); must match the model file header.
@@ -185,6 +194,13 @@ pub struct StoredModel {
     pub training_settings: serde_json::Value,
     /// Evaluation results (precision, recall, thresholds...), free-form.
     pub metrics: serde_json::Value,
+}
+
+/// A trained model. `bytes` is a model file (`validate::ModelFile`), checked when stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredModel {
+    #[serde(flatten)]
+    pub meta: ModelMeta,
     #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
@@ -193,37 +209,23 @@ impl StoredModel {
     /// The model without its weights: what lists show.
     pub fn summary(&self) -> ModelSummary {
         ModelSummary {
-            id: self.id.clone(),
-            profile_id: self.profile_id.clone(),
-            tower_kind: self.tower_kind.clone(),
-            format_version: self.format_version,
-            created: self.created,
-            training_settings: self.training_settings.clone(),
-            metrics: self.metrics.clone(),
+            meta: self.meta.clone(),
             byte_len: self.bytes.len() as u64,
         }
     }
 }
 
-/// A model's metadata without its weights (models can be megabytes; lists do not load them).
+/// A model as lists show it: its metadata and the size of its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
-    pub id: ModelId,
-    pub profile_id: ProfileId,
-    pub tower_kind: String,
-    pub format_version: u32,
-    pub created: Millis,
-    pub training_settings: serde_json::Value,
-    pub metrics: serde_json::Value,
-    /// Absent in a stored model record, whose weights are counted instead.
-    #[serde(default)]
+    #[serde(flatten)]
+    pub meta: ModelMeta,
     pub byte_len: u64,
 }
 
-/// Training state written every epoch so training resumes after a reload. One per profile:
-/// a new checkpoint replaces the previous one (only the latest is useful and they are large).
+/// What is known of a checkpoint besides its weights and optimiser state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub struct CheckpointMeta {
     pub profile_id: ProfileId,
     pub run_id: RunId,
     /// The epoch this checkpoint was taken in (0-based).
@@ -231,14 +233,22 @@ pub struct Checkpoint {
     /// Index of the next batch to train within `epoch`.
     pub position: u64,
     pub created: Millis,
+    /// Anything else resuming needs (seed, shuffle state...), free-form.
+    pub trainer_state: serde_json::Value,
+}
+
+/// Training state written every epoch so training resumes after a reload. One per profile:
+/// a new checkpoint replaces the previous one (only the latest is useful and they are large).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(flatten)]
+    pub meta: CheckpointMeta,
     /// The model weights as a model file (`validate::ModelFile`).
     #[serde(with = "serde_bytes")]
     pub model_bytes: Vec<u8>,
     /// The optimiser state, opaque to the store.
     #[serde(with = "serde_bytes")]
     pub optimiser_bytes: Vec<u8>,
-    /// Anything else resuming needs (seed, shuffle state...), free-form.
-    pub trainer_state: serde_json::Value,
 }
 
 impl Checkpoint {
@@ -373,13 +383,15 @@ mod tests {
 
     fn photo(descriptor: Option<ImageDescriptor>) -> StoredImage {
         StoredImage {
-            id: "p1".into(),
-            profile_id: "alice".into(),
-            role: ImageRole::Anchor,
-            source: ImageSource::Camera,
-            created: 1,
-            width: 2,
-            height: 3,
+            meta: ImageMeta {
+                id: "p1".into(),
+                profile_id: "alice".into(),
+                role: ImageRole::Anchor,
+                source: ImageSource::Camera,
+                created: 1,
+                width: 2,
+                height: 3,
+            },
             encoded: vec![1, 2],
             aligned_crop: None,
             descriptor,

@@ -41,7 +41,7 @@ use super::pairs::{
 };
 use super::step::{StepError, StepOutcome};
 use crate::store::validate::{ModelFile, ModelFormatError, TensorDType, TensorSpec};
-use crate::store::{Checkpoint, EpochStats};
+use crate::store::{Checkpoint, CheckpointMeta, EpochStats};
 use crate::verify::calibration::{PolicyProposal, propose_policy};
 
 pub use super::classic::{ImageTable, SiameseModel, classic_trainer};
@@ -452,26 +452,29 @@ impl TrainingCheckpoint {
         run_id: &str,
         created_ms: u64,
     ) -> Checkpoint {
+        let trainer_state = CheckpointState {
+            position: self.position.clone(),
+            settings: self.settings.clone(),
+        };
         Checkpoint {
-            profile_id: profile_id.into(),
-            run_id: run_id.into(),
-            epoch: self.position.epoch as u32,
-            position: self.position.next_batch as u64,
-            created: created_ms,
+            meta: CheckpointMeta {
+                profile_id: profile_id.into(),
+                run_id: run_id.into(),
+                epoch: self.position.epoch as u32,
+                position: self.position.next_batch as u64,
+                created: created_ms,
+                trainer_state: serde_json::to_value(trainer_state)
+                    .expect("positions and settings always serialise"),
+            },
             model_bytes: self.model_file_bytes(),
             optimiser_bytes: self.optimiser.clone(),
-            trainer_state: serde_json::to_value(CheckpointState {
-                position: self.position.clone(),
-                settings: self.settings.clone(),
-            })
-            .expect("positions and settings always serialise"),
         }
     }
 
     /// Reads a checkpoint back from the store's record.
     pub fn from_store_checkpoint(checkpoint: &Checkpoint) -> Result<Self, RunError> {
         let file = ModelFile::decode(&checkpoint.model_bytes)?;
-        let state: CheckpointState = serde_json::from_value(checkpoint.trainer_state.clone())
+        let state: CheckpointState = serde_json::from_value(checkpoint.meta.trainer_state.clone())
             .map_err(|e| RunError::CheckpointMismatch(format!("unreadable position: {e}")))?;
         Ok(Self {
             tower_kind: file.header.tower_kind.clone(),

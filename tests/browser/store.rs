@@ -68,13 +68,13 @@ async fn injected_failures_roll_back_the_whole_transaction() {
     let before = store.export_contents().await.unwrap();
     faults.fail_write(2);
     let err = store
-        .save_and_activate_model(&samples::model("alice-m9", "alice", 90))
+        .replace_active_model(&samples::model("alice-m9", "alice", 90))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::WriteFailed { .. }), "{err:?}");
     assert_eq!(store.export_contents().await.unwrap(), before);
     store
-        .save_and_activate_model(&samples::model("alice-m9", "alice", 90))
+        .replace_active_model(&samples::model("alice-m9", "alice", 90))
         .await
         .unwrap();
     assert_eq!(
@@ -296,7 +296,7 @@ fn quota_exceeded_becomes_a_clear_message() {
     assert!(message.contains("3.0 MB"), "{message}");
     assert!(message.contains("1.0 MB"), "{message}");
     assert!(message.contains("Nothing was saved"), "{message}");
-    assert!(message.contains("checkpoint"), "{message}");
+    assert!(message.contains("deleting photos or profiles"), "{message}");
 
     let newer = json!({ "name": "QuotaExceededError", "message": "full", "requested": 5_000_000 })
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
