@@ -29,7 +29,7 @@ use super::dataset::{self, StoreContents};
 use super::detached::{self, ActiveModelEntry};
 use super::schema::{SCHEMA_VERSION, SchemaVersion};
 use super::validate::{self, ArchiveLimits, ImageLimits};
-use super::{ImportMode, Profile, Settings, Store, StoreError, TrainingRun};
+use super::{ImportMode, Keyed, Profile, Settings, Store, StoreError, TrainingRun};
 
 /// The archive format this build writes and the newest it reads.
 pub const ARCHIVE_FORMAT_VERSION: u32 = 1;
@@ -636,7 +636,7 @@ fn build_contents(
     };
     for profile in records.profiles {
         builder.check(dataset::check_profile_record(&profile));
-        builder.insert(|c| &mut c.profiles, "profile", profile.id.clone(), profile);
+        builder.insert(|c| &mut c.profiles, profile);
     }
     for record in records.images {
         builder.add_image(record);
@@ -653,7 +653,7 @@ fn build_contents(
     for run in records.runs {
         builder.require_profile(&run.profile_id);
         builder.check(dataset::check_run_record(&run));
-        builder.insert(|c| &mut c.runs, "training run", run.id.clone(), run);
+        builder.insert(|c| &mut c.runs, run);
     }
     if let Some(settings) = records.settings {
         builder.check(dataset::check_settings(&settings));
@@ -700,7 +700,17 @@ impl ContentsBuilder<'_> {
 
     /// Adds `value` under `key` to the table `table` picks; a key already there is a
     /// duplicate in the archive.
-    fn insert<T>(
+    fn insert<T: Keyed>(
+        &mut self,
+        table: fn(&mut StoreContents) -> &mut BTreeMap<String, T>,
+        record: T,
+    ) {
+        let key = record.key().to_owned();
+        self.insert_as(table, T::KIND, key, record);
+    }
+
+    /// Adds `value` under `key`; a second record under the same key is a problem.
+    fn insert_as<T>(
         &mut self,
         table: fn(&mut StoreContents) -> &mut BTreeMap<String, T>,
         kind: &'static str,
@@ -737,7 +747,7 @@ impl ContentsBuilder<'_> {
         // Archives carry no descriptors (derived data): they are computed again on use.
         image.descriptor = None;
         self.check(dataset::check_image_record(&image, self.image_limits));
-        self.insert(|c| &mut c.images, "photo", image.meta.id.clone(), image);
+        self.insert(|c| &mut c.images, image);
     }
 
     fn add_model(&mut self, record: ModelRecord) {
@@ -749,7 +759,7 @@ impl ContentsBuilder<'_> {
             return;
         }
         self.check(dataset::check_model_record(&model));
-        self.insert(|c| &mut c.models, "model", model.meta.id.clone(), model);
+        self.insert(|c| &mut c.models, model);
     }
 
     fn add_active_model(&mut self, pointer: ActiveModelEntry) {
@@ -763,7 +773,7 @@ impl ContentsBuilder<'_> {
                 },
             }),
         }
-        self.insert(
+        self.insert_as(
             |c| &mut c.active_models,
             "active model of profile",
             pointer.profile_id,
@@ -781,12 +791,7 @@ impl ContentsBuilder<'_> {
             return;
         }
         self.check(dataset::check_checkpoint_record(&checkpoint));
-        self.insert(
-            |c| &mut c.checkpoints,
-            "checkpoint of profile",
-            checkpoint.meta.profile_id.clone(),
-            checkpoint,
-        );
+        self.insert(|c| &mut c.checkpoints, checkpoint);
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::StoreError;
 use super::types::{
-    Checkpoint, ImageRole, ModelId, Profile, ProfileId, Settings, StorageUsage, StoredImage,
+    Checkpoint, ImageRole, Keyed, ModelId, Profile, ProfileId, Settings, StorageUsage, StoredImage,
     StoredModel, TrainingRun,
 };
 use super::validate::{self, ImageLimits};
@@ -118,6 +118,15 @@ impl Catalog {
     }
 }
 
+/// Stores `record` under its key, replacing what was there.
+fn put<T: Keyed>(records: &mut BTreeMap<String, T>, record: T) {
+    records.insert(record.key().to_owned(), record);
+}
+
+fn remove<T>(records: &mut BTreeMap<String, T>, key: &str) {
+    records.remove(key);
+}
+
 /// The keys of `map` whose owning profile is `profile`.
 fn owned_by(map: &BTreeMap<String, ProfileId>, profile: &str) -> Vec<String> {
     map.iter()
@@ -152,45 +161,23 @@ impl StoreContents {
     pub fn apply(&mut self, change: Change) {
         match change {
             Change::ClearAll => *self = StoreContents::default(),
-            Change::PutProfile(p) => {
-                self.profiles.insert(p.id.clone(), p);
-            }
-            Change::DeleteProfile(id) => {
-                self.profiles.remove(&id);
-            }
-            Change::PutImage(i) => {
-                self.images.insert(i.meta.id.clone(), i);
-            }
-            Change::DeleteImage(id) => {
-                self.images.remove(&id);
-            }
-            Change::PutModel(m) => {
-                self.models.insert(m.meta.id.clone(), m);
-            }
-            Change::DeleteModel(id) => {
-                self.models.remove(&id);
-            }
+            Change::PutProfile(p) => put(&mut self.profiles, p),
+            Change::DeleteProfile(id) => remove(&mut self.profiles, &id),
+            Change::PutImage(i) => put(&mut self.images, i),
+            Change::DeleteImage(id) => remove(&mut self.images, &id),
+            Change::PutModel(m) => put(&mut self.models, m),
+            Change::DeleteModel(id) => remove(&mut self.models, &id),
             Change::SetActiveModel {
                 profile_id,
                 model_id,
             } => {
                 self.active_models.insert(profile_id, model_id);
             }
-            Change::ClearActiveModel(profile) => {
-                self.active_models.remove(&profile);
-            }
-            Change::PutCheckpoint(c) => {
-                self.checkpoints.insert(c.meta.profile_id.clone(), c);
-            }
-            Change::DeleteCheckpoint(profile) => {
-                self.checkpoints.remove(&profile);
-            }
-            Change::PutRun(r) => {
-                self.runs.insert(r.id.clone(), r);
-            }
-            Change::DeleteRun(id) => {
-                self.runs.remove(&id);
-            }
+            Change::ClearActiveModel(profile) => remove(&mut self.active_models, &profile),
+            Change::PutCheckpoint(c) => put(&mut self.checkpoints, c),
+            Change::DeleteCheckpoint(profile) => remove(&mut self.checkpoints, &profile),
+            Change::PutRun(r) => put(&mut self.runs, r),
+            Change::DeleteRun(id) => remove(&mut self.runs, &id),
             Change::PutSettings(s) => self.settings = Some(s),
         }
     }

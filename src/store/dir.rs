@@ -23,7 +23,9 @@ use super::dataset::{Change, StoreContents};
 use super::memory::{HeldStore, Persistence};
 use super::schema::{SCHEMA_VERSION, SchemaVersion};
 use super::sha256_hex;
-use super::{FaultInjector, Profile, Settings, StorageUsage, StoreError, TrainingRun, detached};
+use super::{
+    FaultInjector, Keyed, Profile, Settings, StorageUsage, StoreError, TrainingRun, detached,
+};
 
 /// The commit point of a directory.
 pub const MANIFEST_FILE: &str = "MANIFEST.json";
@@ -237,15 +239,15 @@ impl Directory {
         match change {
             Change::PutImage(i) => {
                 let entry = ImageEntry::detach(i, put)?;
-                next.images.insert(i.meta.id.clone(), entry);
+                next.images.insert(i.key().to_owned(), entry);
             }
             Change::PutModel(m) => {
                 let entry = ModelEntry::detach(m, put)?;
-                next.models.insert(m.meta.id.clone(), entry);
+                next.models.insert(m.key().to_owned(), entry);
             }
             Change::PutCheckpoint(c) => {
                 let entry = CheckpointEntry::detach(c, put)?;
-                next.checkpoints.insert(c.meta.profile_id.clone(), entry);
+                next.checkpoints.insert(c.key().to_owned(), entry);
             }
             _ => {}
         }

@@ -70,9 +70,7 @@ pub trait Store {
 
     /// Creates or renames a profile.
     async fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
-        self.write(|_| dataset::plan_put_profile(profile))
-            .await
-            .map(drop)
+        self.apply(|_| dataset::plan_put_profile(profile)).await
     }
     async fn get_profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
         self.read_one(Query::Profile(id)).await
@@ -100,9 +98,8 @@ pub trait Store {
     /// an existing id replaces it.
     async fn put_images(&self, images: &[StoredImage]) -> Result<(), StoreError> {
         let limits = ImageLimits::default();
-        self.write(|catalog| dataset::plan_put_images(catalog, images, &limits))
+        self.apply(|catalog| dataset::plan_put_images(catalog, images, &limits))
             .await
-            .map(drop)
     }
     async fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
         self.read_one(Query::Image(id)).await
@@ -113,9 +110,8 @@ pub trait Store {
         profile: &str,
         role: Option<ImageRole>,
     ) -> Result<Vec<StoredImage>, StoreError> {
-        let mut images: Vec<StoredImage> = self.read_all(Query::Images { profile, role }).await?;
-        images.sort_by(|a, b| (a.meta.created, &a.meta.id).cmp(&(b.meta.created, &b.meta.id)));
-        Ok(images)
+        let images = self.read_all(Query::Images { profile, role }).await?;
+        Ok(oldest_first(images, |i| (i.meta.created, &i.meta.id)))
     }
     async fn delete_image(&self, id: &str) -> Result<bool, StoreError> {
         self.write(|catalog| Ok(dataset::plan_delete_image(catalog, id)))
@@ -126,15 +122,13 @@ pub trait Store {
 
     /// Stores a model without activating it (as an archive may hold them).
     async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        self.write(|catalog| dataset::plan_put_model(catalog, model))
+        self.apply(|catalog| dataset::plan_put_model(catalog, model))
             .await
-            .map(drop)
     }
     /// Models of a profile without their weights, oldest first.
     async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError> {
-        let mut models: Vec<ModelSummary> = self.read_all(Query::ModelSummaries(profile)).await?;
-        models.sort_by(|a, b| (a.meta.created, &a.meta.id).cmp(&(b.meta.created, &b.meta.id)));
-        Ok(models)
+        let models = self.read_all(Query::ModelSummaries(profile)).await?;
+        Ok(oldest_first(models, |m| (m.meta.created, &m.meta.id)))
     }
     async fn active_model_id(&self, profile: &str) -> Result<Option<ModelId>, StoreError> {
         let records = self.read(Query::ActiveModelId(profile)).await?;
@@ -152,18 +146,16 @@ pub trait Store {
     /// model stays active and whole. Only the active model is ever used, so retraining does
     /// not fill the storage.
     async fn replace_active_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        self.write(|catalog| dataset::plan_replace_active_model(catalog, model))
+        self.apply(|catalog| dataset::plan_replace_active_model(catalog, model))
             .await
-            .map(drop)
     }
 
     // Checkpoints ---------------------------------------------------------------------------
 
     /// Replaces the profile's checkpoint (only the latest is kept).
     async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        self.write(|catalog| dataset::plan_put_checkpoint(catalog, checkpoint))
+        self.apply(|catalog| dataset::plan_put_checkpoint(catalog, checkpoint))
             .await
-            .map(drop)
     }
     async fn latest_checkpoint(&self, profile: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.read_one(Query::Checkpoint(profile)).await
@@ -177,18 +169,17 @@ pub trait Store {
 
     /// Creates or replaces a run (training rewrites it after every epoch).
     async fn put_run(&self, run: &TrainingRun) -> Result<(), StoreError> {
-        self.write(|catalog| dataset::plan_put_run(catalog, run))
+        self.apply(|catalog| dataset::plan_put_run(catalog, run))
             .await
-            .map(drop)
     }
     async fn get_run(&self, id: &str) -> Result<Option<TrainingRun>, StoreError> {
         self.read_one(Query::Run(id)).await
     }
     async fn list_runs(&self, profile: &str) -> Result<Vec<TrainingRun>, StoreError> {
-        let mut runs: Vec<TrainingRun> = self.read_all(Query::Runs(profile)).await?;
-        runs.sort_by(|a, b| (a.started, &a.id).cmp(&(b.started, &b.id)));
-        Ok(runs)
+        let runs = self.read_all(Query::Runs(profile)).await?;
+        Ok(oldest_first(runs, |r| (r.started, &r.id)))
     }
+
     // Settings ------------------------------------------------------------------------------
 
     /// The saved settings, or the defaults when none were saved.
@@ -196,9 +187,7 @@ pub trait Store {
         Ok(self.read_one(Query::Settings).await?.unwrap_or_default())
     }
     async fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
-        self.write(|_| dataset::plan_put_settings(settings))
-            .await
-            .map(drop)
+        self.apply(|_| dataset::plan_put_settings(settings)).await
     }
 
     // Whole store ---------------------------------------------------------------------------
@@ -220,12 +209,19 @@ pub trait Store {
         mode: ImportMode,
     ) -> Result<(), StoreError> {
         let limits = ImageLimits::default();
-        self.write(|catalog| dataset::plan_import(catalog, contents, mode, &limits))
+        self.apply(|catalog| dataset::plan_import(catalog, contents, mode, &limits))
             .await
-            .map(drop)
     }
 
-    // Reading typed records -----------------------------------------------------------------
+    // Reading typed records and writing plans ------------------------------------------------
+
+    /// One write transaction whose caller does not ask whether anything changed.
+    async fn apply(
+        &self,
+        plan: impl FnOnce(&Catalog) -> Result<Vec<Change>, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.write(plan).await.map(drop)
+    }
 
     /// The records of type `T` that `query` returns.
     async fn read_all<T: FromRecord>(&self, query: Query<'_>) -> Result<Vec<T>, StoreError> {
@@ -235,6 +231,12 @@ pub trait Store {
     async fn read_one<T: FromRecord>(&self, query: Query<'_>) -> Result<Option<T>, StoreError> {
         Ok(self.read_all(query).await?.into_iter().next())
     }
+}
+
+/// `records` ordered by time, ties by id: what every store lists, whatever order it read in.
+fn oldest_first<T>(mut records: Vec<T>, key: impl Fn(&T) -> (Millis, &String)) -> Vec<T> {
+    records.sort_by(|a, b| key(a).cmp(&key(b)));
+    records
 }
 
 /// SHA-256 of `bytes` as lowercase hex: names payload files, checks archive entries, and

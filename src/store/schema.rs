@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::dataset::Change;
 use super::detached::ActiveModelEntry;
 use super::{
-    Checkpoint, ImageRole, ModelSummary, Profile, Query, Record, Settings, StoreError, StoredImage,
-    StoredModel, TrainingRun,
+    Checkpoint, ImageRole, Keyed, ModelSummary, Profile, Query, Record, Settings, StoreError,
+    StoredImage, StoredModel, TrainingRun,
 };
 
 /// Version of the stored records' shapes (the IndexedDB database version).
@@ -278,21 +278,23 @@ impl Change {
     /// The requests that apply this change.
     pub fn writes(&self) -> Vec<StoreWrite<'_>> {
         use StoredRecord as R;
-        let put = |store, record, kind, id| StoreWrite::Put {
-            store,
-            record,
-            key: None,
-            kind,
-            id,
-        };
+        fn put<'a, T: Keyed>(store: &'static str, record: R<'a>, of: &'a T) -> StoreWrite<'a> {
+            StoreWrite::Put {
+                store,
+                record,
+                key: None,
+                kind: T::KIND,
+                id: of.key(),
+            }
+        }
         let delete = |store, key| StoreWrite::Delete { store, key };
         vec![match self {
             Change::ClearAll => return ALL.map(|store| StoreWrite::Clear { store }).into(),
-            Change::PutProfile(p) => put(PROFILES, R::Profile(p), "profile", &p.id),
+            Change::PutProfile(p) => put(PROFILES, R::Profile(p), p),
             Change::DeleteProfile(id) => delete(PROFILES, id),
-            Change::PutImage(i) => put(IMAGES, R::Image(i), "photo", &i.meta.id),
+            Change::PutImage(i) => put(IMAGES, R::Image(i), i),
             Change::DeleteImage(id) => delete(IMAGES, id),
-            Change::PutModel(m) => put(MODELS, R::Model(m), "model", &m.meta.id),
+            Change::PutModel(m) => put(MODELS, R::Model(m), m),
             Change::DeleteModel(id) => delete(MODELS, id),
             Change::SetActiveModel {
                 profile_id,
@@ -302,22 +304,18 @@ impl Change {
                     profile_id: profile_id.clone(),
                     model_id: model_id.clone(),
                 };
-                put(
-                    ACTIVE_MODELS,
-                    R::ActiveModel(pointer),
-                    "active model",
-                    model_id,
-                )
+                StoreWrite::Put {
+                    store: ACTIVE_MODELS,
+                    record: R::ActiveModel(pointer),
+                    key: None,
+                    kind: "active model",
+                    id: model_id,
+                }
             }
             Change::ClearActiveModel(profile) => delete(ACTIVE_MODELS, profile),
-            Change::PutCheckpoint(c) => put(
-                CHECKPOINTS,
-                R::Checkpoint(c),
-                "checkpoint",
-                &c.meta.profile_id,
-            ),
+            Change::PutCheckpoint(c) => put(CHECKPOINTS, R::Checkpoint(c), c),
             Change::DeleteCheckpoint(profile) => delete(CHECKPOINTS, profile),
-            Change::PutRun(r) => put(RUNS, R::Run(r), "training run", &r.id),
+            Change::PutRun(r) => put(RUNS, R::Run(r), r),
             Change::DeleteRun(id) => delete(RUNS, id),
             Change::PutSettings(s) => StoreWrite::Put {
                 store: SETTINGS,

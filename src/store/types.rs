@@ -17,6 +17,35 @@ pub type RunId = String;
 /// Milliseconds since the Unix epoch, supplied by the caller.
 pub type Millis = u64;
 
+/// A record the store keeps under a key of its own (IndexedDB's key path, `DirStore`'s manifest
+/// and an archive's index use the same one).
+pub trait Keyed {
+    /// What messages call this kind of record ("photo", "training run").
+    const KIND: &'static str;
+    /// The key it is stored under: its id, or for a checkpoint its profile's.
+    fn key(&self) -> &str;
+}
+
+macro_rules! keyed {
+    ($($record:ty, $kind:literal, |$r:ident| $key:expr;)*) => {$(
+        impl Keyed for $record {
+            const KIND: &'static str = $kind;
+            fn key(&self) -> &str {
+                let $r = self;
+                &$key
+            }
+        }
+    )*};
+}
+
+keyed! {
+    Profile, "profile", |p| p.id;
+    StoredImage, "photo", |i| i.meta.id;
+    StoredModel, "model", |m| m.meta.id;
+    Checkpoint, "checkpoint of profile", |c| c.meta.profile_id;
+    TrainingRun, "training run", |r| r.id;
+}
+
 /// One enrolled person: each profile has its own images, models, runs and checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
