@@ -72,9 +72,6 @@ pub trait Store {
     async fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
         self.apply(|_| dataset::plan_put_profile(profile)).await
     }
-    async fn get_profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
-        self.read_one(Query::Profile(id)).await
-    }
     async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
         let mut profiles: Vec<Profile> = self.read_all(Query::Profiles).await?;
         // IndexedDB orders keys by UTF-16 units; the other stores by bytes.
@@ -120,11 +117,6 @@ pub trait Store {
 
     // Models --------------------------------------------------------------------------------
 
-    /// Stores a model without activating it (as an archive may hold them).
-    async fn put_model(&self, model: &StoredModel) -> Result<(), StoreError> {
-        self.apply(|catalog| dataset::plan_put_model(catalog, model))
-            .await
-    }
     /// Models of a profile without their weights, oldest first.
     async fn list_models(&self, profile: &str) -> Result<Vec<ModelSummary>, StoreError> {
         let models = self.read_all(Query::ModelSummaries(profile)).await?;

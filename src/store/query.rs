@@ -12,7 +12,6 @@ use super::types::{
 /// What one read returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Query<'a> {
-    Profile(&'a str),
     Profiles,
     Image(&'a str),
     /// The photos of a profile, of one role or all.
@@ -20,7 +19,6 @@ pub enum Query<'a> {
         profile: &'a str,
         role: Option<ImageRole>,
     },
-    Model(&'a str),
     /// The models of a profile without their weights.
     ModelSummaries(&'a str),
     /// The profile's active-model pointer only.
@@ -103,7 +101,6 @@ impl StoreContents {
     /// Answers a query from the contents (the stores that hold everything in memory).
     pub fn query(&self, query: Query<'_>) -> Vec<Record> {
         match query {
-            Query::Profile(id) => keyed(&self.profiles, id, Record::Profile),
             Query::Profiles => every(self.profiles.values(), Record::Profile),
             Query::Image(id) => keyed(&self.images, id, Record::Image),
             Query::Images { profile, role } => every(
@@ -112,7 +109,6 @@ impl StoreContents {
                 }),
                 Record::Image,
             ),
-            Query::Model(id) => keyed(&self.models, id, Record::Model),
             Query::ModelSummaries(profile) => self
                 .models
                 .values()

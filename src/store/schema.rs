@@ -434,7 +434,6 @@ impl<'a> Query<'a> {
         use RecordKind as K;
         let key = |store, key, kind| vec![Lookup::new(store, Select::Key(key), kind)];
         match self {
-            Query::Profile(id) => key(PROFILES, id, K::Profile),
             Query::Profiles => vec![Lookup::new(PROFILES, Select::All, K::Profile)],
             Query::Image(id) => key(IMAGES, id, K::Image),
             Query::Images {
@@ -449,7 +448,6 @@ impl<'a> Query<'a> {
                 )]
             }
             Query::Images { profile, .. } => vec![Lookup::by_profile(IMAGES, profile, K::Image)],
-            Query::Model(id) => vec![Lookup::model(id)],
             Query::ModelSummaries(profile) => {
                 vec![Lookup::by_profile(MODELS, profile, K::ModelSummary)]
             }
