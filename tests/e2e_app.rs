@@ -365,7 +365,7 @@ fn classic_mode_trains_a_short_run_and_verifies_then_delete_all_empties_the_stor
 #[test]
 #[ignore = "end-to-end: needs the built pkg/, Chromium and ../shared; run by `cargo xtask test`"]
 fn the_example_page_enrols_trains_and_verifies_with_the_built_package() {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repository = support::data::repo();
     let pkg = repository.join("pkg");
     assert!(
         pkg.join("index.js").is_file() && pkg.join("faceverify_bg.wasm").is_file(),

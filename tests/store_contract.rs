@@ -92,6 +92,7 @@ contract_cases!(
     a_saved_model_replaces_the_profiles_earlier_ones,
     bad_model_changes_nothing,
     checkpoint_keeps_latest_per_profile,
+    finishing_a_run_keeps_its_model_and_drops_its_checkpoint,
     runs_round_trip,
     settings_round_trip,
     usage_counts_payloads,

@@ -408,13 +408,9 @@ pub async fn train<S: Store>(
         &report,
         attempts,
     );
-    // The new model is written whole before the pointer moves; then the run is closed and its
-    // checkpoint (no longer needed) removed.
-    parts.store.replace_active_model(&stored).await?;
     run.status = RunStatus::Finished;
     run.epochs = report.history.clone();
-    parts.store.put_run(&run).await?;
-    parts.store.delete_checkpoint(&request.profile).await?;
+    parts.store.finish_run(&stored, &run).await?;
     Ok(TrainOutcome {
         model: Some(stored.summary()),
         stop,

@@ -251,7 +251,11 @@ pub mod samples {
         archived.models.insert(older.meta.id.clone(), older);
         let merge = store.import_contents(&archived, ImportMode::Merge).await;
         merge.expect("importing alice-m2");
-        put_each(store, S::put_checkpoint, &[checkpoint("alice", "run-1", 2)]).await;
+        let checkpoints = [
+            checkpoint("alice", "run-1", 2),
+            checkpoint("bob", "run-2", 0),
+        ];
+        put_each(store, S::put_checkpoint, &checkpoints).await;
         let runs = [run("run-1", "alice", 50, 3), run("run-2", "bob", 60, 1)];
         put_each(store, S::put_run, &runs).await;
         put_each(store, S::put_settings, &[settings()]).await;
@@ -295,6 +299,7 @@ where
     a_saved_model_replaces_the_profiles_earlier_ones(&fresh().await).await;
     bad_model_changes_nothing(&fresh().await).await;
     checkpoint_keeps_latest_per_profile(&fresh().await).await;
+    finishing_a_run_keeps_its_model_and_drops_its_checkpoint(&fresh().await).await;
     runs_round_trip(&fresh().await).await;
     settings_round_trip(&fresh().await).await;
     usage_counts_payloads(&fresh().await).await;
@@ -556,13 +561,34 @@ pub async fn checkpoint_keeps_latest_per_profile(store: &impl Store) {
             Some(c)
         );
     }
-    assert!(store.delete_checkpoint("alice").await.unwrap());
-    assert_eq!(store.latest_checkpoint("alice").await.unwrap(), None);
-    assert!(store.latest_checkpoint("bob").await.unwrap().is_some());
     assert!(matches!(
         store.put_checkpoint(&checkpoint("ghost", "r", 0)).await,
         Err(StoreError::UnknownProfile { .. })
     ));
+}
+
+/// A finished run closes in one transaction: its model replaces the profile's, the run is
+/// saved as finished and the checkpoint goes. A refused run changes nothing.
+pub async fn finishing_a_run_keeps_its_model_and_drops_its_checkpoint(store: &impl Store) {
+    populate(store).await;
+    let mut running = run("run-1", "alice", 50, 3);
+    running.status = RunStatus::Running;
+    store.put_run(&running).await.unwrap();
+    let trained = model("alice-m3", "alice", 60);
+
+    let mut diverged = run("run-1", "alice", 50, 3);
+    diverged.epochs[0].train_loss = f64::NAN;
+    let before = snapshot(store).await;
+    assert!(store.finish_run(&trained, &diverged).await.is_err());
+    assert_eq!(snapshot(store).await, before);
+
+    let finished = run("run-1", "alice", 50, 3);
+    store.finish_run(&trained, &finished).await.unwrap();
+    assert_eq!(store.active_model("alice").await.unwrap(), Some(trained));
+    assert_eq!(store.list_models("alice").await.unwrap().len(), 1);
+    assert_eq!(store.get_run("run-1").await.unwrap(), Some(finished));
+    assert_eq!(store.latest_checkpoint("alice").await.unwrap(), None);
+    assert!(store.latest_checkpoint("bob").await.unwrap().is_some());
 }
 
 pub async fn runs_round_trip(store: &impl Store) {
@@ -608,10 +634,6 @@ pub async fn usage_counts_payloads(store: &impl Store) {
 
 pub async fn delete_profile_cascades(store: &impl Store) {
     populate(store).await;
-    store
-        .put_checkpoint(&checkpoint("bob", "run-2", 0))
-        .await
-        .unwrap();
     let bob_before = (
         store.list_images("bob", None).await.unwrap(),
         store.list_runs("bob").await.unwrap(),

@@ -25,9 +25,17 @@ pub const PORTRAITS: &[&str] = &[
 /// The colour photo of `../shared/data` with two faces.
 pub const TWO_PEOPLE: &str = "color/two_people.jpg";
 
-/// The repository's root.
+/// The repository's root: the checkout `cargo test` runs in (it sets CARGO_MANIFEST_DIR for
+/// the test process too), else the one this test was compiled in. Clones that share a
+/// CARGO_TARGET_DIR (as .ci/run does) may run a test binary another clone compiled, and it must
+/// read its own checkout's files.
 pub fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    })
 }
 
 /// `../shared` beside the repository, once every entry of `needed` is found in it. Otherwise a

@@ -23,7 +23,7 @@ pub fn shared_dir() -> PathBuf {
 pub fn dist_dir() -> PathBuf {
     let dir = std::env::var_os("FACEVERIFY_DIST")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
+        .unwrap_or_else(|| data::repo().join("dist"));
     assert!(
         dir.join("index.html").is_file() && dir.join("worker.js").is_file(),
         "end-to-end tests need the built app in {}: run them through `cargo xtask test` (it runs `cargo xtask dist`)",
