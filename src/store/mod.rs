@@ -152,19 +152,6 @@ pub trait Store {
     async fn latest_checkpoint(&self, profile: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.read_one(Query::Checkpoint(profile)).await
     }
-    /// Closes a finished training run in one transaction: its model replaces the profile's
-    /// (as [`Store::replace_active_model`] does), the run is saved as it ended, and the
-    /// profile's checkpoint, no longer needed, is deleted. A reload never finds a finished run
-    /// still offered for resuming, nor a checkpoint beside the model it became.
-    async fn finish_run(&self, model: &StoredModel, run: &TrainingRun) -> Result<(), StoreError> {
-        self.apply(|catalog| {
-            let mut changes = dataset::plan_replace_active_model(catalog, model)?;
-            changes.extend(dataset::plan_put_run(catalog, run)?);
-            changes.extend(dataset::plan_delete_checkpoint(catalog, &run.profile_id));
-            Ok(changes)
-        })
-        .await
-    }
 
     // Runs ----------------------------------------------------------------------------------
 
@@ -179,6 +166,19 @@ pub trait Store {
     async fn list_runs(&self, profile: &str) -> Result<Vec<TrainingRun>, StoreError> {
         let runs = self.read_all(Query::Runs(profile)).await?;
         Ok(oldest_first(runs, |r| (r.started, &r.id)))
+    }
+    /// Closes a finished training run in one transaction: its model replaces the profile's
+    /// (as [`Store::replace_active_model`] does), the run is saved as it ended, and the
+    /// profile's checkpoint, no longer needed, is deleted. A reload never finds a finished run
+    /// still offered for resuming, nor a checkpoint beside the model it became.
+    async fn finish_run(&self, model: &StoredModel, run: &TrainingRun) -> Result<(), StoreError> {
+        self.apply(|catalog| {
+            let mut changes = dataset::plan_replace_active_model(catalog, model)?;
+            changes.extend(dataset::plan_put_run(catalog, run)?);
+            changes.extend(dataset::plan_delete_checkpoint(catalog, &run.profile_id));
+            Ok(changes)
+        })
+        .await
     }
 
     // Settings ------------------------------------------------------------------------------
