@@ -193,6 +193,14 @@ fn enrol_train_verify(webgpu: bool) {
         genuine.iter().all(|(v, _)| v == "verified"),
         "the same man later must be VERIFIED: {genuine:?}"
     );
+    // This profile has no verification photos: its anchors and positives are the references,
+    // and the verdict says so rather than calling them verification photos.
+    assert!(
+        genuine
+            .iter()
+            .all(|(_, detail)| detail.contains("reference photos matched")),
+        "{genuine:?}"
+    );
     assert!(
         impostor.iter().all(|(v, _)| v == "not-verified"),
         "another man must be NOT VERIFIED: {impostor:?}"

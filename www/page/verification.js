@@ -48,7 +48,7 @@ export async function verifyOnce() {
     const adaptation = outcome.adaptation?.kind ?? 'off';
     const learned = adaptation === 'learned' ? ' This face was learned as a new reference.' : '';
     verdict.dataset.adaptation = adaptation;
-    $('verdict-detail').textContent = `${r.detections} of ${r.reference_count} verification photos matched (${pct(r.fraction)}; needs more than ${pct(r.policy.verification)}). Detection threshold ${r.policy.detection.toFixed(2)}, best score ${best.toFixed(3)}.${model}${learned}`;
+    $('verdict-detail').textContent = `${r.detections} of ${r.reference_count} reference photos matched (${pct(r.fraction)}; needs more than ${pct(r.policy.verification)}). Detection threshold ${r.policy.detection.toFixed(2)}, best score ${best.toFixed(3)}.${model}${learned}`;
     if (adaptation === 'learned') await loadState(app.profile);
   } catch (error) {
     showUndecided('error', 'Could not verify.', errorText(error));
