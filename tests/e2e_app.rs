@@ -195,12 +195,7 @@ fn enrol_train_verify(webgpu: bool) {
     );
     // This profile has no verification photos: its anchors and positives are the references,
     // and the verdict says so rather than calling them verification photos.
-    assert!(
-        genuine
-            .iter()
-            .all(|(_, detail)| detail.contains("reference photos matched")),
-        "{genuine:?}"
-    );
+    every_detail_says(&genuine, "reference photos matched");
     assert!(
         impostor.iter().all(|(v, _)| v == "not-verified"),
         "another man must be NOT VERIFIED: {impostor:?}"
@@ -575,12 +570,7 @@ fn one_photo_is_enough_to_verify_with_the_default_model() {
             verdicts.iter().any(|(v, _)| v == "verified"),
             "the same man must be verified within 5 frames: {verdicts:?}"
         );
-        assert!(
-            verdicts
-                .iter()
-                .all(|(_, detail)| detail.contains("default model")),
-            "{verdicts:?}"
-        );
+        every_detail_says(&verdicts, "default model");
         // "Who is this?" names the one person enrolled.
         let answers: Vec<(String, String)> = (0..5).map(|_| identify(&session)).collect();
         assert!(
@@ -608,6 +598,14 @@ fn one_photo_is_enough_to_verify_with_the_default_model() {
         (answer.as_str(), name.as_str()),
         ("nobody", ""),
         "another man is nobody enrolled here"
+    );
+}
+
+/// Asserts that every verdict's text says `text`.
+fn every_detail_says(verdicts: &[(String, String)], text: &str) {
+    assert!(
+        verdicts.iter().all(|(_, detail)| detail.contains(text)),
+        "every verdict should say '{text}': {verdicts:?}"
     );
 }
 
