@@ -130,7 +130,8 @@ pub enum WorkerRequest {
         #[serde(default)]
         quality: QualityGate,
     },
-    /// Stores a model file as the profile's active model. Answered by `State`.
+    /// Stores a model file as the profile's active model, replacing its earlier ones. Answered
+    /// by `State`.
     ImportModel {
         profile: String,
         #[serde(with = "serde_bytes")]
